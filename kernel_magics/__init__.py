@@ -1,0 +1,22 @@
+"""The in-kernel side of Blockbook: `%load_ext kernel_magics` registers `%%block` and `@test`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kernel_magics.testing import test
+
+__all__ = ["load_ipython_extension", "test", "unload_ipython_extension"]
+
+
+def load_ipython_extension(shell: Any) -> None:
+    from kernel_magics.magics import BlockMagics
+
+    magics = BlockMagics(shell)
+    shell.register_magics(magics)
+    shell.user_ns["test"] = test
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    if shell.user_ns.get("test") is test:
+        del shell.user_ns["test"]

@@ -1,0 +1,249 @@
+"""The `%%block` header: one pure parser shared by the magic, the assembler, the runner and the CLI.
+
+    %%block clean_trips --upstream load_trips --retries 2 --timeout 300
+
+Parsing never touches the kernel or the file system; errors are `HeaderError`s whose hint says
+how to write the header instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import enum
+import keyword
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NewType, NoReturn
+
+from pipelines.errors import HeaderError
+
+BlockName = NewType("BlockName", str)
+
+MAGIC = "%%block"
+NAME_PATTERN = re.compile(r"[a-z_][a-z0-9_]*\Z")
+USAGE = (
+    "%%block NAME [--upstream NAME ...] [--kind KIND] [--retries N] [--retry-delay SECONDS] "
+    "[--timeout SECONDS] [--out NAME ...] [--tests fail|warn] [--skip]"
+)
+
+
+class BlockKind(enum.StrEnum):
+    LOADER = "loader"
+    TRANSFORMER = "transformer"
+    EXPORTER = "exporter"
+    SENSOR = "sensor"
+    CONDITION = "condition"
+    CUSTOM = "custom"
+
+
+class TestPolicy(enum.StrEnum):
+    """What a failing `@test` does to its block."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHeader:
+    name: BlockName
+    upstream: tuple[BlockName, ...] = ()
+    kind: BlockKind = BlockKind.CUSTOM
+    retries: int = 0
+    retry_delay: float = 1.0
+    timeout: float | None = None
+    out: tuple[str, ...] | None = None
+    tests: TestPolicy = TestPolicy.FAIL
+    skip: bool = False
+
+
+def is_block_cell(source: str) -> bool:
+    """True when the cell's first line is a `%%block` magic."""
+    first = source.lstrip("\n").partition("\n")[0]
+    return first == MAGIC or first.startswith(MAGIC + " ") or first.startswith(MAGIC + "\t")
+
+
+def split_block_cell(source: str) -> tuple[str, str]:
+    """Split a block cell into its header line and its body."""
+    stripped = source.lstrip("\n")
+    header, _, body = stripped.partition("\n")
+    return header, body
+
+
+def parse_header(line: str) -> BlockHeader:
+    """Parse a full header line (with or without the leading `%%block`)."""
+    text = line.strip()
+    if text.startswith(MAGIC):
+        text = text[len(MAGIC) :]
+    try:
+        tokens = shlex.split(text)
+    except ValueError as exc:
+        raise HeaderError(f"cannot split the header: {exc}", hint=_quote_hint()) from None
+    if not tokens or tokens[0].startswith("-"):
+        raise HeaderError(
+            "the block has no name", hint=f"start the cell with `%%block my_block`; usage: {USAGE}"
+        )
+    try:
+        namespace, extras = _PARSER.parse_known_args(tokens)
+    except argparse.ArgumentError as exc:
+        raise HeaderError(str(exc), hint=f"usage: {USAGE}") from None
+    if extras:
+        _reject_extras(extras)
+    header = BlockHeader(
+        name=_block_name(namespace.name, "block name"),
+        upstream=tuple(_block_name(n, "--upstream") for n in namespace.upstream),
+        kind=namespace.kind,
+        retries=namespace.retries,
+        retry_delay=namespace.retry_delay,
+        timeout=namespace.timeout,
+        out=None if namespace.out is None else tuple(_identifier(n) for n in namespace.out),
+        tests=namespace.tests,
+        skip=namespace.skip,
+    )
+    if header.name in header.upstream:
+        raise HeaderError(
+            f"block `{header.name}` lists itself in --upstream",
+            hint="remove its own name from --upstream",
+        )
+    return header
+
+
+def format_header(header: BlockHeader) -> str:
+    """The canonical header line for `header`; `parse_header(format_header(h)) == h`."""
+    parts = [MAGIC, header.name]
+    if header.upstream:
+        parts += ["--upstream", *header.upstream]
+    defaults = BlockHeader(name=header.name)
+    if header.kind is not defaults.kind:
+        parts += ["--kind", str(header.kind)]
+    if header.retries != defaults.retries:
+        parts += ["--retries", str(header.retries)]
+    if header.retry_delay != defaults.retry_delay:
+        parts += ["--retry-delay", _number(header.retry_delay)]
+    if header.timeout is not None:
+        parts += ["--timeout", _number(header.timeout)]
+    if header.out is not None:
+        parts += ["--out", *header.out]
+    if header.tests is not defaults.tests:
+        parts += ["--tests", str(header.tests)]
+    if header.skip:
+        parts.append("--skip")
+    return " ".join(parts)
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise HeaderError(message, hint=f"usage: {USAGE}")
+
+
+def _number_option(option: str, *, integer: bool, allow_zero: bool) -> Callable[[str], float]:
+    expected = ("a whole number" if integer else "a number of seconds") + (
+        " >= 0" if allow_zero else " > 0"
+    )
+
+    def convert(text: str) -> float:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            value = -1
+        if not (value >= 0 if allow_zero else value > 0) or value == float("inf"):
+            raise HeaderError(f"{option} needs {expected}, got `{text}`", hint=f"usage: {USAGE}")
+        return value
+
+    return convert
+
+
+def _choice(enum_type: type[enum.StrEnum]) -> Callable[[str], enum.StrEnum]:
+    def convert(text: str) -> enum.StrEnum:
+        try:
+            return enum_type(text)
+        except ValueError:
+            choices = [str(member) for member in enum_type]
+            guess = difflib.get_close_matches(text, choices, n=1)
+            suggestion = f"; did you mean `{guess[0]}`?" if guess else ""
+            raise HeaderError(
+                f"`{text}` is not one of {', '.join(choices)}{suggestion}",
+                hint=f"usage: {USAGE}",
+            ) from None
+
+    convert.__name__ = enum_type.__name__
+    return convert
+
+
+def _build_parser() -> _RaisingParser:
+    parser = _RaisingParser(prog=MAGIC, add_help=False, allow_abbrev=False, exit_on_error=False)
+    parser.add_argument("name")
+    parser.add_argument("--upstream", nargs="*", default=[], metavar="NAME")
+    parser.add_argument("--kind", type=_choice(BlockKind), default=BlockKind.CUSTOM)
+    parser.add_argument(
+        "--retries", type=_number_option("--retries", integer=True, allow_zero=True), default=0
+    )
+    parser.add_argument(
+        "--retry-delay",
+        type=_number_option("--retry-delay", integer=False, allow_zero=True),
+        default=1.0,
+    )
+    parser.add_argument(
+        "--timeout", type=_number_option("--timeout", integer=False, allow_zero=False), default=None
+    )
+    parser.add_argument("--out", nargs="+", default=None, metavar="NAME")
+    parser.add_argument("--tests", type=_choice(TestPolicy), default=TestPolicy.FAIL)
+    parser.add_argument("--skip", action="store_true")
+    return parser
+
+
+_PARSER = _build_parser()
+OPTIONS = tuple(
+    option
+    for action in _PARSER._actions  # argparse keeps its option table only here
+    for option in action.option_strings
+)
+
+
+def _reject_extras(extras: list[str]) -> NoReturn:
+    first = extras[0]
+    if first.startswith("-"):
+        option = first.split("=", 1)[0]
+        candidates = difflib.get_close_matches(option, OPTIONS, n=1, cutoff=0.5)
+        if not candidates and not option.startswith("--"):
+            candidates = difflib.get_close_matches("-" + option, OPTIONS, n=1, cutoff=0.5)
+        suggestion = f"; did you mean `{candidates[0]}`?" if candidates else ""
+        raise HeaderError(
+            f"unknown option `{option}`{suggestion}",
+            hint=f"known options: {', '.join(OPTIONS)}",
+        )
+    raise HeaderError(
+        f"unexpected argument `{first}`",
+        hint=f"a block has one name; list upstream blocks after --upstream. usage: {USAGE}",
+    )
+
+
+def _block_name(text: str, what: str) -> BlockName:
+    if not NAME_PATTERN.match(text) or keyword.iskeyword(text):
+        fixed = re.sub(r"[^a-z0-9_]", "_", text.lower())
+        if fixed[:1].isdigit():
+            fixed = "_" + fixed
+        raise HeaderError(
+            f"invalid {what} `{text}`: names are lowercase identifiers ([a-z_][a-z0-9_]*)",
+            hint=f"use a name like `{fixed}`" if fixed else "use a name like `load_data`",
+        )
+    return BlockName(text)
+
+
+def _identifier(text: str) -> str:
+    if not text.isidentifier() or keyword.iskeyword(text):
+        raise HeaderError(
+            f"--out names Python variables; `{text}` is not an identifier",
+            hint="list the variable names the block produces, e.g. `--out df summary`",
+        )
+    return text
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def _quote_hint() -> str:
+    return "close every quote in the header, or leave quotes out: names need none"

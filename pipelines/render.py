@@ -1,0 +1,116 @@
+"""Rendering a pipeline: text for people, JSON for tools, Mermaid and DOT for diagrams."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pipelines.assembly import Pipeline
+from pipelines.blocks import Block
+
+
+def to_json_data(pipeline: Pipeline) -> dict[str, Any]:
+    """The stable machine interface of `blockbook graph --format json`."""
+    return {
+        "pipeline": pipeline.name,
+        "blocks": [_block_data(pipeline, block) for block in pipeline.blocks.values()],
+        "order": list(pipeline.order),
+        "problems": [problem.to_json() for problem in pipeline.problems],
+    }
+
+
+def _block_data(pipeline: Pipeline, block: Block) -> dict[str, Any]:
+    return {
+        "name": block.name,
+        "notebook": block.notebook,
+        "cell": block.cell,
+        "cell_id": block.cell_id,
+        "kind": str(block.header.kind),
+        "upstream": list(pipeline.upstream.get(block.name, ())),
+        "outputs": list(block.outputs),
+        "inputs": list(block.inputs),
+        "sources": dict(sorted(pipeline.sources.get(block.name, {}).items())),
+        "stored_outputs": list(pipeline.stored_outputs(block.name)),
+        "tests": list(block.analysis.tests),
+    }
+
+
+def to_json(pipeline: Pipeline) -> str:
+    return json.dumps(to_json_data(pipeline), indent=2)
+
+
+def to_text(pipeline: Pipeline) -> str:
+    notebooks = sorted({block.notebook for block in pipeline.blocks.values()})
+    lines = [
+        f"pipeline {pipeline.name}: {len(pipeline.blocks)} blocks in {len(notebooks)} notebooks"
+    ]
+    for position, block in enumerate(pipeline.blocks.values(), start=1):
+        upstream = pipeline.upstream.get(block.name, ())
+        lines.append(f"{position:>3}. {block.name}  [{block.header.kind}]  {block.location}")
+        if upstream:
+            lines.append(f"       after: {', '.join(upstream)}")
+        if block.outputs:
+            lines.append(f"       outputs: {', '.join(block.outputs)}")
+        sources = pipeline.sources.get(block.name, {})
+        free = [name for name in block.inputs if name not in sources]
+        if sources:
+            wired = ", ".join(f"{name} <- {src}" for name, src in sorted(sources.items()))
+            lines.append(f"       reads: {wired}")
+        if free:
+            lines.append(f"       parameters/free: {', '.join(free)}")
+    return "\n".join(lines)
+
+
+def to_mermaid(pipeline: Pipeline) -> str:
+    lines = ["flowchart TD"]
+    for notebook, blocks in _by_notebook(pipeline).items():
+        lines.append(f'  subgraph {_node_id("nb", notebook)}["{notebook}"]')
+        lines += [f'    {block.name}["{block.name}"]' for block in blocks]
+        lines.append("  end")
+    for child, parent, label in _edges(pipeline):
+        arrow = f"-- {label} -->" if label else "-->"
+        lines.append(f"  {parent} {arrow} {child}")
+    return "\n".join(lines)
+
+
+def to_dot(pipeline: Pipeline) -> str:
+    lines = [f'digraph "{pipeline.name}" {{', "  rankdir=TB;", "  node [shape=box];"]
+    for index, (notebook, blocks) in enumerate(_by_notebook(pipeline).items()):
+        lines.append(f'  subgraph cluster_{index} {{ label="{notebook}";')
+        lines += [f'    "{block.name}";' for block in blocks]
+        lines.append("  }")
+    for child, parent, label in _edges(pipeline):
+        attributes = f' [label="{label}"]' if label else ""
+        lines.append(f'  "{parent}" -> "{child}"{attributes};')
+    lines.append("}")
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, Callable[[Pipeline], str]] = {
+    "text": to_text,
+    "json": to_json,
+    "mermaid": to_mermaid,
+    "dot": to_dot,
+}
+
+
+def _by_notebook(pipeline: Pipeline) -> dict[str, list[Block]]:
+    groups: dict[str, list[Block]] = {}
+    for block in sorted(pipeline.blocks.values(), key=lambda b: b.sort_key):
+        groups.setdefault(block.notebook, []).append(block)
+    return groups
+
+
+def _edges(pipeline: Pipeline) -> list[tuple[str, str, str]]:
+    edges: list[tuple[str, str, str]] = []
+    for child in pipeline.blocks:
+        sources = pipeline.sources.get(child, {})
+        for parent in pipeline.upstream.get(child, ()):
+            carried = sorted(name for name, src in sources.items() if src == parent)
+            edges.append((child, parent, ", ".join(carried)))
+    return edges
+
+
+def _node_id(prefix: str, text: str) -> str:
+    return prefix + "_" + "".join(c if c.isalnum() else "_" for c in text)
