@@ -25,4 +25,3 @@ def run_body(shell: Any, body: str) -> None:
         value = eval(compile(trailing, filename, "eval", flags=0), namespace)
         if value is not None:
             shell.displayhook(value)
-

@@ -50,9 +50,13 @@ class BlockAnalysis:
 
 def analyze(body: str) -> BlockAnalysis:
     """Analyze a block body. Raises `SyntaxError` (line numbers match the body) when it can't."""
-    tree = parse_body(body)
-    visitor = _ModuleVisitor()
-    visitor.run(tree)
+    try:
+        tree = parse_body(body)
+        visitor = _ModuleVisitor()
+        visitor.run(tree)
+    except (RecursionError, MemoryError):
+        # CPython's parser reports nesting it can't handle this way; the kernel can't run it either.
+        raise SyntaxError("the code is nested too deeply to analyze (or to run)") from None
     return visitor.result()
 
 
@@ -220,6 +224,18 @@ class _ModuleVisitor(ast.NodeVisitor):
 
     def visit_Starred(self, node: ast.Starred) -> None:
         self.visit(node.value)
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        # Walk a left-nested chain (`a + b + c + ...`, common in generated code) without
+        # recursing once per operator, left to right as Python evaluates it.
+        rights: list[ast.expr] = []
+        left: ast.expr = node
+        while isinstance(left, ast.BinOp):
+            rights.append(left.right)
+            left = left.left
+        self.visit(left)
+        for right in reversed(rights):
+            self.visit(right)
 
     # ---- statements whose evaluation order differs from field order ------------------------
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+from rich.console import Console
 
 from pipelines.assembly import Pipeline, assemble
 from pipelines.errors import BlockbookError
+from pipelines.params import parse_assignments
 from pipelines.project import (
     PipelineRef,
     find_root,
@@ -17,6 +24,11 @@ from pipelines.project import (
     resolve_pipeline,
 )
 from pipelines.render import RENDERERS
+from pipelines.status import RunStatus
+from pipelines.store import RunStore
+
+if TYPE_CHECKING:
+    from pipelines.runner import Runner
 
 EXIT_INVALID = 1
 
@@ -88,6 +100,130 @@ def graph(root: Path, pipeline: str, output_format: str) -> None:
     for problem in assembled.warnings:
         click.echo(problem.format(), err=True)
     click.echo(RENDERERS[output_format](assembled))
+
+
+@main.command()
+@click.argument("pipeline")
+@click.option(
+    "-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Set a parameter."
+)
+@click.option("--only", multiple=True, metavar="BLOCK", help="Run only these blocks.")
+@click.option("--isolate", is_flag=True, help="One kernel per block instead of per notebook.")
+@click.option("--resume", metavar="RUN_ID", help="Re-run only what did not succeed in RUN_ID.")
+@click.pass_obj
+def run(
+    root: Path,
+    pipeline: str,
+    params: tuple[str, ...],
+    only: tuple[str, ...],
+    isolate: bool,
+    resume: str | None,
+) -> None:
+    """Run a pipeline headlessly; exit 0 on success, 1 on failure, 130 when cancelled."""
+    from pipelines.progress import LiveProgress, run_summary
+    from pipelines.runner import Runner, RunOptions
+
+    ref = _resolve(root, pipeline)
+    try:
+        options = RunOptions(
+            params=parse_assignments(params), only=only, isolate=isolate, resume=resume
+        )
+    except BlockbookError as exc:
+        raise click.UsageError(str(exc)) from None
+    console = Console()
+    order = [str(name) for name in assemble(ref.folder).order]
+    with _open_store(root) as store, LiveProgress(console, order) as progress:
+        runner = Runner(root, store, on_block=progress.update)
+        with _cancel_on_signals(runner, console):
+            try:
+                result = runner.run(ref.folder, options)
+            except BlockbookError as exc:
+                raise click.UsageError(str(exc)) from None
+    with _open_store(root) as store:
+        record = store.get_run(result.run_id)
+    if record is not None:
+        run_summary(console, record)
+    sys.exit(_RUN_EXIT_CODES.get(result.status, EXIT_INVALID))
+
+
+@main.command()
+@click.argument("pipeline", required=False)
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.pass_obj
+def runs(root: Path, pipeline: str | None, output_format: str, limit: int) -> None:
+    """List recent runs, newest first."""
+    from pipelines.progress import run_json, runs_table
+
+    name = _resolve(root, pipeline).name if pipeline else None
+    with _open_store(root) as store:
+        records = store.list_runs(name, limit=limit)
+    if output_format == "json":
+        click.echo(json.dumps([run_json(r, with_blocks=False) for r in records], indent=2))
+    elif records:
+        runs_table(Console(), records)
+    else:
+        click.echo("no runs yet")
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def show(root: Path, run_id: str, output_format: str) -> None:
+    """Show one run and its blocks (RUN_ID may be a unique prefix)."""
+    from pipelines.progress import run_json, run_summary
+
+    with _open_store(root) as store:
+        try:
+            record = store.get_run(run_id)
+        except BlockbookError as exc:
+            raise click.UsageError(str(exc)) from None
+    if record is None:
+        raise click.UsageError(f"no run `{run_id}`; `blockbook runs` lists run ids")
+    if output_format == "json":
+        click.echo(json.dumps(run_json(record, with_blocks=True), indent=2))
+    else:
+        run_summary(Console(), record)
+
+
+_RUN_EXIT_CODES = {RunStatus.SUCCESS: 0, RunStatus.FAILED: 1, RunStatus.CANCELLED: 130}
+
+
+@contextlib.contextmanager
+def _open_store(root: Path) -> Iterator[RunStore]:
+    try:
+        store = RunStore.open(root)
+    except BlockbookError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def _cancel_on_signals(runner: Runner, console: Console) -> Iterator[None]:
+    """First Ctrl-C or SIGTERM cancels cleanly; a second one stops at once."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    requests = 0
+
+    def handle(signum: int, frame: object) -> None:
+        nonlocal requests
+        requests += 1
+        if requests > 1:
+            raise KeyboardInterrupt
+        console.print("cancelling: stopping kernels (Ctrl-C again to stop at once)")
+        runner.cancel()
+
+    for sig in previous:
+        signal.signal(sig, handle)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _assemble(root: Path, argument: str) -> Pipeline:

@@ -59,7 +59,12 @@ ConfigT = TypeVar("ConfigT", bound=BaseModel)
 def _load(file: Path, relative: str, model: type[ConfigT]) -> tuple[ConfigT, list[Problem]]:
     if not file.is_file():
         return model(), []
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return model(), [
+            _problem(relative, None, f"cannot read the file: {exc}", "save it as UTF-8")
+        ]
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -106,12 +111,14 @@ def _line_of_key(text: str, path: list[str]) -> int | None:
         stripped = line.strip()
         if stripped.startswith("["):
             name = stripped.strip("[] ")
+            if name == ".".join(path) or name.startswith(".".join(path) + "."):
+                return number  # the key is itself a table: `[paramz]`, `[[paramz]]`, `[a.b]`
             in_table = name == table
             if in_table:
                 table_line = number
             continue
-        if in_table and re.match(rf'["\']?{re.escape(key)}["\']?\s*=', stripped):
+        if in_table and re.match(rf'["\']?{re.escape(key)}["\']?\s*[=.]', stripped):
             return number
-        if not tables and re.match(rf"{re.escape(path[0])}\s*=", stripped):
+        if not tables and re.match(rf"{re.escape(path[0])}\s*[=.]", stripped):
             return number
     return table_line

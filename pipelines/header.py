@@ -175,7 +175,8 @@ def _choice(enum_type: type[enum.StrEnum]) -> Callable[[str], enum.StrEnum]:
 def _build_parser() -> _RaisingParser:
     parser = _RaisingParser(prog=MAGIC, add_help=False, allow_abbrev=False, exit_on_error=False)
     parser.add_argument("name")
-    parser.add_argument("--upstream", nargs="*", default=[], metavar="NAME")
+    # "extend": `--upstream a --upstream b` means both, not just the last one.
+    parser.add_argument("--upstream", nargs="*", action="extend", default=[], metavar="NAME")
     parser.add_argument("--kind", type=_choice(BlockKind), default=BlockKind.CUSTOM)
     parser.add_argument(
         "--retries", type=_number_option("--retries", integer=True, allow_zero=True), default=0
@@ -188,7 +189,7 @@ def _build_parser() -> _RaisingParser:
     parser.add_argument(
         "--timeout", type=_number_option("--timeout", integer=False, allow_zero=False), default=None
     )
-    parser.add_argument("--out", nargs="+", default=None, metavar="NAME")
+    parser.add_argument("--out", nargs="+", action="extend", default=None, metavar="NAME")
     parser.add_argument("--tests", type=_choice(TestPolicy), default=TestPolicy.FAIL)
     parser.add_argument("--skip", action="store_true")
     return parser
@@ -225,6 +226,8 @@ def _block_name(text: str, what: str) -> BlockName:
         fixed = re.sub(r"[^a-z0-9_]", "_", text.lower())
         if fixed[:1].isdigit():
             fixed = "_" + fixed
+        if keyword.iskeyword(fixed):
+            fixed += "_"
         raise HeaderError(
             f"invalid {what} `{text}`: names are lowercase identifiers ([a-z_][a-z0-9_]*)",
             hint=f"use a name like `{fixed}`" if fixed else "use a name like `load_data`",

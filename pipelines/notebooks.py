@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbformat.reader import NotJSONError
-from nbformat.reader import reads as read_json_notebook
+from nbformat.reader import NotJSONError, parse_json
 
 from pipelines.errors import Location, Problem, ProblemKind
 
@@ -43,11 +42,14 @@ def read_notebook(file: Path, relative: str) -> tuple[NotebookFile | None, list[
     except (OSError, UnicodeDecodeError) as exc:
         return None, [_bad(location, f"cannot read the notebook: {exc}", "check the file")]
     try:
-        raw = read_json_notebook(text)  # type: ignore[no-untyped-call]
+        # Only the JSON step of nbformat's reader: its version conversion fails with internal
+        # errors (`'list' object has no attribute 'get'`) on JSON that isn't a notebook, and
+        # `_check_structure` makes every check Blockbook needs with messages that say what's wrong.
+        raw = parse_json(text)  # type: ignore[no-untyped-call]
     except NotJSONError as exc:
         return None, [_json_problem(relative, exc)]
-    except Exception as exc:  # nbformat raises assorted errors for JSON that isn't a notebook
-        return None, [_bad(location, f"not a notebook: {exc}", SAVE_HINT)]
+    except RecursionError:
+        return None, [_bad(location, "not a notebook: the JSON is nested too deeply", SAVE_HINT)]
     return _check_structure(raw, relative)
 
 
@@ -55,6 +57,10 @@ def _check_structure(raw: Any, relative: str) -> tuple[NotebookFile | None, list
     location = Location(relative)
     if not isinstance(raw, dict):
         return None, [_bad(location, "not a notebook: the JSON is not an object", SAVE_HINT)]
+    if "nbformat" not in raw:
+        return None, [
+            _bad(location, "not a notebook: the JSON has no `nbformat` version", SAVE_HINT)
+        ]
     major, minor = raw.get("nbformat"), raw.get("nbformat_minor")
     if major != 4 or not isinstance(minor, int):
         return None, [

@@ -103,10 +103,14 @@ def _has_block_cell(path: Path) -> bool:
 
     try:
         cells = json.loads(text).get("cells", [])
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return True  # a broken notebook that mentions blocks: list it so validate reports it
+    if not isinstance(cells, list):
+        return True
     for cell in cells:
-        source = cell.get("source", "") if isinstance(cell, dict) else ""
+        if not isinstance(cell, dict):
+            continue
+        source = cell.get("source", "")
         if isinstance(source, list):
             source = "".join(str(line) for line in source)
         if cell.get("cell_type") == "code" and is_block_cell(str(source)):

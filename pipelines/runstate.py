@@ -19,6 +19,10 @@ from typing import Any
 from pipelines.status import BlockStatus
 
 STATE_DIR = "blocks"
+CANCEL_FLAG = "CANCELLED"
+"""A file in the run folder whose presence tells every kernel the run is being cancelled."""
+INTERRUPT_DIR = "interrupts"
+"""`INTERRUPT_DIR/BLOCK` holds why the runner interrupted that block's kernel."""
 
 
 def now() -> datetime:

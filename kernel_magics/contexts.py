@@ -1,0 +1,263 @@
+"""Where a block's inputs come from and where its results go: a headless run or the dev area.
+
+The executor (`kernel_magics.runtime`) is the same for both; only these contexts differ, which
+is how interactive and headless runs stay alike.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipelines.artifacts import ArtifactStore
+from pipelines.runplan import SECRETS_ENV, RunPlan, load_plan
+from pipelines.runstate import CANCEL_FLAG, INTERRUPT_DIR, BlockState, read_state, write_state
+from pipelines.status import BlockStatus
+
+_POLL_START, _POLL_MAX = 0.002, 0.05
+
+
+class Readiness(enum.Enum):
+    PROCEED = "proceed"
+    UPSTREAM_FAILED = "upstream_failed"
+    CANCELLED = "cancelled"
+    REUSED = "reused"
+    SKIPPED = "skipped"
+
+
+@dataclass(slots=True)
+class Preparation:
+    readiness: Readiness
+    reason: str = ""
+    loaded: list[dict[str, str]] = field(default_factory=list)
+
+
+class BlockContext(Protocol):
+    state_root: Path
+    notebook: str
+
+    def prepare(self, name: str, inputs: tuple[str, ...], namespace: dict[str, Any]) -> Preparation:
+        """Wait for upstream blocks if needed and load the inputs the namespace lacks."""
+
+    def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
+        """Which outputs to materialize and who reads each."""
+
+    @property
+    def artifacts(self) -> ArtifactStore: ...
+
+    def cancelled(self) -> bool: ...
+
+    def interrupt_reason(self, name: str) -> str | None:
+        """Why the runner interrupted this block, if it did."""
+
+    def finished(self, name: str, state: BlockState) -> None: ...
+
+
+class HeadlessContext:
+    """A block inside a papermill run: the plan says everything, upstream states are waited on."""
+
+    def __init__(self, run_context: dict[str, Any], namespace: dict[str, Any]) -> None:
+        self.state_root = Path(run_context["run_dir"])
+        self.notebook: str = run_context["notebook"]
+        self.plan: RunPlan = load_plan(self.state_root)
+        self._artifacts = ArtifactStore(self.state_root)
+        self._ran_here: set[str] = set()
+        self.secrets: dict[str, Any] = json.loads(os.environ.get(SECRETS_ENV, "{}"))
+        namespace.update(self.secrets)
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        return self._artifacts
+
+    def cancelled(self) -> bool:
+        return (self.state_root / CANCEL_FLAG).exists()
+
+    def interrupt_reason(self, name: str) -> str | None:
+        try:
+            return (self.state_root / INTERRUPT_DIR / name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def prepare(self, name: str, inputs: tuple[str, ...], namespace: dict[str, Any]) -> Preparation:
+        block = self.plan.blocks[name]
+        if not block.run:
+            return self._not_running(name, namespace)
+        upstream_states = self._wait_for(name, block.upstream)
+        if upstream_states is None:
+            return Preparation(Readiness.CANCELLED, "the run was cancelled")
+        failed = [n for n, s in upstream_states.items() if s.status is not BlockStatus.SUCCESS]
+        if failed:
+            detail = ", ".join(f"{n} ({upstream_states[n].status})" for n in failed)
+            return Preparation(Readiness.UPSTREAM_FAILED, f"upstream did not succeed: {detail}")
+        loaded = []
+        for input_name, producer in block.sources.items():
+            if producer in self._ran_here:
+                continue  # same kernel: the value is already in the namespace
+            namespace[input_name] = self._artifacts.load(producer, input_name)
+            loaded.append({"name": input_name, "block": producer, "run": self.plan.run_id})
+        return Preparation(Readiness.PROCEED, loaded=loaded)
+
+    def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
+        return self.plan.blocks[name].stored
+
+    def finished(self, name: str, state: BlockState) -> None:
+        if state.status is BlockStatus.SUCCESS and state.reused_from is None:
+            self._ran_here.add(name)
+
+    def _not_running(self, name: str, namespace: dict[str, Any]) -> Preparation:
+        state = read_state(self.state_root, name)
+        if state is not None and state.status is BlockStatus.SUCCESS:
+            loaded = []
+            for output in self.plan.blocks[name].stored:
+                namespace[output] = self._artifacts.load(name, output)
+                loaded.append({"name": output, "block": name, "run": state.reused_from or ""})
+            return Preparation(Readiness.REUSED, f"reused from run {state.reused_from}", loaded)
+        return Preparation(Readiness.SKIPPED, "not selected for this run")
+
+    def _wait_for(self, name: str, upstream: tuple[str, ...]) -> dict[str, BlockState] | None:
+        states: dict[str, BlockState] = {}
+        pending = list(upstream)
+        delay = _POLL_START
+        announced = False
+        while pending:
+            for parent in list(pending):
+                state = read_state(self.state_root, parent)
+                if state is not None and state.status.is_terminal:
+                    states[parent] = state
+                    pending.remove(parent)
+            if not pending:
+                break
+            if self.cancelled():
+                return None
+            if not announced:
+                write_state(
+                    self.state_root,
+                    BlockState(
+                        name, BlockStatus.PENDING, self.notebook, waiting_for=tuple(pending)
+                    ),
+                )
+                announced = True
+            time.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
+        return states
+
+
+class InteractiveContext:
+    """A block run by hand in a notebook: results go to the project's dev area; missing inputs
+    come from the newest stored value (dev area or the latest successful run)."""
+
+    def __init__(self, folder: Path) -> None:
+        from pipelines.project import STATE_DIR, find_root
+
+        self.folder = folder
+        self.root = find_root(folder)
+        self.state_root = self.root / STATE_DIR / "dev" / folder.name
+        self.notebook = ""
+        self._artifacts = ArtifactStore(self.state_root)
+        self.messages: list[str] = []
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        return self._artifacts
+
+    def cancelled(self) -> bool:
+        return False
+
+    def interrupt_reason(self, name: str) -> str | None:
+        return None
+
+    def finished(self, name: str, state: BlockState) -> None:
+        pass
+
+    def prepare(self, name: str, inputs: tuple[str, ...], namespace: dict[str, Any]) -> Preparation:
+        missing = [n for n in inputs if n not in namespace]
+        loaded: list[dict[str, str]] = []
+        if not missing:
+            return Preparation(Readiness.PROCEED)
+        pipeline = self._pipeline()
+        params = pipeline.config.params
+        for input_name in missing:
+            if input_name in params:
+                namespace[input_name] = params[input_name]
+                loaded.append({"name": input_name, "block": "", "run": "pipeline.toml"})
+                continue
+            producer = self._producer(pipeline, name, input_name)
+            if producer is None:
+                continue
+            found = self._newest(pipeline.name, producer, input_name)
+            if found is None:
+                continue
+            store, origin = found
+            namespace[input_name] = store.load(producer, input_name)
+            loaded.append({"name": input_name, "block": producer, "run": origin})
+        return Preparation(Readiness.PROCEED, loaded=loaded)
+
+    def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
+        pipeline = self._pipeline()
+        readers: dict[str, list[str]] = {}
+        for other in pipeline.blocks.values():
+            if other.name == name:
+                continue
+            for input_name in other.inputs:
+                source = pipeline.sources.get(other.name, {}).get(input_name)
+                if input_name in outputs and source in (name, None):
+                    readers.setdefault(input_name, []).append(other.name)
+        block = pipeline.blocks.get(name)  # type: ignore[call-overload]
+        for explicit in (block.header.out or ()) if block is not None else ():
+            readers.setdefault(explicit, [])
+        return readers
+
+    def _pipeline(self) -> Any:
+        from pipelines.assembly import assemble
+
+        return assemble(self.folder)
+
+    @staticmethod
+    def _producer(pipeline: Any, reader: str, name: str) -> str | None:
+        wired = pipeline.sources.get(reader, {}).get(name)
+        if wired is not None:
+            return str(wired)
+        producers = [
+            b.name for b in pipeline.blocks.values() if name in b.outputs and b.name != reader
+        ]
+        return producers[-1] if producers else None
+
+    def _newest(self, pipeline: str, block: str, name: str) -> tuple[ArtifactStore, str] | None:
+        candidates: list[tuple[str, ArtifactStore, str]] = []
+        dev = self._artifacts.manifest(block, name)
+        if dev is not None:
+            candidates.append((dev.created_at, self._artifacts, "dev area"))
+        run = self._last_run_store(pipeline, block)
+        if run is not None:
+            store, run_id = run
+            manifest = store.manifest(block, name)
+            if manifest is not None:
+                candidates.append((manifest.created_at, store, f"run {run_id}"))
+        if not candidates:
+            return None
+        _, store, origin = max(candidates, key=lambda c: c[0])
+        return store, origin
+
+    def _last_run_store(self, pipeline: str, block: str) -> tuple[ArtifactStore, str] | None:
+        try:
+            from pipelines.store import RunStore
+        except ImportError:
+            return None
+        store = RunStore.open(self.root)
+        try:
+            record = store.last_success(pipeline, block)
+        finally:
+            store.close()
+        if record is None:
+            return None
+        return ArtifactStore(Path(record.run_dir)), record.run_id
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

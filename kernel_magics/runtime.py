@@ -1,0 +1,216 @@
+"""Running one block: prepare inputs, run the body with retries and a timeout, store outputs,
+run tests, record state. Shared by interactive and headless runs."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from kernel_magics.contexts import BlockContext, Preparation, Readiness
+from kernel_magics.execute import run_body
+from kernel_magics.testing import TestOutcome, TestResult, run_test
+from pipelines.analysis import BlockAnalysis
+from pipelines.artifacts import UnstorableOutput, summarize
+from pipelines.header import BlockHeader, TestPolicy
+from pipelines.runstate import Attempt, BlockState, TestRecord, now, write_state
+from pipelines.status import BlockStatus
+
+
+class BlockTimeout(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"block timed out after {seconds:g} s (--timeout)")
+        self.seconds = seconds
+
+
+class TestsFailed(AssertionError):
+    def __init__(self, failed: list[TestResult]) -> None:
+        lines = [f"{len(failed)} test(s) failed:"]
+        lines += [f"  {result.name}: {result.message}" for result in failed]
+        super().__init__("\n".join(lines))
+        self.failed = failed
+
+
+# Failures a retry cannot fix: deterministic checks and unstorable values.
+_NOT_RETRIED = (TestsFailed, UnstorableOutput)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: BlockState
+    preparation: Preparation
+    error: BaseException | None = None
+    tests: tuple[TestResult, ...] = ()
+
+
+def execute_block(
+    shell: Any,
+    header: BlockHeader,
+    analysis: BlockAnalysis,
+    body: str,
+    context: BlockContext,
+) -> Outcome:
+    name = header.name
+    namespace: dict[str, Any] = shell.user_ns
+    state = BlockState(name, BlockStatus.PENDING, context.notebook, started_at=now())
+    if header.skip:
+        return _finish(
+            context,
+            replace(state, status=BlockStatus.SKIPPED),
+            Preparation(Readiness.SKIPPED, "--skip"),
+        )
+    preparation = context.prepare(name, analysis.inputs, namespace)
+    terminal = {
+        Readiness.UPSTREAM_FAILED: BlockStatus.UPSTREAM_FAILED,
+        Readiness.CANCELLED: BlockStatus.CANCELLED,
+        Readiness.SKIPPED: BlockStatus.SKIPPED,
+        Readiness.REUSED: BlockStatus.SUCCESS,
+    }
+    if preparation.readiness in terminal:
+        status = terminal[preparation.readiness]
+        done = replace(state, status=status, error=preparation.reason or None, ended_at=now())
+        if preparation.readiness is Readiness.REUSED:
+            return Outcome(state=done, preparation=preparation)  # the runner wrote its state
+        return _finish(context, done, preparation)
+    state = replace(state, loaded=tuple(preparation.loaded), status=BlockStatus.RUNNING)
+    attempts = header.retries + 1
+    error: BaseException | None = None
+    tests: tuple[TestResult, ...] = ()
+    for number in range(1, attempts + 1):
+        attempt = Attempt(number, BlockStatus.RUNNING, now())
+        state = state.with_attempt(attempt)
+        write_state(context.state_root, state)
+        try:
+            with _time_limit(header.timeout):
+                run_body(shell, body)
+            outputs = tuple(analysis.outputs if header.out is None else header.out)
+            manifests, summaries = _materialize(context, name, outputs, namespace)
+            tests = tuple(_run_tests(header, analysis, namespace))
+            failed = [t for t in tests if t.outcome is TestOutcome.FAILED]
+            if failed:
+                raise TestsFailed(failed)
+        except KeyboardInterrupt as exc:
+            cancelled = context.cancelled()
+            error = exc
+            status = BlockStatus.CANCELLED if cancelled else BlockStatus.FAILED
+            reason = context.interrupt_reason(name)
+            message = "cancelled" if cancelled else (reason or "interrupted (KeyboardInterrupt)")
+            state = _record_failure(state, attempt, status, message, exc, tests)
+            break
+        except Exception as exc:
+            error = exc
+            retry = number < attempts and not isinstance(exc, _NOT_RETRIED)
+            status = BlockStatus.RETRYING if retry else BlockStatus.FAILED
+            state = _record_failure(state, attempt, status, _one_line(exc), exc, tests)
+            if not retry:
+                break
+            write_state(context.state_root, state)
+            time.sleep(header.retry_delay * 2 ** (number - 1))
+            continue
+        attempt = replace(
+            attempt,
+            status=BlockStatus.SUCCESS,
+            ended_at=now(),
+            tests=_records(tests),
+            outputs=tuple(manifests),
+            summaries=tuple(summaries),
+        )
+        state = replace(state.with_attempt(attempt), status=BlockStatus.SUCCESS, error=None)
+        error = None
+        break
+    state = replace(state, ended_at=now())
+    return _finish(context, state, preparation, error, tests)
+
+
+def _finish(
+    context: BlockContext,
+    state: BlockState,
+    preparation: Preparation,
+    error: BaseException | None = None,
+    tests: tuple[TestResult, ...] = (),
+) -> Outcome:
+    write_state(context.state_root, state)
+    context.finished(state.block, state)
+    return Outcome(state=state, preparation=preparation, error=error, tests=tests)
+
+
+def _record_failure(
+    state: BlockState,
+    attempt: Attempt,
+    status: BlockStatus,
+    message: str,
+    exc: BaseException,
+    tests: tuple[TestResult, ...],
+) -> BlockState:
+    failed_attempt = replace(
+        attempt,
+        status=BlockStatus.FAILED,
+        ended_at=now(),
+        error=message,
+        traceback="".join(traceback.format_exception(exc)),
+        tests=_records(tests),
+    )
+    return replace(state.with_attempt(failed_attempt), status=status, error=message)
+
+
+def _materialize(
+    context: BlockContext, name: str, outputs: tuple[str, ...], namespace: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    stored = context.stored_outputs(name, outputs)
+    manifests = []
+    summaries = []
+    for output in outputs:
+        if output not in namespace:
+            continue
+        value = namespace[output]
+        if output in stored:
+            manifest = context.artifacts.save(name, output, value, stored[output])
+            manifests.append(manifest.to_json())
+        else:
+            summaries.append({"name": output, **summarize(value)})
+    return manifests, summaries
+
+
+def _run_tests(
+    header: BlockHeader, analysis: BlockAnalysis, namespace: dict[str, Any]
+) -> list[TestResult]:
+    warn_only = header.tests is TestPolicy.WARN
+    return [
+        run_test(test_name, namespace[test_name], namespace, warn_only=warn_only)
+        for test_name in analysis.tests
+        if test_name in namespace
+    ]
+
+
+def _records(tests: tuple[TestResult, ...]) -> tuple[TestRecord, ...]:
+    return tuple(TestRecord(t.name, str(t.outcome), t.message) for t in tests)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise BlockTimeout in the block's code after `seconds` (main thread only; the runner
+    interrupts or kills the kernel for code that ignores signals)."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise BlockTimeout(seconds)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

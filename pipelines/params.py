@@ -1,0 +1,105 @@
+"""Run parameters: `-p key=value` parsing with types, defaults merging, and secret masking."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pipelines.errors import BlockbookError
+
+ParamValue = bool | int | float | str | dt.date | dt.datetime
+
+MASK = "********"
+_SECRET_NAME = re.compile(r"password|passwd|secret|token|key|credential", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s/]+)(?=@)")
+_INT = re.compile(r"[+-]?\d+\Z")
+_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?\Z")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+class ParameterError(BlockbookError):
+    pass
+
+
+def is_secret(name: str) -> bool:
+    """Names that look like credentials: their values never appear in notebooks, store or logs."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def parse_value(text: str) -> ParamValue:
+    """Type a command-line value: bool, int, float, ISO date or datetime, else the string."""
+    lowered = text.lower()
+    if lowered in {"true", "false"}:
+        return lowered == "true"
+    if _INT.match(text):
+        return int(text)
+    if _FLOAT.match(text):
+        return float(text)
+    if _DATE.match(text):
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            return text
+    if _DATETIME.match(text):
+        try:
+            return dt.datetime.fromisoformat(text)
+        except ValueError:
+            return text
+    return text
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, ParamValue]:
+    params: dict[str, ParamValue] = {}
+    for item in items:
+        name, separator, raw = item.partition("=")
+        name = name.strip()
+        if not separator or not name.isidentifier():
+            raise ParameterError(
+                f"bad parameter `{item}`",
+                hint="write parameters as -p name=value, with a Python identifier as the name",
+            )
+        params[name] = parse_value(raw)
+    return params
+
+
+def merge(
+    defaults: Mapping[str, ParamValue], overrides: Mapping[str, ParamValue]
+) -> dict[str, ParamValue]:
+    return {**defaults, **overrides}
+
+
+def masked(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy safe to show or store: secret-named values masked, URL passwords masked."""
+    return {
+        name: MASK if is_secret(name) else (mask_text(value) if isinstance(value, str) else value)
+        for name, value in params.items()
+    }
+
+
+def secret_values(params: Mapping[str, Any]) -> list[str]:
+    """The literal strings that must never be shown, longest first."""
+    values = {str(v) for k, v in params.items() if is_secret(k) and str(v)}
+    for value in params.values():
+        if isinstance(value, str):
+            values.update(match.group("secret") for match in _URL_PASSWORD.finditer(value))
+    return sorted((v for v in values if len(v) >= 3), key=len, reverse=True)
+
+
+def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """Mask URL passwords and every given secret value inside free text."""
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
+def python_literal(value: ParamValue) -> str:
+    """Source text that evaluates to `value` in a parameters cell."""
+    if isinstance(value, dt.datetime):
+        return f"datetime.datetime.fromisoformat({value.isoformat()!r})"
+    if isinstance(value, dt.date):
+        return f"datetime.date.fromisoformat({value.isoformat()!r})"
+    return repr(value)

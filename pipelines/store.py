@@ -1,0 +1,783 @@
+"""The run store: runs, block runs and their attempts, in SQLite by default or PostgreSQL by URL.
+
+The schema is managed with Alembic (`pipelines/migrations/`) and brought to the newest revision
+whenever a store opens, so a project upgraded to a newer Blockbook never needs a manual step.
+Statuses and triggers are stored as their strings: adding a status later needs no migration.
+Timestamps go in and come out timezone-aware in UTC whatever the backend keeps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NewType
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    selectinload,
+    sessionmaker,
+)
+from sqlalchemy.types import TypeDecorator
+
+from pipelines.config import PROJECT_FILE, ProjectConfig, load_project_config
+from pipelines.errors import BlockbookError
+from pipelines.project import STATE_DIR
+from pipelines.runstate import BlockState
+from pipelines.status import BlockStatus, RunStatus, Trigger
+
+log = logging.getLogger(__name__)
+
+RunId = NewType("RunId", str)
+DATABASE_URL_ENV = "BLOCKBOOK_DATABASE_URL"
+DATABASE_FILE = "blockbook.db"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Without it a black-holed host makes `blockbook run` hang for minutes before saying anything.
+_CONNECT_TIMEOUT_S = 10
+# Any constant works; it only has to be the same for every Blockbook that migrates this database.
+_MIGRATION_LOCK_KEY = 0x426C6F636B626F6F  # "Blockboo"
+_READ_ONLY = "blockbook_read_only"
+_CANDIDATES_SHOWN = 10
+_STATUS_LENGTH = 32
+_ID_LENGTH = 64
+
+
+def new_run_id() -> RunId:
+    """A run id that sorts by creation time: `20261125T001530Z-3f9a1c`."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return RunId(f"{stamp}-{secrets.token_hex(3)}")
+
+
+class StoreError(BlockbookError):
+    """The run store cannot be opened or used, or a request to it makes no sense."""
+
+
+def store_url(root: Path, config: ProjectConfig | None = None) -> str:
+    """Where the run store lives: $BLOCKBOOK_DATABASE_URL, else `[store] url`, else a SQLite file.
+
+    `config` is the project's `blockbook.toml`; when not given it is read from `root`. A relative
+    SQLite path in `blockbook.toml` is relative to the project root, not to the working folder,
+    so every command finds the same database wherever it is started from.
+    """
+    from_env = os.environ.get(DATABASE_URL_ENV, "").strip()
+    if from_env:
+        return from_env
+    if config is None:
+        config = _project_config(root)
+    if config.store.url:
+        return _anchor_sqlite_path(config.store.url, root)
+    folder = root.absolute() / STATE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / DATABASE_FILE}"
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by `***`, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+# --- records ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    number: int
+    status: BlockStatus
+    started_at: datetime | None
+    ended_at: datetime | None
+    error: str | None
+    traceback: str | None
+    tests: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class BlockRunRecord:
+    block: str
+    notebook: str
+    status: BlockStatus
+    attempts: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    error: str | None
+    reused_from: str | None
+    attempt_records: tuple[AttemptRecord, ...]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: RunId
+    pipeline: str
+    pipeline_path: str
+    status: RunStatus
+    trigger: Trigger
+    params: dict[str, Any]
+    run_dir: str
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    error: str | None
+    resumed_from: str | None
+    blocks: tuple[BlockRunRecord, ...]
+    """In the global order given to `RunStore.create_run`."""
+
+    def block(self, name: str) -> BlockRunRecord | None:
+        return next((block for block in self.blocks if block.block == name), None)
+
+
+# --- schema -------------------------------------------------------------------------------------
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    SQLite keeps no zone at all, so values are converted to UTC before they are written (a local
+    wall time would otherwise be stored as if it were UTC) and tagged UTC when read. PostgreSQL
+    returns them in the session's zone, which is converted back too.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: the run store needs aware times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    # Named constraints let later migrations drop or alter them, SQLite batch mode included.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {  # noqa: RUF012 (read by SQLAlchemy at class creation)
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[dict[str, Any]]: JSON,
+    }
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(String(_ID_LENGTH), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(255), index=True)
+    pipeline_path: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(_STATUS_LENGTH))
+    trigger: Mapped[str] = mapped_column(String(_STATUS_LENGTH))
+    params: Mapped[dict[str, Any]]
+    run_dir: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    resumed_from: Mapped[str | None] = mapped_column(String(_ID_LENGTH))
+
+    blocks: Mapped[list[BlockRunRow]] = relationship(
+        back_populates="run",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="BlockRunRow.position",
+    )
+
+
+class BlockRunRow(Base):
+    __tablename__ = "block_runs"
+    __table_args__ = (UniqueConstraint("run_id", "block"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
+    block: Mapped[str] = mapped_column(String(255), index=True)
+    notebook: Mapped[str] = mapped_column(Text)
+    position: Mapped[int]
+    status: Mapped[str] = mapped_column(String(_STATUS_LENGTH))
+    attempts: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    reused_from: Mapped[str | None] = mapped_column(String(_ID_LENGTH))
+
+    run: Mapped[RunRow] = relationship(back_populates="blocks")
+    attempt_rows: Mapped[list[AttemptRow]] = relationship(
+        back_populates="block_run",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="AttemptRow.number",
+    )
+
+
+class AttemptRow(Base):
+    __tablename__ = "block_attempts"
+    __table_args__ = (UniqueConstraint("block_run_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    block_run_id: Mapped[int] = mapped_column(ForeignKey("block_runs.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    status: Mapped[str] = mapped_column(String(_STATUS_LENGTH))
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    tests: Mapped[list[dict[str, Any]]]
+    outputs: Mapped[list[dict[str, Any]]]
+
+    block_run: Mapped[BlockRunRow] = relationship(back_populates="attempt_rows")
+
+
+_LOAD_BLOCKS = selectinload(RunRow.blocks).selectinload(BlockRunRow.attempt_rows)
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+class RunStore:
+    """One database of runs. Safe to share between threads; open one per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = _normalise_url(url)
+        self.masked_url = mask_url(self.url)
+        self._engine = self._create_engine()
+        # Reads begin a plain (deferred) SQLite transaction so they never queue behind a writer.
+        reader = self._engine.execution_options(**{_READ_ONLY: True})
+        self._write_session = sessionmaker(self._engine, expire_on_commit=False)
+        self._read_session = sessionmaker(reader, expire_on_commit=False)
+        try:
+            with self._translate_errors():
+                self._upgrade_schema()
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @classmethod
+    def open(cls, root: Path) -> RunStore:
+        """The store of the project at `root` (see `store_url`)."""
+        return cls(store_url(root, _project_config(root)))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunStore({self.masked_url!r})"
+
+    # writes
+
+    def create_run(
+        self,
+        run_id: RunId | str,
+        pipeline: str,
+        pipeline_path: str,
+        trigger: Trigger,
+        params: dict[str, Any],
+        run_dir: str,
+        blocks: Sequence[tuple[str, str]],
+        resumed_from: str | None = None,
+    ) -> None:
+        """Record a queued run whose blocks (name, notebook; in global order) are all pending."""
+        names = [name for name, _ in blocks]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"blocks listed twice: {', '.join(duplicates)}")
+        row = RunRow(
+            run_id=run_id,
+            pipeline=pipeline,
+            pipeline_path=pipeline_path,
+            status=RunStatus.QUEUED.value,
+            trigger=Trigger(trigger).value,
+            params=params,
+            run_dir=run_dir,
+            created_at=datetime.now(UTC),
+            resumed_from=resumed_from,
+            blocks=[
+                BlockRunRow(
+                    block=name,
+                    notebook=notebook,
+                    position=position,
+                    status=BlockStatus.PENDING.value,
+                    attempts=0,
+                )
+                for position, (name, notebook) in enumerate(blocks)
+            ],
+        )
+        try:
+            with self._write() as session:
+                if session.get(RunRow, run_id) is not None:
+                    raise _run_exists(run_id)
+                session.add(row)
+        except IntegrityError as exc:
+            # Another process created the same id between the check and the insert.
+            raise _run_exists(run_id) from exc
+
+    def start_run(self, run_id: RunId | str, at: datetime) -> None:
+        """Mark the run running; the first start time is kept if it is started again."""
+        _require_aware(at)
+        with self._write() as session:
+            run = self._locked_run(session, run_id)
+            if RunStatus(run.status).is_terminal:
+                log.debug("run %s is already %s; not starting it", run_id, run.status)
+                return
+            run.status = RunStatus.RUNNING.value
+            run.started_at = run.started_at or at
+
+    def finish_run(
+        self, run_id: RunId | str, status: RunStatus, at: datetime, error: str | None = None
+    ) -> None:
+        """Give the run its terminal status, unless it already has one (which is kept)."""
+        status = RunStatus(status)
+        if not status.is_terminal:
+            raise ValueError(f"finish_run needs a terminal status, not {status}")
+        _require_aware(at)
+        with self._write() as session:
+            run = self._locked_run(session, run_id)
+            if RunStatus(run.status).is_terminal:
+                log.debug("run %s is already %s; ignoring %s", run_id, run.status, status)
+                return
+            run.status = status.value
+            run.ended_at = at
+            run.error = error
+
+    def record_block(self, run_id: RunId | str, state: BlockState) -> None:
+        """Store a block's state snapshot and each of its attempts (matched by number).
+
+        A block (or attempt) that reached a terminal status keeps it: a snapshot with another
+        status is ignored, one with the same status may still fill in details.
+        """
+        with self._write() as session:
+            self._locked_run(session, run_id)
+            row = session.scalar(
+                select(BlockRunRow)
+                .where(BlockRunRow.run_id == run_id, BlockRunRow.block == state.block)
+                .options(selectinload(BlockRunRow.attempt_rows))
+            )
+            if row is None:
+                position = session.scalar(
+                    select(func.coalesce(func.max(BlockRunRow.position), -1) + 1).where(
+                        BlockRunRow.run_id == run_id
+                    )
+                )
+                row = BlockRunRow(
+                    run_id=run_id, block=state.block, position=position or 0, attempt_rows=[]
+                )
+                session.add(row)
+            elif _frozen(row.status, state.status):
+                log.debug("block %s of run %s is already %s", state.block, run_id, row.status)
+                return
+            row.status = BlockStatus(state.status).value
+            row.notebook = state.notebook
+            row.started_at = state.started_at or row.started_at
+            row.ended_at = state.ended_at
+            row.error = state.error
+            row.reused_from = state.reused_from
+            by_number = {attempt.number: attempt for attempt in row.attempt_rows}
+            for attempt in state.attempts:
+                stored = by_number.get(attempt.number)
+                if stored is None:
+                    stored = AttemptRow(number=attempt.number)
+                    row.attempt_rows.append(stored)
+                    by_number[attempt.number] = stored
+                elif _frozen(stored.status, attempt.status):
+                    continue
+                stored.status = BlockStatus(attempt.status).value
+                stored.started_at = attempt.started_at
+                stored.ended_at = attempt.ended_at
+                stored.error = attempt.error
+                stored.traceback = attempt.traceback
+                stored.tests = [asdict(test) for test in attempt.tests]
+                stored.outputs = [dict(output) for output in attempt.outputs]
+            row.attempts = len(by_number)
+
+    # reads
+
+    def get_run(self, run_id: RunId | str) -> RunRecord | None:
+        """The run with this id, or with the only id that starts with it (like git)."""
+        if not run_id:
+            return None
+        with self._read() as session:
+            row = session.scalar(
+                select(RunRow).where(RunRow.run_id == run_id).options(_LOAD_BLOCKS)
+            )
+            if row is not None:
+                return _run_record(row)
+            candidates = [
+                candidate
+                for candidate in session.scalars(
+                    select(RunRow.run_id)
+                    .where(RunRow.run_id.startswith(run_id, autoescape=True))
+                    .order_by(RunRow.run_id)
+                    .limit(_CANDIDATES_SHOWN + 1)
+                )
+                # SQLite's LIKE ignores case; ids are case-sensitive everywhere else.
+                if candidate.startswith(run_id)
+            ]
+            if not candidates:
+                return None
+            if len(candidates) > 1:
+                shown = ", ".join(candidates[:_CANDIDATES_SHOWN])
+                more = " and more" if len(candidates) > _CANDIDATES_SHOWN else ""
+                raise StoreError(
+                    f"run id prefix `{run_id}` is ambiguous: it matches {shown}{more}",
+                    "give more characters of the run id",
+                )
+            row = session.scalar(
+                select(RunRow).where(RunRow.run_id == candidates[0]).options(_LOAD_BLOCKS)
+            )
+            return _run_record(row) if row is not None else None
+
+    def list_runs(self, pipeline: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """The newest runs first, of one pipeline or of all."""
+        query = select(RunRow).options(_LOAD_BLOCKS)
+        if pipeline is not None:
+            query = query.where(RunRow.pipeline == pipeline)
+        query = query.order_by(RunRow.created_at.desc(), RunRow.run_id.desc()).limit(limit)
+        with self._read() as session:
+            return [_run_record(row) for row in session.scalars(query)]
+
+    def last_success(self, pipeline: str, block: str) -> RunRecord | None:
+        """The newest run of `pipeline` that executed `block` successfully.
+
+        Block runs reused from an earlier run are passed over: their outputs live in the run
+        they were reused from, which this finds instead.
+        """
+        query = (
+            select(RunRow)
+            .join(RunRow.blocks)
+            .where(
+                RunRow.pipeline == pipeline,
+                BlockRunRow.block == block,
+                BlockRunRow.status == BlockStatus.SUCCESS.value,
+                BlockRunRow.reused_from.is_(None),
+            )
+            .order_by(RunRow.created_at.desc(), RunRow.run_id.desc())
+            .limit(1)
+            .options(_LOAD_BLOCKS)
+        )
+        with self._read() as session:
+            row = session.scalar(query)
+            return _run_record(row) if row is not None else None
+
+    # plumbing
+
+    def _create_engine(self) -> Engine:
+        try:
+            url = make_url(self.url)
+        except ArgumentError as exc:
+            raise StoreError(
+                f"not a database URL: {self.masked_url}",
+                "use e.g. sqlite:////path/to/blockbook.db or "
+                "postgresql+psycopg://user:password@host:5432/database",
+            ) from exc
+        connect_args: dict[str, Any] = {}
+        if url.get_backend_name() == "sqlite":
+            _make_sqlite_folder(url, self.masked_url)
+        elif url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = _CONNECT_TIMEOUT_S
+        try:
+            engine = create_engine(
+                url,
+                connect_args=connect_args,
+                json_serializer=_dump_json,
+                # A long-lived process (a scheduler) must survive a database restart.
+                pool_pre_ping=url.get_backend_name() != "sqlite",
+            )
+        except (NoSuchModuleError, ImportError) as exc:
+            raise StoreError(
+                f"cannot use the database at {self.masked_url}: {exc}",
+                "Blockbook supports sqlite:/// and postgresql+psycopg:// URLs; check the URL in "
+                f"{DATABASE_URL_ENV} or in `[store] url` of {PROJECT_FILE}",
+            ) from exc
+        if engine.dialect.name == "sqlite":
+            _configure_sqlite(engine)
+        return engine
+
+    def _upgrade_schema(self) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        script = ScriptDirectory.from_config(config)
+        heads = set(script.get_heads())
+        with self._read_session() as session:
+            current = set(MigrationContext.configure(session.connection()).get_current_heads())
+        if current == heads:
+            return
+        unknown = current - {revision.revision for revision in script.walk_revisions()}
+        if unknown:
+            raise StoreError(
+                f"the run store at {self.masked_url} has schema revision "
+                f"{', '.join(sorted(unknown))}, which this version of Blockbook does not know",
+                "upgrade Blockbook to the version that last wrote to this database, or point "
+                f"{DATABASE_URL_ENV} at another database",
+            )
+        log.info("upgrading the run store schema at %s", self.masked_url)
+        with self._engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Two processes opening a fresh database at once would both create the tables.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._translate_errors(), self._write_session.begin() as session:
+            yield session
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._translate_errors(), self._read_session() as session:
+            yield session
+
+    @contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (OperationalError, InterfaceError) as exc:
+            raise self._unusable(exc) from exc
+
+    def _unusable(self, exc: OperationalError | InterfaceError) -> StoreError:
+        lines = str(exc.orig).strip().splitlines()
+        detail = lines[0] if lines else type(exc.orig).__name__
+        password = make_url(self.url).password
+        if password:
+            # Drivers do not usually echo the password, but the message ends up in CI logs.
+            detail = detail.replace(str(password), "***")
+        if self._engine.dialect.name == "sqlite":
+            hint = (
+                "check that the folder of the database file exists and is writable and that no "
+                "other program keeps the file locked; "
+            )
+        else:
+            hint = (
+                "check that the database server is running and accepts connections and that the "
+                "URL (host, port, user, password, database) is right; "
+            )
+        hint += f"set {DATABASE_URL_ENV} or `[store] url` in {PROJECT_FILE} to use another database"
+        return StoreError(f"cannot use the run store at {self.masked_url}: {detail}", hint)
+
+    def _locked_run(self, session: Session, run_id: str) -> RunRow:
+        # FOR UPDATE serialises writers of one run on PostgreSQL; SQLite's BEGIN IMMEDIATE does.
+        run = session.get(RunRow, run_id, with_for_update=True)
+        if run is None:
+            raise StoreError(
+                f"no run `{run_id}` in the run store at {self.masked_url}",
+                "create the run first (RunStore.create_run)",
+            )
+        return run
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _project_config(root: Path) -> ProjectConfig:
+    config, problems = load_project_config(root)
+    errors = [problem for problem in problems if problem.is_error]
+    if errors:
+        raise StoreError(
+            f"cannot find the run store: {PROJECT_FILE} is not valid:\n"
+            + "\n".join(problem.format() for problem in errors),
+            f"fix {PROJECT_FILE}, or set {DATABASE_URL_ENV} to choose the database",
+        )
+    return config
+
+
+def _normalise_url(url: str) -> str:
+    # psycopg (3) is the driver Blockbook installs; SQLAlchemy 2.0 would pick psycopg2 instead.
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _anchor_sqlite_path(url: str, root: Path) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # reported by RunStore, which knows how to say what is wrong with it
+    path = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
+    if path is None or path.is_absolute():
+        return url
+    anchored = parsed.set(database=str(root.absolute() / path))
+    return anchored.render_as_string(hide_password=False)
+
+
+def _make_sqlite_folder(url: URL, masked: str) -> None:
+    path = _sqlite_file(url)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the folder of the run store {masked}: {exc}",
+            f"check the path, or set {DATABASE_URL_ENV} or `[store] url` in {PROJECT_FILE} "
+            "to use another database",
+        ) from exc
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # SQLAlchemy emits BEGIN itself (below); pysqlite's own would always be deferred.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # busy_timeout first: switching to WAL needs a lock another process may hold.
+            cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+            # WAL lets readers work while one process writes; NORMAL sync is safe with WAL.
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A deferred transaction that reads and then writes fails at once with "database is
+        # locked" (busy_timeout does not apply) when another connection wrote in between.
+        # Taking the write lock up front makes writers queue on busy_timeout instead.
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _dump_json(value: Any) -> str:
+    return json.dumps(value, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    # Pipeline params may be dates; they are stored (and come back) as ISO strings.
+    if isinstance(value, date):  # datetime included
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} as JSON: {value!r}")
+
+
+def _require_aware(at: datetime) -> None:
+    if at.tzinfo is None:
+        raise ValueError(f"naive datetime {at.isoformat()}: pass a timezone-aware time")
+
+
+def _frozen(stored: str, incoming: BlockStatus) -> bool:
+    return BlockStatus(stored).is_terminal and stored != BlockStatus(incoming).value
+
+
+def _run_exists(run_id: str) -> StoreError:
+    return StoreError(f"run `{run_id}` already exists", "use a new id (pipelines.store.new_run_id)")
+
+
+def _run_record(row: RunRow) -> RunRecord:
+    return RunRecord(
+        run_id=RunId(row.run_id),
+        pipeline=row.pipeline,
+        pipeline_path=row.pipeline_path,
+        status=RunStatus(row.status),
+        trigger=Trigger(row.trigger),
+        params=dict(row.params),
+        run_dir=row.run_dir,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        error=row.error,
+        resumed_from=row.resumed_from,
+        blocks=tuple(_block_record(block) for block in row.blocks),
+    )
+
+
+def _block_record(row: BlockRunRow) -> BlockRunRecord:
+    return BlockRunRecord(
+        block=row.block,
+        notebook=row.notebook,
+        status=BlockStatus(row.status),
+        attempts=row.attempts,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        error=row.error,
+        reused_from=row.reused_from,
+        attempt_records=tuple(
+            AttemptRecord(
+                number=attempt.number,
+                status=BlockStatus(attempt.status),
+                started_at=attempt.started_at,
+                ended_at=attempt.ended_at,
+                error=attempt.error,
+                traceback=attempt.traceback,
+                tests=list(attempt.tests),
+                outputs=list(attempt.outputs),
+            )
+            for attempt in row.attempt_rows
+        ),
+    )
