@@ -88,6 +88,8 @@ class HeadlessContext:
         block = self.plan.blocks[name]
         if not block.run:
             return self._not_running(name, namespace)
+        if self.cancelled():
+            return Preparation(Readiness.CANCELLED, "the run was cancelled")
         upstream_states = self._wait_for(name, block.upstream)
         if upstream_states is None:
             return Preparation(Readiness.CANCELLED, "the run was cancelled")

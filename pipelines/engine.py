@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from jupyter_core.utils import run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, NotebookExecutionManager
 
@@ -59,6 +60,9 @@ class BlockbookNotebookClient(PapermillNotebookClient):  # type: ignore[misc]
         await super().async_start_new_kernel(**kwargs)
         if self._kernel_started is not None:
             self._kernel_started(self.km)
+
+    # nbclient binds its sync wrapper to the base coroutine; rebind it to the override above.
+    start_new_kernel = run_sync(async_start_new_kernel)
 
 
 class BlockbookEngine(NBClientEngine):  # type: ignore[misc]

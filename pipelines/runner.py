@@ -229,6 +229,7 @@ class _NotebookJob:
     pid: int | None = None
     error: BaseException | None = None
     done: bool = False
+    settled: bool = False
 
 
 class _Execution:
@@ -278,12 +279,14 @@ class _Execution:
                 self._start(job)
                 started.append(job)
             self._enforce_timeouts(started)
-            if not waiting and all(job.done for job in started):
+            for job in started:
+                if job.done and not job.settled:
+                    # Right away, not at the end: other notebooks may be waiting on its blocks.
+                    self._settle(job)
+            if not waiting and all(job.settled for job in started):
                 break
             self._wake.wait(0.02)
             self._wake.clear()
-        for job in started:
-            self._settle(job)
         self._poll_states()
         return self._status()
 
@@ -347,6 +350,7 @@ class _Execution:
             status = BlockStatus.CANCELLED if self.runner._cancel.is_set() else BlockStatus.FAILED
             base = state or BlockState(name, status, job.path)
             write_state(self.run_dir, replace(base, status=status, error=reason, ended_at=now()))
+        job.settled = True
 
     def _failure_reason(self, job: _NotebookJob, name: str, running: str | None, died: bool) -> str:
         if self.runner._cancel.is_set():
