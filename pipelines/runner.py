@@ -26,15 +26,8 @@ from pipelines.errors import BlockbookError
 from pipelines.header import BlockName
 from pipelines.params import ParamValue, is_secret, mask_text, masked, merge, secret_values
 from pipelines.project import STATE_DIR
-from pipelines.runplan import (
-    INPUT_DIR,
-    SECRETS_ENV,
-    RunPlan,
-    build_plan,
-    build_run_notebooks,
-    write_notebook,
-    write_plan,
-)
+from pipelines.runbuild import build_plan, build_run_notebooks, write_notebook
+from pipelines.runplan import INPUT_DIR, SECRETS_ENV, RunPlan, write_plan
 from pipelines.runstate import (
     CANCEL_FLAG,
     INTERRUPT_DIR,

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -79,6 +80,9 @@ _CONNECT_TIMEOUT_S = 10
 # Any constant works; it only has to be the same for every Blockbook that migrates this database.
 _MIGRATION_LOCK_KEY = 0x426C6F636B626F6F  # "Blockboo"
 _READ_ONLY = "blockbook_read_only"
+# Alembic's `context` and `op` are process-wide proxies: two threads migrating at once (two
+# stores opened together) would run each other's operations.
+_ALEMBIC_LOCK = threading.Lock()
 _CANDIDATES_SHOWN = 10
 _STATUS_LENGTH = 32
 _ID_LENGTH = 64
@@ -408,7 +412,9 @@ class RunStore:
         """Store a block's state snapshot and each of its attempts (matched by number).
 
         A block (or attempt) that reached a terminal status keeps it: a snapshot with another
-        status is ignored, one with the same status may still fill in details.
+        status is ignored, one with the same status may still fill in details. The notebook given
+        to `create_run` is kept (a snapshot names the executed run notebook instead); a block that
+        `create_run` did not list is added after the others.
         """
         with self._write() as session:
             self._locked_run(session, run_id)
@@ -424,14 +430,17 @@ class RunStore:
                     )
                 )
                 row = BlockRunRow(
-                    run_id=run_id, block=state.block, position=position or 0, attempt_rows=[]
+                    run_id=run_id,
+                    block=state.block,
+                    notebook=state.notebook,
+                    position=position or 0,
+                    attempt_rows=[],
                 )
                 session.add(row)
             elif _frozen(row.status, state.status):
                 log.debug("block %s of run %s is already %s", state.block, run_id, row.status)
                 return
             row.status = BlockStatus(state.status).value
-            row.notebook = state.notebook
             row.started_at = state.started_at or row.started_at
             row.ended_at = state.ended_at
             row.error = state.error
@@ -575,7 +584,7 @@ class RunStore:
                 f"{DATABASE_URL_ENV} at another database",
             )
         log.info("upgrading the run store schema at %s", self.masked_url)
-        with self._engine.begin() as connection:
+        with _ALEMBIC_LOCK, self._engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 # Two processes opening a fresh database at once would both create the tables.
                 connection.execute(
