@@ -17,6 +17,7 @@ from kernel_magics.execute import run_body
 from kernel_magics.testing import TestOutcome, TestResult, run_test
 from pipelines.analysis import BlockAnalysis
 from pipelines.artifacts import UnstorableOutput, summarize
+from pipelines.errors import BlockbookError
 from pipelines.header import BlockHeader, TestPolicy
 from pipelines.runstate import Attempt, BlockState, TestRecord, now, write_state
 from pipelines.status import BlockStatus
@@ -192,6 +193,9 @@ def _records(tests: tuple[TestResult, ...]) -> tuple[TestRecord, ...]:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, BlockbookError):
+        fix = f"; fix: {exc.hint}" if exc.hint else ""
+        return f"{type(exc).__name__}: {exc.message}{fix}"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
