@@ -59,17 +59,22 @@ class BlockHeader:
     skip: bool = False
 
 
+# IPython drops leading blank (or whitespace-only) lines and the first line's indentation before
+# it looks for a cell magic, so "\n  \n  %%block a" runs as a block in the kernel: match that.
+_LEADING_BLANK_LINES = re.compile(r"\A(?:[^\S\n]*\n)*")
+
+
 def is_block_cell(source: str) -> bool:
     """True when the cell's first line is a `%%block` magic."""
-    first = source.lstrip("\n").partition("\n")[0]
+    first = split_block_cell(source)[0]
     return first == MAGIC or first.startswith(MAGIC + " ") or first.startswith(MAGIC + "\t")
 
 
 def split_block_cell(source: str) -> tuple[str, str]:
-    """Split a block cell into its header line and its body."""
-    stripped = source.lstrip("\n")
+    """Split a block cell into its header line (without surrounding whitespace) and its body."""
+    stripped = _LEADING_BLANK_LINES.sub("", source, count=1)
     header, _, body = stripped.partition("\n")
-    return header, body
+    return header.strip(), body
 
 
 def parse_header(line: str) -> BlockHeader:

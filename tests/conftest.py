@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,15 @@ NotebookSpec = Mapping[str, Sequence[Cell]]
 
 
 def write_notebook(path: Path, cells: Sequence[Cell]) -> Path:
-    """Write an nbformat 4.5 notebook whose cell ids are `<stem>-<position>` (1-based)."""
+    """Write an nbformat 4.5 notebook whose cell ids are `<stem>-<position>` (1-based).
+
+    Characters nbformat doesn't allow in ids (`[a-zA-Z0-9-_]`) become `-`.
+    """
     notebook = v4.new_notebook()
     notebook.nbformat, notebook.nbformat_minor = 4, 5
+    stem = re.sub(r"[^a-zA-Z0-9_-]", "-", path.stem)
     for position, cell in enumerate(cells, start=1):
-        cell_id = f"{path.stem}-{position}"
+        cell_id = f"{stem}-{position}"
         if isinstance(cell, Markdown):
             notebook.cells.append(v4.new_markdown_cell(cell.source, id=cell_id))
         else:
