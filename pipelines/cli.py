@@ -23,7 +23,7 @@ from pipelines.project import (
     notebook_files,
     resolve_pipeline,
 )
-from pipelines.render import RENDERERS
+from pipelines.render import RENDERERS, counted, size
 from pipelines.status import RunStatus
 from pipelines.store import RunStore
 
@@ -61,7 +61,8 @@ def list_command(root: Path) -> None:
     width = max(len(ref.name) for ref in pipelines)
     for ref in pipelines:
         count = len(notebook_files(ref.folder))
-        click.echo(f"{ref.name:<{width}}  {_relative(ref.folder, root)}  ({count} notebooks)")
+        notebooks = counted(count, "notebook")
+        click.echo(f"{ref.name:<{width}}  {_relative(ref.folder, root)}  ({notebooks})")
 
 
 @main.command()
@@ -75,8 +76,7 @@ def validate(root: Path, pipeline: str) -> None:
     if assembled.errors:
         click.echo(f"{assembled.name}: {len(assembled.errors)} error(s)", err=True)
         sys.exit(EXIT_INVALID)
-    notebooks = len({block.notebook for block in assembled.blocks.values()})
-    click.echo(f"{assembled.name}: valid, {len(assembled.blocks)} blocks in {notebooks} notebooks")
+    click.echo(f"{assembled.name}: valid, {size(assembled)}")
 
 
 @main.command()

@@ -60,7 +60,7 @@ def _load(file: Path, relative: str, model: type[ConfigT]) -> tuple[ConfigT, lis
     if not file.is_file():
         return model(), []
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8-sig")  # editors on Windows add a BOM
     except (OSError, UnicodeDecodeError) as exc:
         return model(), [
             _problem(relative, None, f"cannot read the file: {exc}", "save it as UTF-8")
@@ -73,7 +73,31 @@ def _load(file: Path, relative: str, model: type[ConfigT]) -> tuple[ConfigT, lis
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
-        return model(), [_from_validation(relative, text, error) for error in exc.errors()]
+        return model(), _problems_from(relative, text, exc.errors())
+
+
+def _problems_from(relative: str, text: str, errors: list[Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    reported_params: set[str] = set()
+    for error in errors:
+        location = [str(part) for part in error["loc"]]
+        if location[0] == "params" and len(location) > 2:
+            # One complaint per parameter, not one per member of the allowed-types union.
+            name = location[1]
+            if name not in reported_params:
+                reported_params.add(name)
+                problems.append(
+                    _problem(
+                        relative,
+                        _line_of_key(text, location[:2]),
+                        f"`params.{name}`: parameters are strings, numbers, booleans, dates "
+                        "or datetimes",
+                        "give it a single value of one of those types",
+                    )
+                )
+            continue
+        problems.append(_from_validation(relative, text, error))
+    return problems
 
 
 def _from_validation(relative: str, text: str, error: Any) -> Problem:

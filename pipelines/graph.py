@@ -69,7 +69,15 @@ def _resolve(
     earlier_here = [p for p in same_notebook if p.cell < block.cell]
     if explicit:
         explicit_here = [p for p in explicit if p in earlier_here]
-        return (explicit_here[-1] if explicit_here else explicit[0]), None
+        if explicit_here or len(explicit) == 1:
+            return (explicit_here[-1] if explicit_here else explicit[0]), None
+        places = " and ".join(candidate.describe() for candidate in explicit)
+        return None, Problem(
+            ProblemKind.AMBIGUOUS_PRODUCER,
+            f"block `{block.name}` reads `{name}`, which its upstream blocks {places} both produce",
+            block.location,
+            f"keep only one of them in --upstream, or rename `{name}` in all but one",
+        )
     if earlier_here:
         return earlier_here[-1], None
     last_per_notebook: dict[str, Block] = {}

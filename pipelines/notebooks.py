@@ -75,6 +75,7 @@ def _check_structure(raw: Any, relative: str) -> tuple[NotebookFile | None, list
         return None, [_bad(location, "not a notebook: `cells` is missing or not a list", SAVE_HINT)]
     problems: list[Problem] = []
     code_cells: list[CodeCell] = []
+    seen_ids: dict[str, int] = {}
     for position, cell in enumerate(cells, start=1):
         here = Location(relative, position)
         if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
@@ -96,6 +97,17 @@ def _check_structure(raw: Any, relative: str) -> tuple[NotebookFile | None, list
                 )
             )
             continue
+        if cell_id in seen_ids:
+            problems.append(
+                _bad(
+                    here,
+                    f"cell id `{cell_id}` is also the id of cell {seen_ids[cell_id]}",
+                    "cell ids must be unique: delete the cell and paste its code into a new one, "
+                    "or remove the duplicate `id` from the JSON and re-save in JupyterLab",
+                )
+            )
+            continue
+        seen_ids[cell_id] = position
         if cell["cell_type"] == "code":
             code_cells.append(CodeCell(position, cell_id, source))
     if problems:

@@ -29,6 +29,11 @@ def is_secret(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
+def is_secret_param(name: str, value: object) -> bool:
+    """A parameter to hide: a credential-like name, or a URL value that holds a password."""
+    return is_secret(name) or (isinstance(value, str) and _URL_PASSWORD.search(value) is not None)
+
+
 def parse_value(text: str) -> ParamValue:
     """Type a command-line value: bool, int, float, ISO date or datetime, else the string."""
     lowered = text.lower()

@@ -41,10 +41,7 @@ def to_json(pipeline: Pipeline) -> str:
 
 
 def to_text(pipeline: Pipeline) -> str:
-    notebooks = sorted({block.notebook for block in pipeline.blocks.values()})
-    lines = [
-        f"pipeline {pipeline.name}: {len(pipeline.blocks)} blocks in {len(notebooks)} notebooks"
-    ]
+    lines = [f"pipeline {pipeline.name}: {size(pipeline)}"]
     for position, block in enumerate(pipeline.blocks.values(), start=1):
         upstream = pipeline.upstream.get(block.name, ())
         lines.append(f"{position:>3}. {block.name}  [{block.header.kind}]  {block.location}")
@@ -62,26 +59,36 @@ def to_text(pipeline: Pipeline) -> str:
     return "\n".join(lines)
 
 
+def counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def size(pipeline: Pipeline) -> str:
+    """`3 blocks in 2 notebooks`."""
+    notebooks = {block.notebook for block in pipeline.blocks.values()}
+    return f"{counted(len(pipeline.blocks), 'block')} in {counted(len(notebooks), 'notebook')}"
+
+
 def to_mermaid(pipeline: Pipeline) -> str:
     lines = ["flowchart TD"]
-    for notebook, blocks in _by_notebook(pipeline).items():
-        lines.append(f'  subgraph {_node_id("nb", notebook)}["{notebook}"]')
-        lines += [f'    {block.name}["{block.name}"]' for block in blocks]
+    for index, (notebook, blocks) in enumerate(_by_notebook(pipeline).items()):
+        lines.append(f'  subgraph notebook_{index}["{_mermaid_text(notebook)}"]')
+        lines += [f'    b_{block.name}["{block.name}"]' for block in blocks]
         lines.append("  end")
     for child, parent, label in _edges(pipeline):
-        arrow = f"-- {label} -->" if label else "-->"
-        lines.append(f"  {parent} {arrow} {child}")
+        arrow = f'-- "{_mermaid_text(label)}" -->' if label else "-->"
+        lines.append(f"  b_{parent} {arrow} b_{child}")
     return "\n".join(lines)
 
 
 def to_dot(pipeline: Pipeline) -> str:
-    lines = [f'digraph "{pipeline.name}" {{', "  rankdir=TB;", "  node [shape=box];"]
+    lines = [f"digraph {_dot_text(pipeline.name)} {{", "  rankdir=TB;", "  node [shape=box];"]
     for index, (notebook, blocks) in enumerate(_by_notebook(pipeline).items()):
-        lines.append(f'  subgraph cluster_{index} {{ label="{notebook}";')
+        lines.append(f"  subgraph cluster_{index} {{ label={_dot_text(notebook)};")
         lines += [f'    "{block.name}";' for block in blocks]
         lines.append("  }")
     for child, parent, label in _edges(pipeline):
-        attributes = f' [label="{label}"]' if label else ""
+        attributes = f" [label={_dot_text(label)}]" if label else ""
         lines.append(f'  "{parent}" -> "{child}"{attributes};')
     lines.append("}")
     return "\n".join(lines)
@@ -112,5 +119,10 @@ def _edges(pipeline: Pipeline) -> list[tuple[str, str, str]]:
     return edges
 
 
-def _node_id(prefix: str, text: str) -> str:
-    return prefix + "_" + "".join(c if c.isalnum() else "_" for c in text)
+def _mermaid_text(text: str) -> str:
+    """Mermaid labels are quoted; a quote inside one is written as an entity."""
+    return text.replace('"', "#quot;")
+
+
+def _dot_text(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -17,7 +17,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from pipelines.assembly import Pipeline
 from pipelines.header import BlockName
-from pipelines.params import MASK, ParamValue, is_secret, python_literal
+from pipelines.params import ParamValue, is_secret_param, masked, python_literal
 from pipelines.runplan import (
     RUN_CONTEXT_NAME,
     BlockPlan,
@@ -61,7 +61,7 @@ def build_plan(
         run_dir=str(run_dir),
         blocks=blocks,
         order=pipeline.order,
-        params={k: (MASK if is_secret(k) else v) for k, v in params.items()},
+        params=masked(params),
     )
 
 
@@ -124,9 +124,10 @@ def _provenance_cell(plan: RunPlan, source: str) -> Any:
 
 def _parameters_cell(plan: RunPlan, run_notebook: str, params: Mapping[str, ParamValue]) -> Any:
     lines = ["import datetime", ""]
+    shown = masked(params)
     for name, value in params.items():
-        if is_secret(name):
-            lines.append(f"{name} = {MASK!r}  # secret: the kernel receives the real value")
+        if is_secret_param(name, value):
+            lines.append(f"{name} = {shown[name]!r}  # secret: the kernel receives the real value")
         else:
             lines.append(f"{name} = {python_literal(value)}")
     context = {"run_id": plan.run_id, "run_dir": plan.run_dir, "notebook": run_notebook}

@@ -24,7 +24,14 @@ from pipelines.artifacts import ArtifactStore
 from pipelines.assembly import Pipeline, assemble
 from pipelines.errors import BlockbookError
 from pipelines.header import BlockName
-from pipelines.params import ParamValue, is_secret, mask_text, masked, merge, secret_values
+from pipelines.params import (
+    ParamValue,
+    is_secret_param,
+    mask_text,
+    masked,
+    merge,
+    secret_values,
+)
 from pipelines.project import STATE_DIR
 from pipelines.runbuild import build_plan, build_run_notebooks, write_notebook
 from pipelines.runplan import INPUT_DIR, SECRETS_ENV, RunPlan, write_plan
@@ -120,7 +127,10 @@ class Runner:
         status = execution.execute(list(notebooks))
         execution.finalize_notebooks(params)
         states = execution.states()
-        self.store.finish_run(run_id, status, now(), error=_first_error(plan, states))
+        error = _first_error(plan, states)
+        if error is not None:
+            error = mask_text(error, secret_values(params))
+        self.store.finish_run(run_id, status, now(), error=error)
         return RunResult(run_id, status, run_dir, states)
 
     # ---- steps -------------------------------------------------------------------------
@@ -241,7 +251,7 @@ class _Execution:
         self.plan = plan
         self.options = options
         self.run_dir = Path(plan.run_dir)
-        self.secrets = {k: v for k, v in params.items() if is_secret(k)}
+        self.secrets = {k: v for k, v in params.items() if is_secret_param(k, v)}
         self.concurrency = (
             options.concurrency or pipeline.config.concurrency or max(4, os.cpu_count() or 1)
         )
@@ -502,6 +512,7 @@ def _masked_state(state: BlockState, secrets: Mapping[str, Any]) -> BlockState:
             a,
             error=None if a.error is None else mask_text(a.error, values),
             traceback=None if a.traceback is None else mask_text(a.traceback, values),
+            tests=tuple(replace(t, message=mask_text(t.message, values)) for t in a.tests),
         )
         for a in state.attempts
     )

@@ -66,7 +66,7 @@ def test_list(project: Path) -> None:
     assert result.stdout.splitlines() == [
         "broken  broken  (2 notebooks)",
         "good    good  (2 notebooks)",
-        "warned  warned  (1 notebooks)",
+        "warned  warned  (1 notebook)",
     ]
 
 
@@ -126,7 +126,7 @@ def test_validate_warnings_only_passes(project: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("a.ipynb:cell 1: warning: block `early` reads `later_value`")
     assert lines[1].startswith("    hint: ")
-    assert lines[-1] == "warned: valid, 2 blocks in 1 notebooks"
+    assert lines[-1] == "warned: valid, 2 blocks in 1 notebook"
 
 
 def test_validate_syntax_error_has_line(tmp_path: Path) -> None:
@@ -216,13 +216,13 @@ def test_graph_mermaid(project: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "flowchart TD",
-        '  subgraph nb_clean_ipynb["clean.ipynb"]',
-        '    clean["clean"]',
+        '  subgraph notebook_0["clean.ipynb"]',
+        '    b_clean["clean"]',
         "  end",
-        '  subgraph nb_load_ipynb["load.ipynb"]',
-        '    load["load"]',
+        '  subgraph notebook_1["load.ipynb"]',
+        '    b_load["load"]',
         "  end",
-        "  load -- raw --> clean",
+        '  b_load -- "raw" --> b_clean',
     ]
 
 
@@ -250,9 +250,21 @@ def test_graph_explicit_edge_has_no_label(tmp_path: Path) -> None:
         {"a.ipynb": ["%%block setup\nconfigure()", "%%block work --upstream setup\nx = 1"]},
     )
     mermaid = run("graph", str(folder), "--format", "mermaid")
-    assert "  setup --> work" in mermaid.stdout.splitlines()
+    assert "  b_setup --> b_work" in mermaid.stdout.splitlines()
     dot = run("graph", str(folder), "--format", "dot")
     assert '  "setup" -> "work";' in dot.stdout.splitlines()
+
+
+def test_graph_names_that_are_mermaid_keywords_or_need_quoting(tmp_path: Path) -> None:
+    folder = make_pipeline(
+        tmp_path,
+        {'say "hi".ipynb': ["%%block end\nx = 1", "%%block graph\ny = x"]},
+    )
+    mermaid = run("graph", str(folder), "--format", "mermaid").stdout.splitlines()
+    assert '  subgraph notebook_0["say #quot;hi#quot;.ipynb"]' in mermaid
+    assert '  b_end -- "x" --> b_graph' in mermaid
+    dot = run("graph", str(folder), "--format", "dot").stdout.splitlines()
+    assert '  subgraph cluster_0 { label="say \\"hi\\".ipynb";' in dot
 
 
 def test_graph_with_errors_fails(project: Path) -> None:

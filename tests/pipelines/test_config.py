@@ -197,3 +197,17 @@ def test_bad_config_is_a_pipeline_problem(pipeline_dir: MakePipeline) -> None:
 def test_config_reaches_the_pipeline(pipeline_dir: MakePipeline) -> None:
     folder = pipeline_dir({"a.ipynb": ["%%block a\nx = 1"]}, pipeline_toml="[params]\nn = 3\n")
     assert assemble(folder).config.params == {"n": 3}
+
+
+def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    config, problems = load(tmp_path, "\ufeff[params]\nday = 2024-01-31\n".encode())
+    assert problems == []
+    assert str(config.params["day"]) == "2024-01-31"
+
+
+def test_param_of_unsupported_type_is_one_problem_with_its_line(tmp_path: Path) -> None:
+    _, problems = load(tmp_path, "[params]\nok = 1\nids = [1, 2]\n")
+    assert problems == [
+        "pipeline.toml:line 3: `params.ids`: parameters are strings, numbers, booleans, dates "
+        "or datetimes"
+    ]

@@ -598,3 +598,38 @@ def test_assemble_accepts_relative_folder(
     pipeline = assemble(Path(folder.name))
     assert pipeline.name == folder.name
     assert pipeline.folder == folder.resolve()
+
+
+def test_two_explicit_upstreams_producing_the_read_name_are_ambiguous(
+    pipeline_dir: MakePipeline,
+) -> None:
+    pipeline = assemble(
+        pipeline_dir(
+            {
+                "a.ipynb": ["%%block left\nx = 1"],
+                "b.ipynb": ["%%block right\nx = 2"],
+                "c.ipynb": ["%%block reader --upstream left right\ny = x"],
+            }
+        )
+    )
+    [problem] = pipeline.errors
+    assert problem.kind is ProblemKind.AMBIGUOUS_PRODUCER
+    assert problem.location == Location("c.ipynb", 1, "c-1")
+    assert "`left` (a.ipynb:cell 1)" in problem.message
+    assert "`right` (b.ipynb:cell 1)" in problem.message
+    assert "keep only one of them in --upstream" in problem.hint
+
+
+def test_explicit_upstream_earlier_in_the_same_notebook_wins_over_another_explicit_one(
+    pipeline_dir: MakePipeline,
+) -> None:
+    pipeline = assemble(
+        pipeline_dir(
+            {
+                "a.ipynb": ["%%block left\nx = 1"],
+                "c.ipynb": ["%%block here\nx = 2", "%%block reader --upstream left here\ny = x"],
+            }
+        )
+    )
+    assert pipeline.ok
+    assert pipeline.sources["reader"] == {"x": "here"}

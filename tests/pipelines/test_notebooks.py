@@ -158,3 +158,16 @@ def test_problem_location_format() -> None:
     assert str(Location("a.ipynb", 3, "id")) == "a.ipynb:cell 3"
     assert str(Location("a.ipynb", 3, "id", 2)) == "a.ipynb:cell 3:line 2"
     assert str(Location("a.ipynb", line=7)) == "a.ipynb:line 7"
+
+
+def test_duplicate_cell_ids_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "dup.ipynb"
+    write_notebook(path, ["%%block a\nx = 1", "%%block b\ny = 2"])
+    text = path.read_text(encoding="utf-8").replace('"dup-2"', '"dup-1"')
+    path.write_text(text, encoding="utf-8")
+    notebook, problems = read_notebook(path, "dup.ipynb")
+    assert notebook is None
+    [problem] = problems
+    assert problem.kind is ProblemKind.BAD_NOTEBOOK
+    assert problem.location == Location("dup.ipynb", 2)
+    assert problem.message == "cell id `dup-1` is also the id of cell 1"
