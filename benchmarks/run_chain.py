@@ -92,7 +92,7 @@ def time_ploomber(folder: Path, repeat: int) -> float:
     for _ in range(repeat):
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "ploomber.cli.cli", "build", "--force"],
+            [str(Path(sys.executable).parent / "ploomber"), "build", "--force"],
             cwd=folder,
             check=True,
             capture_output=True,
