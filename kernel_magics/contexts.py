@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipelines.artifacts import ArtifactStore
+from pipelines.params import mask_text, secret_values
 from pipelines.runplan import SECRETS_ENV, RunPlan, load_plan
 from pipelines.runstate import CANCEL_FLAG, INTERRUPT_DIR, BlockState, read_state, write_state
 from pipelines.status import BlockStatus
@@ -36,6 +37,7 @@ class Preparation:
     readiness: Readiness
     reason: str = ""
     loaded: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 class BlockContext(Protocol):
@@ -56,6 +58,9 @@ class BlockContext(Protocol):
     def interrupt_reason(self, name: str) -> str | None:
         """Why the runner interrupted this block, if it did."""
 
+    def redact(self, text: str) -> str:
+        """`text` with every secret of the run masked."""
+
     def finished(self, name: str, state: BlockState) -> None: ...
 
 
@@ -70,6 +75,9 @@ class HeadlessContext:
         self._ran_here: set[str] = set()
         self.secrets: dict[str, Any] = json.loads(os.environ.get(SECRETS_ENV, "{}"))
         namespace.update(self.secrets)
+        self._secret_values = secret_values(self.secrets) + [
+            str(value) for value in self.secrets.values() if len(str(value)) >= 3
+        ]
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -77,6 +85,9 @@ class HeadlessContext:
 
     def cancelled(self) -> bool:
         return (self.state_root / CANCEL_FLAG).exists()
+
+    def redact(self, text: str) -> str:
+        return mask_text(text, self._secret_values)
 
     def interrupt_reason(self, name: str) -> str | None:
         try:
@@ -162,7 +173,7 @@ class InteractiveContext:
         self.state_root = self.root / STATE_DIR / "dev" / folder.name
         self.notebook = ""
         self._artifacts = ArtifactStore(self.state_root)
-        self.messages: list[str] = []
+        self.notes: list[str] = []
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -173,6 +184,9 @@ class InteractiveContext:
 
     def interrupt_reason(self, name: str) -> str | None:
         return None
+
+    def redact(self, text: str) -> str:
+        return text
 
     def finished(self, name: str, state: BlockState) -> None:
         pass
@@ -198,7 +212,8 @@ class InteractiveContext:
             store, origin = found
             namespace[input_name] = store.load(producer, input_name)
             loaded.append({"name": input_name, "block": producer, "run": origin})
-        return Preparation(Readiness.PROCEED, loaded=loaded)
+        notes, self.notes = self.notes, []
+        return Preparation(Readiness.PROCEED, loaded=loaded, notes=notes)
 
     def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
         pipeline = self._pipeline()
@@ -247,15 +262,16 @@ class InteractiveContext:
         return store, origin
 
     def _last_run_store(self, pipeline: str, block: str) -> tuple[ArtifactStore, str] | None:
+        from pipelines.errors import BlockbookError
+        from pipelines.store import RunStore
+
         try:
-            from pipelines.store import RunStore
-        except ImportError:
+            with RunStore.open(self.root) as store:
+                record = store.last_success(pipeline, block)
+        except BlockbookError as exc:
+            # The dev area still works without the run store; say why runs were not consulted.
+            self.notes.append(f"run store not consulted: {exc.message}")
             return None
-        store = RunStore.open(self.root)
-        try:
-            record = store.last_success(pipeline, block)
-        finally:
-            store.close()
         if record is None:
             return None
         return ArtifactStore(Path(record.run_dir)), record.run_id

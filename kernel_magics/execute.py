@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 import ast
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+_PACKAGE_DIR = str(Path(__file__).parent)
 
-def run_body(shell: Any, body: str) -> None:
+
+def user_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback without Blockbook's own frames around the user's code (the magic in
+    front, the timeout's signal handler behind)."""
+    frames: list[TracebackType] = []
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next
+    ours = [f.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR) for f in frames]
+    start = ours.index(False) if False in ours else len(frames)
+    end = len(frames)
+    while end > start and ours[end - 1]:
+        end -= 1
+    rebuilt: TracebackType | None = None
+    for frame in reversed(frames[start:end]):
+        rebuilt = TracebackType(rebuilt, frame.tb_frame, frame.tb_lasti, frame.tb_lineno)
+    return rebuilt
+
+
+def run_body(shell: Any, body: str, header_line: str = "") -> None:
     """Execute `body` in the user namespace; exceptions propagate to the caller.
 
     Goes through IPython's transformer (magics, `!shell` lines) and caching compiler, so
@@ -14,7 +36,11 @@ def run_body(shell: Any, body: str) -> None:
     """
     transformed = shell.transform_cell(body)
     tree = ast.parse(transformed)
-    filename = shell.compile.cache(transformed, shell.execution_count, raw_code=body)
+    # Line 1 of the cell is the `%%block` header: shift so tracebacks count lines as the
+    # notebook shows them.
+    ast.increment_lineno(tree, 1)
+    source = f"{header_line}\n{transformed}"
+    filename = shell.compile.cache(source, shell.execution_count, raw_code=source)
     trailing: ast.Expression | None = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         trailing = ast.Expression(tree.body.pop().value)

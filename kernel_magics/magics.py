@@ -10,6 +10,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 
 from kernel_magics.contexts import BlockContext, HeadlessContext, InteractiveContext, Readiness
+from kernel_magics.execute import user_traceback
 from kernel_magics.runtime import Outcome, execute_block
 from kernel_magics.testing import TestOutcome
 from pipelines.analysis import analyze
@@ -67,7 +68,7 @@ class BlockMagics(Magics):
             # The cell must complete so the notebook's independent blocks still run; the
             # traceback becomes the cell's error output, which papermill flags.
             error = outcome.error
-            self.shell.showtraceback((type(error), error, error.__traceback__))
+            self.shell.showtraceback((type(error), error, user_traceback(error.__traceback__)))
         else:
             raise outcome.error
 
@@ -84,6 +85,7 @@ def describe(outcome: Outcome) -> str:
     for loaded in outcome.preparation.loaded:
         origin = f"{loaded['block']}, {loaded['run']}" if loaded["block"] else loaded["run"]
         lines.append(f"  loaded {loaded['name']} from {origin}")
+    lines += [f"  note: {note}" for note in outcome.preparation.notes]
     final = state.attempts[-1] if state.attempts else None
     if final is not None:
         for manifest in final.outputs:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from kernel_magics.contexts import BlockContext, Preparation, Readiness
-from kernel_magics.execute import run_body
+from kernel_magics.execute import run_body, user_traceback
 from kernel_magics.testing import TestOutcome, TestResult, run_test
 from pipelines.analysis import BlockAnalysis
 from pipelines.artifacts import UnstorableOutput, summarize
 from pipelines.errors import BlockbookError
-from pipelines.header import BlockHeader, TestPolicy
+from pipelines.header import BlockHeader, TestPolicy, format_header
 from pipelines.runstate import Attempt, BlockState, TestRecord, now, write_state
 from pipelines.status import BlockStatus
 
@@ -65,7 +65,14 @@ def execute_block(
             replace(state, status=BlockStatus.SKIPPED),
             Preparation(Readiness.SKIPPED, "--skip"),
         )
-    preparation = context.prepare(name, analysis.inputs, namespace)
+    try:
+        preparation = context.prepare(name, analysis.inputs, namespace)
+    except Exception as exc:
+        # Blockbook's own failure (a missing artifact, an unreachable store), not the user's
+        # code: record it on the block instead of breaking the notebook.
+        message = f"could not prepare the block's inputs: {_one_line(exc)}"
+        failed = replace(state, status=BlockStatus.FAILED, error=message, ended_at=now())
+        return _finish(context, failed, Preparation(Readiness.PROCEED, message), exc)
     terminal = {
         Readiness.UPSTREAM_FAILED: BlockStatus.UPSTREAM_FAILED,
         Readiness.CANCELLED: BlockStatus.CANCELLED,
@@ -88,7 +95,7 @@ def execute_block(
         write_state(context.state_root, state)
         try:
             with _time_limit(header.timeout):
-                run_body(shell, body)
+                run_body(shell, body, format_header(header))
             outputs = tuple(analysis.outputs if header.out is None else header.out)
             manifests, summaries = _materialize(context, name, outputs, namespace)
             tests = tuple(_run_tests(header, analysis, namespace))
@@ -101,13 +108,13 @@ def execute_block(
             status = BlockStatus.CANCELLED if cancelled else BlockStatus.FAILED
             reason = context.interrupt_reason(name)
             message = "cancelled" if cancelled else (reason or "interrupted (KeyboardInterrupt)")
-            state = _record_failure(state, attempt, status, message, exc, tests)
+            state = _record_failure(context, state, attempt, status, message, exc, tests)
             break
         except Exception as exc:
             error = exc
             retry = number < attempts and not isinstance(exc, _NOT_RETRIED)
             status = BlockStatus.RETRYING if retry else BlockStatus.FAILED
-            state = _record_failure(state, attempt, status, _one_line(exc), exc, tests)
+            state = _record_failure(context, state, attempt, status, _one_line(exc), exc, tests)
             if not retry:
                 break
             write_state(context.state_root, state)
@@ -117,7 +124,7 @@ def execute_block(
             attempt,
             status=BlockStatus.SUCCESS,
             ended_at=now(),
-            tests=_records(tests),
+            tests=_records(tests, context),
             outputs=tuple(manifests),
             summaries=tuple(summaries),
         )
@@ -141,6 +148,7 @@ def _finish(
 
 
 def _record_failure(
+    context: BlockContext,
     state: BlockState,
     attempt: Attempt,
     status: BlockStatus,
@@ -148,13 +156,16 @@ def _record_failure(
     exc: BaseException,
     tests: tuple[TestResult, ...],
 ) -> BlockState:
+    # State files are read by people and other processes: secrets never go into them.
+    message = context.redact(message)
+    user_frames = user_traceback(exc.__traceback__)
     failed_attempt = replace(
         attempt,
         status=BlockStatus.FAILED,
         ended_at=now(),
         error=message,
-        traceback="".join(traceback.format_exception(exc)),
-        tests=_records(tests),
+        traceback=context.redact("".join(traceback.format_exception(type(exc), exc, user_frames))),
+        tests=_records(tests, context),
     )
     return replace(state.with_attempt(failed_attempt), status=status, error=message)
 
@@ -188,14 +199,18 @@ def _run_tests(
     ]
 
 
-def _records(tests: tuple[TestResult, ...]) -> tuple[TestRecord, ...]:
-    return tuple(TestRecord(t.name, str(t.outcome), t.message) for t in tests)
+def _records(tests: tuple[TestResult, ...], context: BlockContext) -> tuple[TestRecord, ...]:
+    return tuple(TestRecord(t.name, str(t.outcome), context.redact(t.message)) for t in tests)
 
 
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, BlockbookError):
         fix = f"; fix: {exc.hint}" if exc.hint else ""
         return f"{type(exc).__name__}: {exc.message}{fix}"
+    if isinstance(exc, TestsFailed):
+        # Its message spreads the failed tests over several lines; keep them all.
+        failed = "; ".join(f"{result.name}: {result.message}" for result in exc.failed)
+        return f"{type(exc).__name__}: {len(exc.failed)} test(s) failed: {failed}"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
