@@ -110,6 +110,7 @@ def graph(root: Path, pipeline: str, output_format: str) -> None:
 @click.option("--only", multiple=True, metavar="BLOCK", help="Run only these blocks.")
 @click.option("--isolate", is_flag=True, help="One kernel per block instead of per notebook.")
 @click.option("--resume", metavar="RUN_ID", help="Re-run only what did not succeed in RUN_ID.")
+@click.option("--run-id", hidden=True, help="Id for the new run (for tools that watch it).")
 @click.pass_obj
 def run(
     root: Path,
@@ -118,6 +119,7 @@ def run(
     only: tuple[str, ...],
     isolate: bool,
     resume: str | None,
+    run_id: str | None,
 ) -> None:
     """Run a pipeline headlessly; exit 0 on success, 1 on failure, 130 when cancelled."""
     from pipelines.progress import LiveProgress, run_summary
@@ -126,7 +128,11 @@ def run(
     ref = _resolve(root, pipeline)
     try:
         options = RunOptions(
-            params=parse_assignments(params), only=only, isolate=isolate, resume=resume
+            params=parse_assignments(params),
+            only=only,
+            isolate=isolate,
+            resume=resume,
+            run_id=run_id,
         )
     except BlockbookError as exc:
         raise click.UsageError(str(exc)) from None

@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -69,6 +70,8 @@ class RunOptions:
     trigger: Trigger = Trigger.MANUAL
     concurrency: int | None = None
     """Notebooks executing blocks at once; kernels that only wait for upstream don't count."""
+    run_id: str | None = None
+    """Use this id instead of a new one, so a caller can watch a run it starts elsewhere."""
     grace_seconds: float = 5.0
     """After a timeout or cancel: how long an interrupted kernel gets before it is killed."""
 
@@ -98,7 +101,7 @@ class Runner:
     def run(self, folder: Path, options: RunOptions = RunOptions()) -> RunResult:
         pipeline = self._assemble(folder)
         params = merge(pipeline.config.params, options.params)
-        run_id = new_run_id()
+        run_id = _checked_run_id(options.run_id) if options.run_id else new_run_id()
         run_dir = self.root / STATE_DIR / RUNS_DIR / run_id
         reused = self._reusable_blocks(pipeline, options)
         selected = self._selected_blocks(pipeline, options)
@@ -518,6 +521,16 @@ def _masked_state(state: BlockState, secrets: Mapping[str, Any]) -> BlockState:
     )
     error = None if state.error is None else mask_text(state.error, values)
     return replace(state, attempts=attempts, error=error)
+
+
+def _checked_run_id(run_id: str) -> RunId:
+    # It names a folder under .blockbook/runs: nothing that could climb out of it.
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", run_id):
+        raise RunError(
+            f"invalid run id `{run_id}`",
+            hint="use letters, digits, '.', '_' and '-' only, or leave it out",
+        )
+    return RunId(run_id)
 
 
 def _first_error(plan: RunPlan, states: Mapping[str, BlockState]) -> str | None:
