@@ -113,7 +113,15 @@ class HeadlessContext:
             if producer in self._ran_here:
                 continue  # same kernel: the value is already in the namespace
             namespace[input_name] = self._artifacts.load(producer, input_name)
-            loaded.append({"name": input_name, "block": producer, "run": self.plan.run_id})
+            loaded.append(
+                {
+                    "name": input_name,
+                    "block": producer,
+                    "notebook": self.plan.blocks[producer].source_notebook,
+                    "source": "run",
+                    "run": self.plan.run_id,
+                }
+            )
         return Preparation(Readiness.PROCEED, loaded=loaded)
 
     def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
@@ -129,7 +137,15 @@ class HeadlessContext:
             loaded = []
             for output in self.plan.blocks[name].stored:
                 namespace[output] = self._artifacts.load(name, output)
-                loaded.append({"name": output, "block": name, "run": state.reused_from or ""})
+                loaded.append(
+                    {
+                        "name": output,
+                        "block": name,
+                        "notebook": self.plan.blocks[name].source_notebook,
+                        "source": "run",
+                        "run": state.reused_from or "",
+                    }
+                )
             return Preparation(Readiness.REUSED, f"reused from run {state.reused_from}", loaded)
         return Preparation(Readiness.SKIPPED, "not selected for this run")
 
@@ -201,7 +217,9 @@ class InteractiveContext:
         for input_name in missing:
             if input_name in params:
                 namespace[input_name] = params[input_name]
-                loaded.append({"name": input_name, "block": "", "run": "pipeline.toml"})
+                loaded.append(
+                    {"name": input_name, "block": "", "notebook": "", "source": "params", "run": ""}
+                )
                 continue
             producer = self._producer(pipeline, name, input_name)
             if producer is None:
@@ -209,9 +227,18 @@ class InteractiveContext:
             found = self._newest(pipeline.name, producer, input_name)
             if found is None:
                 continue
-            store, origin = found
+            store, source, run_id = found
             namespace[input_name] = store.load(producer, input_name)
-            loaded.append({"name": input_name, "block": producer, "run": origin})
+            notebook = pipeline.blocks[producer].notebook if producer in pipeline.blocks else ""
+            loaded.append(
+                {
+                    "name": input_name,
+                    "block": producer,
+                    "notebook": notebook,
+                    "source": source,
+                    "run": run_id,
+                }
+            )
         notes, self.notes = self.notes, []
         return Preparation(Readiness.PROCEED, loaded=loaded, notes=notes)
 
@@ -245,21 +272,24 @@ class InteractiveContext:
         ]
         return producers[-1] if producers else None
 
-    def _newest(self, pipeline: str, block: str, name: str) -> tuple[ArtifactStore, str] | None:
-        candidates: list[tuple[str, ArtifactStore, str]] = []
+    def _newest(
+        self, pipeline: str, block: str, name: str
+    ) -> tuple[ArtifactStore, str, str] | None:
+        """The store holding the newest copy of an output: (store, "dev" or "run", run id)."""
+        candidates: list[tuple[str, ArtifactStore, str, str]] = []
         dev = self._artifacts.manifest(block, name)
         if dev is not None:
-            candidates.append((dev.created_at, self._artifacts, "dev area"))
+            candidates.append((dev.created_at, self._artifacts, "dev", ""))
         run = self._last_run_store(pipeline, block)
         if run is not None:
             store, run_id = run
             manifest = store.manifest(block, name)
             if manifest is not None:
-                candidates.append((manifest.created_at, store, f"run {run_id}"))
+                candidates.append((manifest.created_at, store, "run", run_id))
         if not candidates:
             return None
-        _, store, origin = max(candidates, key=lambda c: c[0])
-        return store, origin
+        _, store, source, run_id = max(candidates, key=lambda c: c[0])
+        return store, source, run_id
 
     def _last_run_store(self, pipeline: str, block: str) -> tuple[ArtifactStore, str] | None:
         from pipelines.errors import BlockbookError

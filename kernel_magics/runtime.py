@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,6 +37,8 @@ class TestsFailed(AssertionError):
         self.failed = failed
 
 
+StateListener = Callable[[BlockState], None]
+
 # Failures a retry cannot fix: deterministic checks and unstorable values.
 _NOT_RETRIED = (TestsFailed, UnstorableOutput)
 
@@ -55,7 +57,9 @@ def execute_block(
     analysis: BlockAnalysis,
     body: str,
     context: BlockContext,
+    on_state: StateListener | None = None,
 ) -> Outcome:
+    """Run one block to a terminal state; `on_state` hears every state it passes through."""
     name = header.name
     namespace: dict[str, Any] = shell.user_ns
     state = BlockState(name, BlockStatus.PENDING, context.notebook, started_at=now())
@@ -93,6 +97,8 @@ def execute_block(
         attempt = Attempt(number, BlockStatus.RUNNING, now())
         state = state.with_attempt(attempt)
         write_state(context.state_root, state)
+        if on_state is not None:
+            on_state(state)
         try:
             with _time_limit(header.timeout):
                 run_body(shell, body, format_header(header))
@@ -118,6 +124,8 @@ def execute_block(
             if not retry:
                 break
             write_state(context.state_root, state)
+            if on_state is not None:
+                on_state(state)
             time.sleep(header.retry_delay * 2 ** (number - 1))
             continue
         attempt = replace(

@@ -63,11 +63,12 @@ def execute_interactively(folder: Path, name: str) -> Any:
 
 
 def printed(notebook: Any) -> str:
+    """What the cells show as text: printed streams and the text twin of block status views."""
     return "".join(
-        output.get("text", "")
+        output.get("text", "") + output.get("data", {}).get("text/plain", "")
         for cell in notebook.cells
         for output in cell.get("outputs", [])
-        if output.get("output_type") == "stream"
+        if output.get("output_type") in ("stream", "display_data")
     )
 
 
@@ -103,8 +104,8 @@ def test_interactive_and_headless_store_the_same_outputs(
     # The second notebook's kernel never ran `load` or `transform`: it loaded their outputs
     # from the dev area and said so.
     output = printed(second)
-    assert "loaded clean from transform, dev area" in output
-    assert "loaded meta from load, dev area" in output
+    assert "loaded clean from transform in a.ipynb (dev area)" in output
+    assert "loaded meta from load in a.ipynb (dev area)" in output
     assert "block report: success" in output
     assert "loaded" not in printed(first)
     dev = tmp_path / ".blockbook" / "dev" / "parity"

@@ -83,7 +83,13 @@ def test_frame_and_value_cross_notebooks(pipeline, run, store) -> None:
     # `described` and `n` are read by nobody: summarized, not stored.
     assert not (result.run_dir / "artifacts" / "consume" / "described.json").exists()
     consume = result.blocks["consume"]
-    assert {"name": "trips", "block": "produce", "run": result.run_id} in consume.loaded
+    assert {
+        "name": "trips",
+        "block": "produce",
+        "notebook": "a.ipynb",
+        "source": "run",
+        "run": result.run_id,
+    } in consume.loaded
     assert {s["name"] for s in consume.attempts[-1].summaries} == {"described"}
 
     record = store.get_run(result.run_id)

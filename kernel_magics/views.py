@@ -1,0 +1,223 @@
+"""What a `%%block` execution shows: a live ipywidgets view in a notebook, text elsewhere.
+
+Both render the same `BlockReport`, built from the block's state and outcome, so a terminal
+IPython session or a headless run's executed notebook says what the widget says.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kernel_magics.runtime import Outcome
+from kernel_magics.testing import TestOutcome
+from pipelines.runstate import BlockState
+from pipelines.status import BlockStatus
+
+COLORS = {
+    "running": "#1f6feb",
+    "retrying": "#bf8700",
+    "pending": "#6e7781",
+    "success": "#1a7f37",
+    "warned": "#bf8700",
+    "failed": "#cf222e",
+    "upstream_failed": "#cf222e",
+    "skipped": "#6e7781",
+    "cancelled": "#8250df",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BlockReport:
+    block: str
+    state: str
+    """A block status, or `warned` for a success with warned tests."""
+    seconds: float | None = None
+    attempts: int = 0
+    error: str | None = None
+    outputs: tuple[str, ...] = ()
+    loaded: tuple[str, ...] = ()
+    tests: tuple[tuple[str, str, str], ...] = ()
+    """(name, outcome, message)"""
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def headline(self) -> str:
+        text = f"block {self.block}: {self.state}"
+        if self.seconds is not None:
+            text += f" in {self.seconds:.2f}s"
+        if self.attempts > 1:
+            text += f" after {self.attempts} attempts"
+        return text
+
+
+def report_running(state: BlockState) -> BlockReport:
+    attempts = len(state.attempts)
+    label = "retrying" if state.status is BlockStatus.RETRYING else str(state.status)
+    return BlockReport(state.block, label, attempts=attempts, error=state.error)
+
+
+def report(outcome: Outcome) -> BlockReport:
+    state = outcome.state
+    final = state.attempts[-1] if state.attempts else None
+    warned = any(t.outcome is TestOutcome.WARNED for t in outcome.tests)
+    label = str(state.status)
+    if state.status is BlockStatus.SUCCESS and warned:
+        label = "warned"
+    seconds = None
+    if state.started_at and state.ended_at and state.attempts:
+        seconds = (state.ended_at - state.started_at).total_seconds()
+    outputs: list[str] = []
+    if final is not None:
+        outputs += [_manifest_line(m) for m in final.outputs]
+        outputs += [_summary_line(s) for s in final.summaries]
+    loaded = [_loaded_line(item) for item in outcome.preparation.loaded]
+    return BlockReport(
+        block=state.block,
+        state=label,
+        seconds=seconds,
+        attempts=len(state.attempts),
+        error=state.error if state.status is not BlockStatus.SUCCESS else None,
+        outputs=tuple(outputs),
+        loaded=tuple(loaded),
+        tests=tuple((t.name, str(t.outcome), t.message) for t in outcome.tests),
+        notes=tuple(outcome.preparation.notes),
+    )
+
+
+def as_text(block: BlockReport) -> str:
+    lines = [block.headline]
+    if block.error:
+        lines.append(f"  {block.error}")
+    lines += [f"  loaded {line}" for line in block.loaded]
+    lines += [f"  note: {note}" for note in block.notes]
+    lines += [f"  output {line}" for line in block.outputs]
+    for name, outcome, message in block.tests:
+        mark = "FAILED" if outcome == TestOutcome.FAILED else outcome
+        lines.append(f"  test {name}: {mark}" + (f" - {message}" if message else ""))
+    return "\n".join(lines)
+
+
+def as_html(block: BlockReport) -> tuple[str, str]:
+    """(headline, details) HTML for the widget."""
+    color = COLORS.get(block.state, "#6e7781")
+    badge = (
+        f'<span style="background:{color};color:white;border-radius:3px;padding:0 6px">'
+        f"{html.escape(block.state)}</span>"
+    )
+    timing = f" {block.seconds:.2f}s" if block.seconds is not None else ""
+    retries = f" after {block.attempts} attempts" if block.attempts > 1 else ""
+    headline = f"<b>{html.escape(block.block)}</b> {badge}{timing}{retries}"
+    rows: list[str] = []
+    if block.error:
+        rows.append(f'<div style="color:{COLORS["failed"]}">{html.escape(block.error)}</div>')
+    rows += [f"<div>&larr; {html.escape(line)}</div>" for line in block.loaded]
+    rows += [f"<div>&rarr; {html.escape(line)}</div>" for line in block.outputs]
+    rows += [f"<div><i>{html.escape(note)}</i></div>" for note in block.notes]
+    for name, outcome, message in block.tests:
+        mark = {"passed": "&#10003;", "failed": "&#10007;", "warned": "!"}.get(outcome, "?")
+        tone = COLORS["success"] if outcome == "passed" else COLORS.get(outcome, "#bf8700")
+        text = f"test {html.escape(name)}: {html.escape(outcome)}"
+        if message:
+            text += f" &mdash; {html.escape(message)}"
+        rows.append(f'<div style="color:{tone}">{mark} {text}</div>')
+    return headline, "".join(rows)
+
+
+class BlockView(Protocol):
+    def update(self, state: BlockState) -> None: ...
+
+    def finish(self, outcome: Outcome) -> None: ...
+
+
+class TextBlockView:
+    """For terminal IPython and headless runs: one block of text when the block ends."""
+
+    def update(self, state: BlockState) -> None:
+        pass
+
+    def finish(self, outcome: Outcome) -> None:
+        # The status is the cell's own output, like any text a cell prints.
+        sys.stdout.write(as_text(report(outcome)) + "\n")
+
+
+class WidgetBlockView:
+    """One ipywidgets view per execution, updated as the block moves through its states."""
+
+    def __init__(self, block: str) -> None:
+        import ipywidgets as widgets
+        from IPython.display import display
+
+        self._headline = widgets.HTML(f"<b>{html.escape(block)}</b> starting")
+        self._details = widgets.HTML("")
+        self.box = widgets.VBox(
+            [self._headline, self._details],
+            layout=widgets.Layout(border="1px solid #d0d7de", padding="2px 8px"),
+        )
+        self.box.add_class("blockbook-block")
+        # Shown with a text/plain twin so frontends without widgets (nbconvert, GitHub, a
+        # terminal reading the notebook) still see the status; updated in place at the end.
+        self._handle = display(self._bundle(f"block {block}: starting"), raw=True, display_id=True)
+
+    def update(self, state: BlockState) -> None:
+        headline, details = as_html(report_running(state))
+        self._headline.value = headline
+        self._details.value = details
+
+    def finish(self, outcome: Outcome) -> None:
+        block = report(outcome)
+        self._headline.value, self._details.value = as_html(block)
+        self._handle.update(self._bundle(as_text(block)), raw=True)
+
+    def _bundle(self, text: str) -> dict[str, Any]:
+        view = {"version_major": 2, "version_minor": 0, "model_id": self.box.model_id}
+        return {"application/vnd.jupyter.widget-view+json": view, "text/plain": text}
+
+
+def make_view(shell: Any, block: str, *, headless: bool) -> BlockView:
+    if headless or not _has_frontend(shell):
+        return TextBlockView()
+    return WidgetBlockView(block)
+
+
+def _has_frontend(shell: Any) -> bool:
+    """True in a kernel talking to a Jupyter frontend (which can render widgets)."""
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _manifest_line(manifest: dict[str, Any]) -> str:
+    columns = manifest.get("columns") or []
+    if manifest.get("rows") is not None and columns:
+        names = ", ".join(str(c[0]) for c in columns[:4])
+        more = ", ..." if len(columns) > 4 else ""
+        shape = f"{manifest['rows']} rows x {len(columns)} columns ({names}{more})"
+    else:
+        shape = f"{manifest['type']}, {_size(manifest['bytes'])}"
+    return f"{manifest['name']}: {shape}, stored as {manifest['format']}"
+
+
+def _summary_line(summary: dict[str, Any]) -> str:
+    detail = summary["type"]
+    if "shape" in summary:
+        detail += " " + " x ".join(str(n) for n in summary["shape"])
+    elif "length" in summary:
+        detail += f" of length {summary['length']}"
+    return f"{summary['name']}: {detail} (not stored: no other block reads it)"
+
+
+def _loaded_line(item: dict[str, str]) -> str:
+    if item["source"] == "params":
+        return f"{item['name']} from pipeline.toml [params]"
+    notebook = f" in {item['notebook']}" if item.get("notebook") else ""
+    origin = "dev area" if item["source"] == "dev" else f"run {item['run']}"
+    return f"{item['name']} from {item['block']}{notebook} ({origin})"
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024  # type: ignore[assignment]
+    return f"{count} B"
