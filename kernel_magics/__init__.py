@@ -11,9 +11,10 @@ __all__ = ["load_ipython_extension", "test", "unload_ipython_extension"]
 
 def load_ipython_extension(shell: Any) -> None:
     from kernel_magics.magics import BlockMagics
+    from kernel_magics.pipeline_magics import PipelineMagics
 
-    magics = BlockMagics(shell)
-    shell.register_magics(magics)
+    shell.register_magics(BlockMagics(shell))
+    shell.register_magics(PipelineMagics(shell))
     shell.user_ns["test"] = test
 
 

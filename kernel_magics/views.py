@@ -177,12 +177,12 @@ class WidgetBlockView:
 
 
 def make_view(shell: Any, block: str, *, headless: bool) -> BlockView:
-    if headless or not _has_frontend(shell):
+    if headless or not has_frontend(shell):
         return TextBlockView()
     return WidgetBlockView(block)
 
 
-def _has_frontend(shell: Any) -> bool:
+def has_frontend(shell: Any) -> bool:
     """True in a kernel talking to a Jupyter frontend (which can render widgets)."""
     return type(shell).__name__ == "ZMQInteractiveShell"
 

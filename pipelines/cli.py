@@ -193,6 +193,31 @@ def show(root: Path, run_id: str, output_format: str) -> None:
         run_summary(Console(), record)
 
 
+@main.command()
+@click.argument("run_id")
+@click.argument("block")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the notebook (default: RUN_DIR/debug/BLOCK.ipynb).",
+)
+@click.pass_obj
+def debug(root: Path, run_id: str, block: str, output: Path | None) -> None:
+    """Write a notebook that re-creates BLOCK of run RUN_ID, with its inputs; print its path."""
+    from pipelines.debug import DebugUsageError, write_debug_notebook
+
+    with _open_store(root) as store:
+        try:
+            path = write_debug_notebook(store, run_id, block, output)
+        except DebugUsageError as exc:
+            raise click.UsageError(str(exc)) from None
+        except BlockbookError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_INVALID)
+    click.echo(str(path))
+
+
 _RUN_EXIT_CODES = {RunStatus.SUCCESS: 0, RunStatus.FAILED: 1, RunStatus.CANCELLED: 130}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipelines.assembly import Pipeline
@@ -69,15 +69,53 @@ def size(pipeline: Pipeline) -> str:
     return f"{counted(len(pipeline.blocks), 'block')} in {counted(len(notebooks), 'notebook')}"
 
 
-def to_mermaid(pipeline: Pipeline) -> str:
+# Mermaid fill colours for block statuses (status strings from pipelines.status.BlockStatus).
+STATUS_STYLES = {
+    "success": "fill:#dafbe1,stroke:#1a7f37",
+    "failed": "fill:#ffebe9,stroke:#cf222e",
+    "upstream_failed": "fill:#fff1e5,stroke:#cf222e,stroke-dasharray:4",
+    "running": "fill:#ddf4ff,stroke:#1f6feb",
+    "retrying": "fill:#fff8c5,stroke:#bf8700",
+    "skipped": "fill:#f6f8fa,stroke:#6e7781,stroke-dasharray:4",
+    "cancelled": "fill:#fbefff,stroke:#8250df",
+    "pending": "fill:#f6f8fa,stroke:#6e7781",
+}
+
+
+def to_mermaid(
+    pipeline: Pipeline,
+    *,
+    statuses: Mapping[str, str] | None = None,
+    highlight_notebook: str | None = None,
+) -> str:
+    """The graph as a Mermaid flowchart, one subgraph per notebook.
+
+    `statuses` colours blocks by their last status (and adds it to the label);
+    `highlight_notebook` draws that notebook's blocks with a thick border.
+    """
+    statuses = statuses or {}
     lines = ["flowchart TD"]
     for index, (notebook, blocks) in enumerate(_by_notebook(pipeline).items()):
         lines.append(f'  subgraph notebook_{index}["{_mermaid_text(notebook)}"]')
-        lines += [f'    b_{block.name}["{block.name}"]' for block in blocks]
+        for block in blocks:
+            status = statuses.get(block.name)
+            label = f"{block.name}<br/><i>{status}</i>" if status else block.name
+            lines.append(f'    b_{block.name}["{label}"]')
         lines.append("  end")
     for child, parent, label in _edges(pipeline):
         arrow = f'-- "{_mermaid_text(label)}" -->' if label else "-->"
         lines.append(f"  b_{parent} {arrow} b_{child}")
+    used = sorted({status for status in statuses.values() if status in STATUS_STYLES})
+    for status in used:
+        lines.append(f"  classDef {status} {STATUS_STYLES[status]}")
+        members = sorted(
+            name for name, s in statuses.items() if s == status and name in pipeline.blocks
+        )
+        lines.append(f"  class {','.join('b_' + name for name in members)} {status}")
+    if highlight_notebook is not None:
+        mine = [b.name for b in pipeline.blocks.values() if b.notebook == highlight_notebook]
+        for name in mine:
+            lines.append(f"  style b_{name} stroke-width:3px")
     return "\n".join(lines)
 
 

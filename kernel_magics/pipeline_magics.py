@@ -1,0 +1,257 @@
+"""The `%pipeline` line magic: the pipeline of this notebook's folder, from inside a notebook.
+
+    %pipeline graph                 the graph (Mermaid), this notebook's blocks and last statuses
+    %pipeline run [-p k=v ...]      start a headless run in the background and watch it
+    %pipeline wait [RUN_ID]         block until a run started here ends
+    %pipeline status [RUN_ID]       a run's blocks (default: the pipeline's latest run)
+    %pipeline runs                  recent runs
+    %pipeline load BLOCK [--run ID] put a block's stored outputs into the namespace
+
+`-P/--pipeline NAME_OR_FOLDER` picks another pipeline of the project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+
+from kernel_magics.runview import RunView
+from kernel_magics.views import has_frontend
+
+SUBCOMMANDS = ("graph", "run", "wait", "status", "runs", "load")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"%pipeline: {message}\n{__doc__}")
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="%pipeline", add_help=False)
+    parser.add_argument("-P", "--pipeline", default=None)
+    parser.add_argument("command", choices=SUBCOMMANDS)
+    parser.add_argument("target", nargs="?", default=None)
+    parser.add_argument("-p", "--param", action="append", default=[])
+    parser.add_argument("--run", default=None)
+    return parser
+
+
+@magics_class
+class PipelineMagics(Magics):
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.views: dict[str, RunView] = {}
+        self.last_run_id: str | None = None
+        self.processes: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        self._parser = _parser()
+
+    @line_magic
+    def pipeline(self, line: str) -> None:
+        """Look at and run this notebook's pipeline; `%pipeline?` lists the subcommands."""
+        args = self._parser.parse_args(shlex.split(line))
+        folder = self._folder(args.pipeline)
+        command = getattr(self, f"_{args.command}")
+        command(folder, args)
+
+    # ---- subcommands -------------------------------------------------------------------
+
+    def _graph(self, folder: Path, args: argparse.Namespace) -> None:
+        from IPython.display import display
+
+        from pipelines.render import to_mermaid, to_text
+
+        pipeline = self._assembled(folder)
+        statuses = self._last_statuses(pipeline.name, folder)
+        mermaid = to_mermaid(
+            pipeline, statuses=statuses, highlight_notebook=self._this_notebook(folder)
+        )
+        text = to_text(pipeline)
+        if statuses:
+            text += "\nlast run: " + ", ".join(f"{k}={v}" for k, v in statuses.items())
+        display({"text/vnd.mermaid": mermaid, "text/plain": text}, raw=True)
+
+    def _run(self, folder: Path, args: argparse.Namespace) -> None:
+        from pipelines.project import STATE_DIR, find_root
+        from pipelines.store import new_run_id
+
+        pipeline = self._assembled(folder)
+        root = find_root(folder)
+        run_id = new_run_id()
+        log = root / STATE_DIR / "launch" / f"{run_id}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pipelines", "--project", str(root), "run", str(folder)]
+        command += ["--run-id", run_id]
+        for item in args.param:
+            command += ["-p", item]
+        with log.open("wb") as stream:
+            # Its own session: interrupting this kernel must not stop the run.
+            process = subprocess.Popen(
+                command,
+                stdout=stream,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=root,
+                start_new_session=True,
+                env={**os.environ, "NO_COLOR": "1"},
+            )
+        view = RunView(run_id, list(pipeline.order), widgets=has_frontend(self.shell))
+        self.views[run_id] = view
+        self.last_run_id = run_id
+        self.processes[run_id] = (process, log)
+        view.watch(root, process)
+        if not has_frontend(self.shell):
+            sys.stdout.write(f"started run {run_id}; `%pipeline wait` shows it when it ends\n")
+
+    def _wait(self, folder: Path, args: argparse.Namespace) -> None:
+        run_id = args.target or self.last_run_id
+        if run_id is None or run_id not in self.views:
+            raise UsageError("%pipeline wait: no run started from this kernel; use %pipeline run")
+        view = self.views[run_id]
+        view.finished.wait()
+        process, log = self.processes.get(run_id, (None, None))
+        if view.record is None and log is not None:
+            raise UsageError(f"run {run_id} did not start:\n{log.read_text(errors='replace')}")
+        if process is not None:
+            process.wait()
+        view.print_text()
+
+    def _status(self, folder: Path, args: argparse.Namespace) -> None:
+        from pipelines.project import find_root
+        from pipelines.store import RunStore
+
+        root = find_root(folder)
+        with RunStore.open(root) as store:
+            record = store.get_run(args.target) if args.target else None
+            if args.target is None:
+                latest = store.list_runs(self._assembled(folder).name, limit=1)
+                record = latest[0] if latest else None
+        if record is None:
+            sys.stdout.write("no runs yet: `%pipeline run` starts one\n")
+            return
+        order = [block.block for block in record.blocks]
+        view = RunView(record.run_id, order, widgets=has_frontend(self.shell))
+        view.show(record)
+        if not record.status.is_terminal:
+            self.views[record.run_id] = view
+            view.watch(root)
+        elif not has_frontend(self.shell):
+            view.print_text()
+
+    def _runs(self, folder: Path, args: argparse.Namespace) -> None:
+        from IPython.display import display
+
+        from pipelines.project import find_root
+        from pipelines.store import RunStore
+
+        with RunStore.open(find_root(folder)) as store:
+            records = store.list_runs(self._assembled(folder).name, limit=20)
+        if not records:
+            sys.stdout.write("no runs yet: `%pipeline run` starts one\n")
+            return
+        rows = [
+            (r.run_id, str(r.status), str(r.trigger), _when(r.started_at), _duration(r))
+            for r in records
+        ]
+        header = ("run", "status", "trigger", "started", "seconds")
+        html_rows = "".join(
+            "<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows
+        )
+        html_table = (
+            "<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + f"</tr>{html_rows}</table>"
+        )
+        text = "\n".join("  ".join(row) for row in [header, *rows])
+        display({"text/html": html_table, "text/plain": text}, raw=True)
+
+    def _load(self, folder: Path, args: argparse.Namespace) -> None:
+        from pipelines.artifacts import ArtifactStore
+        from pipelines.project import find_root
+        from pipelines.store import RunStore
+
+        block = args.target
+        if block is None:
+            raise UsageError("%pipeline load BLOCK [--run RUN_ID]")
+        pipeline = self._assembled(folder)
+        if block not in pipeline.blocks:
+            known = ", ".join(pipeline.order) or "none"
+            raise UsageError(f"no block `{block}` in pipeline {pipeline.name}; blocks: {known}")
+        root = find_root(folder)
+        with RunStore.open(root) as store:
+            if args.run:
+                record = store.get_run(args.run)
+            else:
+                record = store.last_success(pipeline.name, block)
+        if record is None:
+            where = f"run {args.run}" if args.run else "any successful run"
+            raise UsageError(f"block `{block}` has no stored outputs in {where}")
+        artifacts = ArtifactStore(Path(record.run_dir))
+        names = sorted(p.stem for p in artifacts.folder(block).glob("*.json"))
+        if not names:
+            raise UsageError(
+                f"run {record.run_id} stored no outputs of `{block}` (only outputs other blocks "
+                "read are stored; add `--out NAME` to its header to keep others)"
+            )
+        for name in names:
+            self.shell.user_ns[name] = artifacts.load(block, name)
+        sys.stdout.write(f"loaded {', '.join(names)} from {block} (run {record.run_id})\n")
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def _folder(self, name: str | None) -> Path:
+        if name is None:
+            return Path.cwd()
+        from pipelines.errors import BlockbookError
+        from pipelines.project import find_root, resolve_pipeline
+
+        try:
+            return resolve_pipeline(name, find_root(Path.cwd())).folder
+        except BlockbookError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _assembled(self, folder: Path) -> Any:
+        from pipelines.assembly import assemble
+
+        pipeline = assemble(folder)
+        if not pipeline.ok:
+            problems = "\n".join(problem.format() for problem in pipeline.errors)
+            raise UsageError(f"pipeline {pipeline.name} is not valid:\n{problems}")
+        return pipeline
+
+    def _last_statuses(self, pipeline: str, folder: Path) -> dict[str, str]:
+        from pipelines.errors import BlockbookError
+        from pipelines.project import find_root
+        from pipelines.store import RunStore
+
+        try:
+            with RunStore.open(find_root(folder)) as store:
+                runs = store.list_runs(pipeline, limit=1)
+        except BlockbookError:
+            return {}  # no store to ask: the graph still shows
+        if not runs:
+            return {}
+        return {block.block: str(block.status) for block in runs[0].blocks}
+
+    def _this_notebook(self, folder: Path) -> str | None:
+        """This notebook's file name, where the frontend told the kernel (JupyterLab does)."""
+        session = self.shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME")
+        if not session:
+            return None
+        path = Path(str(session))
+        return path.name if path.suffix == ".ipynb" else None
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
+
+
+def _duration(record: Any) -> str:
+    if record.started_at is None or record.ended_at is None:
+        return ""
+    return f"{(record.ended_at - record.started_at).total_seconds():.2f}"

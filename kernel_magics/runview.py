@@ -1,0 +1,159 @@
+"""A run as the `%pipeline` magic shows it: a table of blocks refreshed from the run store."""
+
+from __future__ import annotations
+
+import html
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kernel_magics.views import COLORS
+from pipelines.status import BlockStatus
+
+if TYPE_CHECKING:
+    from pipelines.store import RunRecord
+
+REFRESH_SECONDS = 0.5
+
+
+def run_text(record: RunRecord | None, run_id: str, order: Sequence[str]) -> str:
+    if record is None:
+        return f"run {run_id}: starting"
+    lines = [f"run {record.run_id} of {record.pipeline}: {record.status}{_seconds(record)}"]
+    blocks = {block.block: block for block in record.blocks}
+    for name in order or list(blocks):
+        block = blocks.get(name)
+        if block is None:
+            continue
+        retries = f", {block.attempts} attempts" if block.attempts > 1 else ""
+        seconds = _block_seconds(block)
+        line = f"  {name}: {block.status}{seconds}{retries}"
+        if block.error and block.status is not BlockStatus.SUCCESS:
+            line += f" - {block.error}"
+        lines.append(line)
+    for path in failed_notebooks(record):
+        lines.append(f"  executed notebook: {path}")
+    return "\n".join(lines)
+
+
+def run_html(record: RunRecord | None, run_id: str, order: Sequence[str]) -> str:
+    if record is None:
+        return f"<b>run {html.escape(run_id)}</b> starting&hellip;"
+    rows = []
+    blocks = {block.block: block for block in record.blocks}
+    for name in order or list(blocks):
+        block = blocks.get(name)
+        if block is None:
+            continue
+        status = str(block.status)
+        error = html.escape(block.error or "") if block.status is not BlockStatus.SUCCESS else ""
+        rows.append(
+            f"<tr><td>{html.escape(name)}</td><td>{_badge(status)}</td>"
+            f"<td>{_block_seconds(block).strip()}</td>"
+            f"<td>{block.attempts if block.attempts > 1 else ''}</td><td>{error}</td></tr>"
+        )
+    links = "".join(
+        f"<div>executed notebook: <code>{html.escape(str(path))}</code></div>"
+        for path in failed_notebooks(record)
+    )
+    return (
+        f"<b>run {html.escape(record.run_id)}</b> of {html.escape(record.pipeline)} "
+        f"{_badge(str(record.status))}{_seconds(record)}"
+        "<table><tr><th>block</th><th>status</th><th>seconds</th><th>attempts</th>"
+        f"<th>error</th></tr>{''.join(rows)}</table>{links}"
+    )
+
+
+def failed_notebooks(record: RunRecord) -> list[Path]:
+    paths: list[Path] = []
+    for block in record.blocks:
+        path = Path(record.run_dir) / block.notebook
+        if block.status is BlockStatus.FAILED and path not in paths:
+            paths.append(path)
+    return paths
+
+
+class RunView:
+    """A widget (or text, without a frontend) showing one run; `watch` refreshes it until the
+    run ends, from a background thread so the kernel stays free."""
+
+    def __init__(self, run_id: str, order: Sequence[str], *, widgets: bool) -> None:
+        self.run_id = run_id
+        self.order = list(order)
+        self.record: RunRecord | None = None
+        self.finished = threading.Event()
+        self._widget: Any = None
+        self._handle: Any = None
+        if widgets:
+            import ipywidgets
+            from IPython.display import display
+
+            self._widget = ipywidgets.HTML(run_html(None, run_id, self.order))
+            self._widget.add_class("blockbook-run")
+            self._handle = display(self._bundle(), raw=True, display_id=True)
+
+    def show(self, record: RunRecord | None) -> None:
+        self.record = record
+        if self._widget is None:
+            return
+        self._widget.value = run_html(record, self.run_id, self.order)
+        self._handle.update(self._bundle(), raw=True)
+
+    def print_text(self) -> None:
+        sys.stdout.write(run_text(self.record, self.run_id, self.order) + "\n")
+
+    def watch(self, root: Path, process: Any = None) -> threading.Thread:
+        thread = threading.Thread(
+            target=self._poll, args=(root, process), name=f"watch:{self.run_id}", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _poll(self, root: Path, process: Any) -> None:
+        from pipelines.store import RunStore
+
+        try:
+            with RunStore.open(root) as store:
+                while True:
+                    record = store.get_run(self.run_id)
+                    self.show(record)
+                    if record is not None and record.status.is_terminal:
+                        break
+                    if (
+                        process is not None
+                        and process.poll() is not None
+                        and (record is None or not record.status.is_terminal)
+                    ):
+                        # The runner process ended without finishing the run: one last read.
+                        self.show(store.get_run(self.run_id))
+                        break
+                    self.finished.wait(REFRESH_SECONDS)
+        finally:
+            self.finished.set()
+
+    def _bundle(self) -> dict[str, Any]:
+        view = {"version_major": 2, "version_minor": 0, "model_id": self._widget.model_id}
+        text = run_text(self.record, self.run_id, self.order)
+        return {"application/vnd.jupyter.widget-view+json": view, "text/plain": text}
+
+
+def _badge(status: str) -> str:
+    color = COLORS.get(status, "#6e7781")
+    return (
+        f'<span style="background:{color};color:white;border-radius:3px;padding:0 6px">'
+        f"{html.escape(status)}</span>"
+    )
+
+
+def _seconds(record: RunRecord) -> str:
+    if record.started_at is None or record.ended_at is None:
+        return ""
+    return f" in {(record.ended_at - record.started_at).total_seconds():.2f}s"
+
+
+def _block_seconds(block: Any) -> str:
+    if block.started_at is None or block.ended_at is None:
+        return ""
+    return f" {(block.ended_at - block.started_at).total_seconds():.2f}s"

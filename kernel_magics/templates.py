@@ -1,0 +1,373 @@
+"""Block templates: `%block_new KIND SOURCE [NAME]` inserts a ready-to-edit block cell below.
+
+    %block_new                      # list the templates
+    %block_new loader csv           # a `%%block load_csv --kind loader` cell reading `csv_path`
+    %block_new exporter sql trips   # a `%%block trips --kind exporter` cell
+
+Each template is a complete block: a header, a body using the usual library for the job, and an
+`@test`. It runs as inserted once the names it reads (its parameters, such as `csv_path`) are set,
+by a plain cell, an upstream block or `pipeline.toml` `[params]`.
+
+Loads on its own with `%load_ext kernel_magics.templates`. Importing this module stays cheap: the
+libraries the templates use are imported by the inserted cells, not here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+
+from pipelines.errors import HeaderError
+from pipelines.header import BlockHeader, BlockKind, BlockName, format_header, parse_header
+
+USAGE = "%block_new KIND [SOURCE] [NAME]"
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    kind: BlockKind
+    source: str
+    """What the block reads or writes (`csv`, `sql`, ...); with `kind`, the template's key."""
+    description: str
+    default_name: str
+    parameters: tuple[str, ...]
+    """The names the body reads and the user sets (a plain cell, an upstream block or params)."""
+    body: str
+    test: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.source}"
+
+    def render(self, name: str | None = None) -> str:
+        """The cell text: header, body, then the `@test`."""
+        header = format_header(
+            BlockHeader(name=BlockName(name or self.default_name), kind=self.kind)
+        )
+        return f"{header}\n{self.body.strip()}\n\n\n{self.test.strip()}"
+
+
+_SQL_DATABASE = """\
+# `database`: a SQLAlchemy URL, or the name of a [connections.NAME] entry in blockbook.toml
+# (its ${ENV_VAR} references are filled in from the environment, so no password is written here).
+"""
+
+TEMPLATES: tuple[Template, ...] = (
+    Template(
+        BlockKind.LOADER,
+        "csv",
+        "Read a CSV file into a DataFrame with pandas",
+        "load_csv",
+        ("csv_path",),
+        """
+import pandas as pd
+
+# Name the date/time columns in _date_columns so they load as datetimes rather than text, and
+# give _dtypes for the columns pandas would guess wrong ("Int64" for integers with gaps).
+_date_columns = []  # e.g. ["pickup_datetime", "dropoff_datetime"]
+_dtypes = {}  # e.g. {"vendor_id": "Int64", "store_and_fwd_flag": "string"}
+
+df = pd.read_csv(csv_path, parse_dates=_date_columns, dtype=_dtypes)
+""",
+        """
+@test
+def has_rows(df):
+    assert len(df) > 0, "the CSV file has no data rows"
+""",
+    ),
+    Template(
+        BlockKind.LOADER,
+        "parquet",
+        "Read a Parquet file or dataset folder into a DataFrame with pandas",
+        "load_parquet",
+        ("parquet_path",),
+        """
+import pandas as pd
+
+# `parquet_path`: one Parquet file, or a folder of them (a partitioned dataset). Read only what
+# you need with columns=[...] and filters=[("year", "==", 2024)].
+df = pd.read_parquet(parquet_path)
+""",
+        """
+@test
+def has_rows(df):
+    assert len(df) > 0, "the Parquet data has no rows"
+""",
+    ),
+    Template(
+        BlockKind.LOADER,
+        "sql",
+        "Run a SQL query into a DataFrame with SQLAlchemy and pandas",
+        "load_sql",
+        ("database", "query"),
+        """
+import pandas as pd
+from sqlalchemy import create_engine, text
+
+from pipelines.connections import connection_url
+
+"""
+        + _SQL_DATABASE
+        + """\
+# `query`: the SELECT to run. Pass values as :name placeholders with params={"name": value}
+# rather than formatting them into the text; parse_dates=[...] for dates stored as text.
+_engine = create_engine(connection_url(database))
+try:
+    with _engine.connect() as _connection:
+        df = pd.read_sql(text(query), _connection)
+finally:
+    _engine.dispose()
+""",
+        """
+@test
+def has_rows(df):
+    assert len(df) > 0, "the query returned no rows"
+""",
+    ),
+    Template(
+        BlockKind.LOADER,
+        "http",
+        "Fetch JSON records from an HTTP API into a DataFrame (urllib, with a timeout)",
+        "load_http",
+        ("url",),
+        """
+import json
+import urllib.request
+
+import pandas as pd
+
+# `url`: an endpoint answering JSON, either a list of records or an object holding one (name
+# its key in _records_key). Add headers as needed, e.g. "Authorization": f"Bearer {api_token}"
+# (parameters named like tokens or passwords are masked in run output).
+_records_key = None  # e.g. "results" for {"results": [...], "next": ...}
+_request = urllib.request.Request(url, headers={"Accept": "application/json"})
+# urlopen raises HTTPError on a 4xx/5xx answer, so a failing API fails the block; the timeout
+# (seconds) keeps a server that never answers from holding up the run.
+with urllib.request.urlopen(_request, timeout=30) as _response:
+    _payload = json.load(_response)
+
+df = pd.json_normalize(_payload if _records_key is None else _payload[_records_key])
+""",
+        """
+@test
+def has_records(df):
+    assert len(df) > 0, "the API returned no records"
+""",
+    ),
+    Template(
+        BlockKind.TRANSFORMER,
+        "pandas",
+        "Clean the DataFrame `df` into `df_clean` with pandas",
+        "transform",
+        ("df",),
+        '''
+import re
+
+# Reads the frame `df` (a loader's output) and publishes `df_clean`: column names in snake_case,
+# rows without any value and exact duplicate rows dropped. Edit to taste.
+_NON_WORD = re.compile(r"\\W+")
+
+
+def _snake_case(name):
+    """`Pickup Date/Time` -> `pickup_date_time`."""
+    return _NON_WORD.sub("_", str(name).strip()).strip("_").lower()
+
+
+df_clean = (
+    df.rename(columns=_snake_case)
+    .dropna(how="all")
+    .drop_duplicates()
+    .reset_index(drop=True)
+)
+''',
+        """
+@test
+def no_duplicate_rows(df_clean):
+    assert not df_clean.duplicated().any(), "df_clean has duplicate rows"
+
+
+@test
+def no_empty_rows(df_clean):
+    assert not df_clean.isna().all(axis=1).any(), "df_clean has rows without any value"
+""",
+    ),
+    Template(
+        BlockKind.EXPORTER,
+        "sql",
+        "Replace a database table with the DataFrame `df_clean` (pandas to_sql, SQLAlchemy)",
+        "export_sql",
+        ("database", "df_clean", "table"),
+        """
+import sqlalchemy as sa
+
+from pipelines.connections import connection_url
+
+"""
+        + _SQL_DATABASE
+        + """\
+# Replaces the table named `table` with the frame `df_clean` in one transaction, then reads back
+# its row count. if_exists="append" adds rows instead; dtype={...} picks column types.
+_engine = sa.create_engine(connection_url(database))
+try:
+    with _engine.begin() as _connection:
+        df_clean.to_sql(table, _connection, if_exists="replace", index=False, chunksize=1_000)
+        _count = _connection.execute(
+            sa.select(sa.func.count()).select_from(sa.table(table))
+        ).scalar_one()
+finally:
+    _engine.dispose()
+
+exported_rows = int(_count)
+""",
+        """
+@test
+def every_row_is_exported(exported_rows, df_clean):
+    assert exported_rows == len(df_clean), f"exported {exported_rows} of {len(df_clean)} rows"
+""",
+    ),
+    Template(
+        BlockKind.EXPORTER,
+        "parquet",
+        "Write the DataFrame `df_clean` to a Parquet file atomically",
+        "export_parquet",
+        ("df_clean", "output_path"),
+        """
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+# Writes the frame `df_clean` to `output_path` atomically: into a temporary file in the same
+# folder, which then replaces the target in one step, so readers never see half a file.
+_target = Path(output_path)
+_target.parent.mkdir(parents=True, exist_ok=True)
+_temporary = _target.with_name(f".{_target.name}.{uuid.uuid4().hex}.tmp")
+try:
+    df_clean.to_parquet(_temporary, index=False)
+    os.replace(_temporary, _target)
+except BaseException:
+    _temporary.unlink(missing_ok=True)
+    raise
+
+exported_rows = pq.read_metadata(_target).num_rows
+""",
+        """
+@test
+def every_row_is_exported(exported_rows, df_clean):
+    assert exported_rows == len(df_clean), f"exported {exported_rows} of {len(df_clean)} rows"
+""",
+    ),
+    Template(
+        BlockKind.SENSOR,
+        "file",
+        "Check that a file has arrived: sets `ready`",
+        "wait_for_file",
+        ("watch_path",),
+        """
+from pathlib import Path
+
+# A sensor checks a condition; its last line sets `ready`. Here: `watch_path` exists and is not
+# empty (a writer may still be creating it). Poking (checking again every N seconds until ready,
+# up to a time limit) comes with a later version of sensors: for now the block checks once, and
+# the test below fails it when the file isn't there, so its downstream blocks don't run.
+_target = Path(watch_path)
+ready = _target.is_file() and _target.stat().st_size > 0
+""",
+        """
+@test
+def is_ready(ready):
+    assert ready, f"not ready: {watch_path} is missing or empty"
+""",
+    ),
+)
+
+
+def find_template(words: list[str]) -> tuple[Template, str | None]:
+    """The template and the optional block name that `%block_new` arguments ask for.
+
+    `KIND SOURCE [NAME]`; a kind with a single template may leave out its source. Raises
+    `UsageError` with a did-you-mean and the template list when nothing matches.
+    """
+    if not words:
+        raise UsageError(f"usage: {USAGE}\n{listing()}")
+    kind, *rest = words
+    kinds = list(dict.fromkeys(str(template.kind) for template in TEMPLATES))
+    if kind not in kinds:
+        if kind in {str(member) for member in BlockKind}:
+            raise UsageError(f"%block_new: no template for kind `{kind}` yet\n{listing()}")
+        raise UsageError(f"%block_new: unknown kind `{kind}`{_guess(kind, kinds)}\n{listing()}")
+    candidates = [template for template in TEMPLATES if template.kind == kind]
+    sources = [template.source for template in candidates]
+    if not rest:
+        if len(candidates) == 1:
+            return candidates[0], None
+        raise UsageError(
+            f"%block_new {kind}: name a source, one of {', '.join(sources)}\n{listing()}"
+        )
+    source, *names = rest
+    if source not in sources:
+        raise UsageError(
+            f"%block_new {kind}: unknown source `{source}`{_guess(source, sources)} "
+            f"({kind} sources: {', '.join(sources)})\n{listing()}"
+        )
+    if len(names) > 1:
+        raise UsageError(f"%block_new: too many arguments; usage: {USAGE}")
+    template = candidates[sources.index(source)]
+    name = names[0] if names else None
+    if name is not None:
+        try:
+            parse_header(f"{name} --kind {kind}")
+        except HeaderError as exc:
+            raise UsageError(f"%block_new: {exc}") from None
+    return template, name
+
+
+def listing() -> str:
+    """One line per template: kind, source, description and the names it reads."""
+    width_kind = max(len(str(template.kind)) for template in TEMPLATES)
+    width_source = max(len(template.source) for template in TEMPLATES)
+    lines = [f"Templates ({USAGE}):"]
+    for template in TEMPLATES:
+        reads = ", ".join(template.parameters)
+        lines.append(
+            f"  {template.kind!s:<{width_kind}}  {template.source:<{width_source}}  "
+            f"{template.description} (reads {reads})"
+        )
+    return "\n".join(lines)
+
+
+def _guess(word: str, choices: list[str]) -> str:
+    guess = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f"; did you mean `{guess[0]}`?" if guess else ""
+
+
+@magics_class
+class TemplateMagics(Magics):
+    @line_magic
+    def block_new(self, line: str) -> None:
+        """Insert a new block cell from a template below this one.
+
+            %block_new KIND [SOURCE] [NAME]
+
+        Without arguments, lists the templates. NAME defaults to the template's own
+        (`load_csv`, `export_sql`, ...).
+        """
+        words = line.split()
+        if not words:
+            sys.stdout.write(listing() + "\n")
+            return
+        template, name = find_template(words)
+        if self.shell is None:  # a Magics instance made without a shell
+            raise UsageError("%block_new needs an IPython shell to insert the cell into")
+        # A frontend (JupyterLab, VS Code) turns this into a new cell below the current one.
+        self.shell.set_next_input(template.render(name), replace=False)
+
+
+def load_ipython_extension(shell: Any) -> None:
+    shell.register_magics(TemplateMagics)
