@@ -143,7 +143,7 @@ def test_load_puts_stored_outputs_in_the_namespace(session: tuple[Path, Any]) ->
 
 
 def test_failed_run_links_the_executed_notebook(session: tuple[Path, Any]) -> None:
-    folder, notebook = session
+    _, notebook = session
     text = shown_text(notebook, 10)
     assert "shop: failed" in text
     assert "check: failed" in text
