@@ -6,9 +6,16 @@ import datetime as dt
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipelines.errors import Location, Problem, ProblemKind
 
@@ -22,11 +29,90 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ScheduleConfig(_Strict):
+    """`[schedule]`: when the scheduler starts runs of the pipeline (see pipelines.schedule)."""
+
+    cron: str | None = None
+    """Five cron fields, in `timezone`."""
+    every: str | None = None
+    """An interval such as "30s", "15m", "1h", "1d"."""
+    timezone: str = "UTC"
+    catchup: Literal["none", "latest", "all"] = "none"
+    max_catchup: Annotated[int, Field(ge=1)] | None = None
+    """With catchup = "all": at most this many missed fire times, the newest ones."""
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    max_active_runs: Annotated[int, Field(ge=1)] = 1
+    run_retries: Annotated[int, Field(ge=0)] = 0
+    """How many times a run that crashed (its runner died) is started again."""
+
+    # Checked while loading so `blockbook validate` reports each with its line.
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        from pipelines import schedule
+
+        if value is not None:
+            schedule.check_cron(value)
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str | None) -> str | None:
+        from pipelines import schedule
+
+        if value is not None:
+            schedule.parse_every(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from pipelines import schedule
+
+        schedule.check_timezone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> ScheduleConfig:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError('set exactly one of `cron` (e.g. "0 6 * * *") or `every` ("15m")')
+        return self
+
+
+class WebhookConfig(_Strict):
+    url: str
+    """JSON POST with a Slack-compatible `text` field; `${ENV_VAR}` references are expanded."""
+
+
+class EmailConfig(_Strict):
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 25
+    sender: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    """Write it as `${ENV_VAR}`: it is expanded at send time and never stored."""
+
+
+AlertEvent = Literal["failure", "success", "sla"]
+
+
+class AlertsConfig(_Strict):
+    on: tuple[AlertEvent, ...] = ("failure",)
+    sla: Annotated[float, Field(gt=0)] | None = None
+    """Seconds; a run still going after this long sends an `sla` alert."""
+    webhook: WebhookConfig | None = None
+    email: EmailConfig | None = None
+
+
 class PipelineConfig(_Strict):
     description: str = ""
     params: dict[str, ParamValue] = Field(default_factory=dict)
     concurrency: Annotated[int, Field(ge=1)] | None = None
     """At most this many notebooks of one run execute at once (default: the CPU count)."""
+    schedule: ScheduleConfig | None = None
+    alerts: AlertsConfig | None = None
 
 
 class StoreConfig(_Strict):
@@ -111,7 +197,8 @@ def _from_validation(relative: str, text: str, error: Any) -> Problem:
             f"unknown key `{dotted}`",
             "remove it or check its spelling; see the README for the keys Blockbook reads",
         )
-    return _problem(relative, line, f"`{dotted}`: {error['msg']}", "correct the value")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return _problem(relative, line, f"`{dotted}`: {message}", "correct the value")
 
 
 def _problem(relative: str, line: int | None, message: str, hint: str) -> Problem:
@@ -125,6 +212,8 @@ def _line_from_message(message: str) -> int | None:
 
 def _line_of_key(text: str, path: list[str]) -> int | None:
     """Best-effort line of a dotted key: the key's line inside its table, else the table's."""
+    while path and path[-1].isdigit():
+        path = path[:-1]  # an item of an array: point at the array's key
     if not path:
         return None
     *tables, key = path
