@@ -42,11 +42,10 @@ def write_debug_notebook(
     """Write the debug notebook of `block` in run `run_id` (a unique prefix will do)."""
     record = find_run(store, run_id)
     run_dir = Path(record.run_dir)
-    plan = read_plan(run_dir)
-    block_plan = find_block(plan, block)
+    plan, block_plan = find_block(run_dir, block)
     check_inputs(record, block_plan)
     run_notebook, cell = recorded_cell(run_dir, block_plan)
-    analysis = block_analysis(cell)
+    analysis = analyze(split_block_cell(cell.source)[1])  # it ran: validation parsed it
     params = parameter_lines(plan, run_notebook, analysis)
     path = checked_output(output or run_dir / DEBUG_DIR / f"{block}.ipynb", plan)
     provenance = {
@@ -83,20 +82,17 @@ def find_run(store: RunStore, run_id: str) -> RunRecord:
     return record
 
 
-def read_plan(run_dir: Path) -> RunPlan:
+def find_block(run_dir: Path, block: str) -> tuple[RunPlan, BlockPlan]:
     try:
-        return load_plan(run_dir)
+        plan = load_plan(run_dir)
     except FileNotFoundError:
         raise DebugError(f"{run_dir} has no plan.json", "run the pipeline again") from None
-
-
-def find_block(plan: RunPlan, block: str) -> BlockPlan:
     if block not in plan.blocks:
         raise DebugUsageError(
             f"run `{plan.run_id}` has no block `{block}`",
             hint=f"blocks of the run: {', '.join(plan.order)}",
         )
-    return plan.blocks[block]
+    return plan, plan.blocks[block]
 
 
 def check_inputs(record: RunRecord, block: BlockPlan) -> None:
@@ -136,13 +132,6 @@ def recorded_cell(run_dir: Path, block: BlockPlan) -> tuple[Any, Any]:
     raise DebugError(f"{path} has no cell of block `{block.name}`", "run it again")
 
 
-def block_analysis(cell: Any) -> BlockAnalysis | None:
-    try:
-        return analyze(split_block_cell(cell.source)[1])
-    except SyntaxError:
-        return None  # the code cell will show the syntax error
-
-
 def checked_output(path: Path, plan: RunPlan) -> Path:
     path, run_dir = path.absolute(), Path(plan.run_dir).resolve()
     folder = Path(plan.pipeline_folder)
@@ -157,7 +146,7 @@ def checked_output(path: Path, plan: RunPlan) -> Path:
     return path
 
 
-def parameter_lines(plan: RunPlan, run_notebook: Any, analysis: BlockAnalysis | None) -> list[str]:
+def parameter_lines(plan: RunPlan, run_notebook: Any, analysis: BlockAnalysis) -> list[str]:
     """The run's parameters cell, typed as it was (dates stay dates). Secrets the block reads
     come from the environment: the run stored only their masks."""
     cells = run_notebook.cells
@@ -171,7 +160,7 @@ def parameter_lines(plan: RunPlan, run_notebook: Any, analysis: BlockAnalysis | 
             continue
         if not is_secret_param(name, plan.params.get(name)):
             lines.append(ast.get_source_segment(source, node) or "")
-        elif analysis is None or name in analysis.inputs:
+        elif name in analysis.inputs:
             variable = re.sub(r"\W", "_", name).upper()
             lines.append(
                 f"# a secret the run does not store: export {variable} before Jupyter starts"
@@ -195,12 +184,10 @@ def intro_cell(plan: RunPlan, block: BlockPlan, cell: Any) -> Any:
     )
 
 
-def setup_cell(
-    plan: RunPlan, block: BlockPlan, params: list[str], analysis: BlockAnalysis | None
-) -> Any:
+def setup_cell(plan: RunPlan, block: BlockPlan, params: list[str], analysis: BlockAnalysis) -> Any:
     folder = (Path(plan.pipeline_folder) / block.source_notebook).parent
     lines = ["import datetime", "import os", "from pathlib import Path", ""]
-    if analysis is not None and analysis.tests:
+    if analysis.tests:
         lines += ["from kernel_magics import test  # the block defines @test functions"]
     lines += ["from pipelines.artifacts import ArtifactStore"]
     lines += [
