@@ -1,4 +1,5 @@
-"""The in-kernel side of Blockbook: `%load_ext kernel_magics` registers `%%block` and `@test`."""
+"""The in-kernel side of Blockbook: `%load_ext kernel_magics` registers `%%block`, `%pipeline`,
+`%block_new` and `@test`."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ __all__ = ["load_ipython_extension", "test", "unload_ipython_extension"]
 def load_ipython_extension(shell: Any) -> None:
     from kernel_magics.magics import BlockMagics
     from kernel_magics.pipeline_magics import PipelineMagics
+    from kernel_magics.templates import TemplateMagics
 
     shell.register_magics(BlockMagics(shell))
     shell.register_magics(PipelineMagics(shell))
+    shell.register_magics(TemplateMagics(shell))
     shell.user_ns["test"] = test
 
 

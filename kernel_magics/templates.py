@@ -61,7 +61,7 @@ TEMPLATES: tuple[Template, ...] = (
     Template(
         BlockKind.LOADER,
         "csv",
-        "Read a CSV file into a DataFrame with pandas",
+        "Read a CSV file with pandas",
         "load_csv",
         ("csv_path",),
         """
@@ -83,7 +83,7 @@ def has_rows(df):
     Template(
         BlockKind.LOADER,
         "parquet",
-        "Read a Parquet file or dataset folder into a DataFrame with pandas",
+        "Read a Parquet file or folder with pandas",
         "load_parquet",
         ("parquet_path",),
         """
@@ -102,7 +102,7 @@ def has_rows(df):
     Template(
         BlockKind.LOADER,
         "sql",
-        "Run a SQL query into a DataFrame with SQLAlchemy and pandas",
+        "Run a SQL query into pandas with SQLAlchemy",
         "load_sql",
         ("database", "query"),
         """
@@ -132,7 +132,7 @@ def has_rows(df):
     Template(
         BlockKind.LOADER,
         "http",
-        "Fetch JSON records from an HTTP API into a DataFrame (urllib, with a timeout)",
+        "Fetch JSON records from an HTTP API",
         "load_http",
         ("url",),
         """
@@ -162,7 +162,7 @@ def has_records(df):
     Template(
         BlockKind.TRANSFORMER,
         "pandas",
-        "Clean the DataFrame `df` into `df_clean` with pandas",
+        "Clean `df` into `df_clean` with pandas",
         "transform",
         ("df",),
         '''
@@ -199,7 +199,7 @@ def no_empty_rows(df_clean):
     Template(
         BlockKind.EXPORTER,
         "sql",
-        "Replace a database table with the DataFrame `df_clean` (pandas to_sql, SQLAlchemy)",
+        "Replace a database table with `df_clean`",
         "export_sql",
         ("database", "df_clean", "table"),
         """
@@ -233,7 +233,7 @@ def every_row_is_exported(exported_rows, df_clean):
     Template(
         BlockKind.EXPORTER,
         "parquet",
-        "Write the DataFrame `df_clean` to a Parquet file atomically",
+        "Write `df_clean` to Parquet atomically",
         "export_parquet",
         ("df_clean", "output_path"),
         """
@@ -266,7 +266,7 @@ def every_row_is_exported(exported_rows, df_clean):
     Template(
         BlockKind.SENSOR,
         "file",
-        "Check that a file has arrived: sets `ready`",
+        "Check that a file has arrived (`ready`)",
         "wait_for_file",
         ("watch_path",),
         """
@@ -329,15 +329,14 @@ def find_template(words: list[str]) -> tuple[Template, str | None]:
 
 
 def listing() -> str:
-    """One line per template: kind, source, description and the names it reads."""
-    width_kind = max(len(str(template.kind)) for template in TEMPLATES)
-    width_source = max(len(template.source) for template in TEMPLATES)
+    """One line per template: kind and source, what it does, the names it reads."""
+    key_width = max(len(template.key) for template in TEMPLATES)
+    text_width = max(len(template.description) for template in TEMPLATES)
     lines = [f"Templates ({USAGE}):"]
     for template in TEMPLATES:
-        reads = ", ".join(template.parameters)
         lines.append(
-            f"  {template.kind!s:<{width_kind}}  {template.source:<{width_source}}  "
-            f"{template.description} (reads {reads})"
+            f"  {template.key:<{key_width}}  {template.description:<{text_width}}  "
+            f"reads {', '.join(template.parameters)}"
         )
     return "\n".join(lines)
 

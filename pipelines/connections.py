@@ -61,16 +61,21 @@ def connection_url(
     connections = _connections(project)
     if name not in connections:
         raise _unknown(name, connections, project)
-    return expand(name, connections[name].url, os.environ if environ is None else environ)
+    return expand_variables(connections[name].url, f"connection `{name}`", environ)
 
 
-def expand(connection: str, template: str, environ: Mapping[str, str]) -> str:
-    """`template` with each `${VAR}` replaced by its value; `connection` names it in errors."""
+def expand_variables(template: str, what: str, environ: Mapping[str, str] | None = None) -> str:
+    """`template` (a URL) with each `${VAR}` replaced from `environ` (default: os.environ).
+
+    `what` names the setting in errors ("connection `warehouse`"). Values filled into the
+    `user:password@` part of the URL are percent-encoded; everything else goes in as is.
+    """
+    environ = os.environ if environ is None else environ
     references = list(_REFERENCE.finditer(template))
     malformed = [m.group(0) for m in references if not _VARIABLE.match(m.group(1))]
     if malformed:
         raise ConnectionConfigError(
-            f"connection `{connection}`: `{malformed[0]}` is not a variable reference",
+            f"{what}: `{malformed[0]}` is not a variable reference",
             hint="write ${NAME}, with a name made of letters, digits and underscores",
         )
     missing = list(dict.fromkeys(m.group(1) for m in references if m.group(1) not in environ))
@@ -79,8 +84,7 @@ def expand(connection: str, template: str, environ: Mapping[str, str]) -> str:
         plural = "s" if len(missing) > 1 else ""
         exports = "; ".join(f"export {variable}=..." for variable in missing)
         raise ConnectionConfigError(
-            f"connection `{connection}` needs the environment variable{plural} {names}, "
-            "which is not set",
+            f"{what} needs the environment variable{plural} {names}, which is not set",
             hint=f"{exports} in the shell that starts Jupyter or `blockbook run`; a running "
             "kernel keeps the environment it started with, so restart it afterwards",
         )

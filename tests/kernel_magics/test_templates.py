@@ -239,10 +239,18 @@ def test_sql_templates_on_sqlite(project: Path, start_kernel: Callable[[Path], K
     with sqlite3.connect(database) as connection:
         assert connection.execute("SELECT COUNT(*) FROM trips").fetchone() == (3,)
 
-    kernel.check("query = 'SELECT * FROM trips WHERE fare > :low ORDER BY trip_id'")
+    kernel.check("query = 'SELECT * FROM trips ORDER BY trip_id'")
     load = kernel.insert("loader sql")
-    kernel.block(load.replace("text(query)", "text(query).bindparams(low=0)"))
+    kernel.block(load)
     kernel.check("pd.testing.assert_frame_equal(df, df_clean)")
+    # The placeholder hint, followed: a value passed as :low, not formatted into the query.
+    kernel.check("query = 'SELECT trip_id FROM trips WHERE fare > :low ORDER BY trip_id'")
+    edited = load.replace(
+        "text(query), _connection)", 'text(query), _connection, params={"low": 10})'
+    )
+    assert edited != load
+    kernel.block(edited)
+    kernel.check("assert df.trip_id.tolist() == [1, 3], df")
 
 
 @pytest.fixture
@@ -322,15 +330,16 @@ def test_sql_templates_on_postgresql(
     assert "did you mean `warehouse`?" in misspelt.text
 
 
-class _Api(BaseHTTPRequestHandler):
-    records = [
-        {"id": 1, "fare": {"amount": 12.5, "currency": "USD"}},
-        {"id": 2, "fare": {"amount": 7.0, "currency": "USD"}},
-    ]
+API_RECORDS = (
+    {"id": 1, "fare": {"amount": 12.5, "currency": "USD"}},
+    {"id": 2, "fare": {"amount": 7.0, "currency": "USD"}},
+)
 
+
+class _Api(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/trips.json":
-            body, status = json.dumps(self.records).encode(), 200
+            body, status = json.dumps(API_RECORDS).encode(), 200
         else:
             body, status = b'{"error": "boom"}', 500
         self.send_response(status)
@@ -382,9 +391,10 @@ def test_block_new_lists_inserts_and_explains_mistakes(
     listed = kernel.check("%block_new")
     assert not listed.inserted
     for template in TEMPLATES:
-        line = rf"\n  {template.kind}\s+{template.source}\s+{re.escape(template.description)} \("
+        line = rf"\n  {template.key}\s+{re.escape(template.description)}\s+reads "
         assert re.search(line, listed.text), template.key
     assert listed.text.strip() == listing()
+    assert all(len(line) <= 100 for line in listed.text.splitlines())
 
     named = kernel.insert("exporter sql trips_to_warehouse")
     assert named.startswith("%%block trips_to_warehouse --kind exporter\n")

@@ -13,6 +13,7 @@ from pipelines.connections import (
     ConnectionConfigError,
     connection_url,
     describe_url,
+    expand_variables,
 )
 from pipelines.errors import BlockbookError
 
@@ -95,6 +96,15 @@ def test_every_missing_variable_is_named_once(tmp_path: Path) -> None:
     error = raised("pg", root, {"OTHER": "x"})
     assert "variables `U` and `P`" in error.message
     assert error.hint.startswith("export U=...; export P=...")
+
+
+def test_expansion_serves_other_url_settings_too() -> None:
+    hook = "https://${HOOK_USER}:${HOOK_TOKEN}@hooks.example.invalid/${HOOK_PATH}"
+    environ = {"HOOK_USER": "bot", "HOOK_TOKEN": "t/k@n", "HOOK_PATH": "services/T0/B1"}
+    expanded = expand_variables(hook, "webhook `alerts`", environ)
+    assert expanded == "https://bot:t%2Fk%40n@hooks.example.invalid/services/T0/B1"
+    with pytest.raises(ConnectionConfigError, match=r"webhook `alerts` needs .* `HOOK_TOKEN`"):
+        expand_variables(hook, "webhook `alerts`", {"HOOK_USER": "bot", "HOOK_PATH": "x"})
 
 
 def test_an_empty_variable_counts_as_set(tmp_path: Path) -> None:
