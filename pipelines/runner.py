@@ -36,6 +36,7 @@ from pipelines.params import (
 from pipelines.project import STATE_DIR
 from pipelines.runbuild import build_plan, build_run_notebooks, write_notebook
 from pipelines.runplan import INPUT_DIR, SECRETS_ENV, RunPlan, write_plan
+from pipelines.runqueue import adopt, heartbeat
 from pipelines.runstate import (
     CANCEL_FLAG,
     INTERRUPT_DIR,
@@ -48,11 +49,12 @@ from pipelines.runstate import (
     STATE_DIR as BLOCK_STATE_DIR,
 )
 from pipelines.status import BlockStatus, RunStatus, Trigger
-from pipelines.store import RunId, RunStore, new_run_id
+from pipelines.store import RunId, RunRecord, RunStore, new_run_id
 
 logger = logging.getLogger(__name__)
 
 RUNS_DIR = "runs"
+HEARTBEAT_SECONDS = 2.0
 LOG_DIR = "logs"
 KERNEL_NAME = "python3"
 
@@ -99,26 +101,43 @@ class Runner:
         self._cancel.set()
 
     def run(self, folder: Path, options: RunOptions = RunOptions()) -> RunResult:
-        pipeline = self._assemble(folder)
-        params = merge(pipeline.config.params, options.params)
         run_id = _checked_run_id(options.run_id) if options.run_id else new_run_id()
+        queued = self._queued(run_id) if options.run_id else None
+        try:
+            pipeline = self._assemble(folder)
+            reused = self._reusable_blocks(pipeline, options)
+            selected = self._selected_blocks(pipeline, options)
+        except RunError as exc:
+            if queued is not None:
+                # A scheduler or trigger queued it: it must still end, with the reason.
+                self.store.finish_run(run_id, RunStatus.FAILED, now(), error=exc.message)
+            raise
+        params = merge(pipeline.config.params, options.params)
         run_dir = self.root / STATE_DIR / RUNS_DIR / run_id
-        reused = self._reusable_blocks(pipeline, options)
-        selected = self._selected_blocks(pipeline, options)
         not_run = frozenset(pipeline.order) - selected | frozenset(reused)
         plan = build_plan(
             pipeline, run_id, run_dir, params, isolate=options.isolate, skipped=not_run
         )
-        self.store.create_run(
-            run_id,
-            pipeline=pipeline.name,
-            pipeline_path=str(pipeline.folder),
-            trigger=options.trigger,
-            params=_jsonable(masked(params)),
-            run_dir=str(run_dir),
-            blocks=[(name, plan.blocks[name].run_notebook) for name in plan.order],
-            resumed_from=options.resume,
-        )
+        blocks = [(name, plan.blocks[name].run_notebook) for name in plan.order]
+        if queued is not None:
+            adopt(
+                self.store,
+                run_id,
+                params=_jsonable(masked(params)),
+                run_dir=str(run_dir),
+                blocks=blocks,
+            )
+        else:
+            self.store.create_run(
+                run_id,
+                pipeline=pipeline.name,
+                pipeline_path=str(pipeline.folder),
+                trigger=options.trigger,
+                params=_jsonable(masked(params)),
+                run_dir=str(run_dir),
+                blocks=blocks,
+                resumed_from=options.resume,
+            )
         write_plan(plan)
         self._carry_over(plan, reused, not_run)
         notebooks = build_run_notebooks(pipeline, plan, params)
@@ -137,6 +156,18 @@ class Runner:
         return RunResult(run_id, status, run_dir, states)
 
     # ---- steps -------------------------------------------------------------------------
+
+    def _queued(self, run_id: RunId) -> RunRecord | None:
+        """The run a scheduler or trigger queued under this id, if there is one."""
+        record = self.store.get_run(run_id)
+        if record is None or record.run_id != run_id:
+            return None
+        if record.status is not RunStatus.QUEUED:
+            raise RunError(
+                f"run `{run_id}` is already {record.status}",
+                hint="start a new run, or `--resume` this one",
+            )
+        return record
 
     def _assemble(self, folder: Path) -> Pipeline:
         pipeline = assemble(folder)
@@ -264,6 +295,7 @@ class _Execution:
         self._killed: set[str] = set()
         self._cancel_sent_at: float | None = None
         self._wake = threading.Event()
+        self._last_beat = float("-inf")
 
     def execute(self, notebooks: list[str]) -> RunStatus:
         jobs = [
@@ -285,6 +317,7 @@ class _Execution:
                 self._start(job)
                 started.append(job)
             self._enforce_timeouts(started)
+            self._beat()
             for job in started:
                 if job.done and not job.settled:
                     # Right away, not at the end: other notebooks may be waiting on its blocks.
@@ -298,6 +331,13 @@ class _Execution:
 
     def states(self) -> dict[str, BlockState]:
         return dict(self._states)
+
+    def _beat(self) -> None:
+        """Tell schedulers this run's runner is alive (they mark silent runs crashed)."""
+        clock = time.monotonic()
+        if clock - self._last_beat >= HEARTBEAT_SECONDS:
+            self._last_beat = clock
+            heartbeat(self.runner.store, self.plan.run_id)
 
     # ---- notebook threads --------------------------------------------------------------
 

@@ -169,6 +169,11 @@ class RunRecord:
     resumed_from: str | None
     blocks: tuple[BlockRunRecord, ...]
     """In the global order given to `RunStore.create_run`."""
+    scheduled_for: datetime | None = None
+    """The fire time of a scheduled or backfill run."""
+    attempt: int = 0
+    """0 for a run's first try; n for the n-th restart after it crashed."""
+    heartbeat_at: datetime | None = None
 
     def block(self, name: str) -> BlockRunRecord | None:
         return next((block for block in self.blocks if block.block == name), None)
@@ -221,6 +226,10 @@ class Base(DeclarativeBase):
 
 class RunRow(Base):
     __tablename__ = "runs"
+    # Exactly one run per (pipeline, fire time, crash retry): what makes two schedulers on one
+    # database, or a restarted one, unable to start a fire time twice. NULLs (runs that no
+    # schedule fired) never collide.
+    __table_args__ = (UniqueConstraint("pipeline", "scheduled_for", "attempt"),)
 
     run_id: Mapped[str] = mapped_column(String(_ID_LENGTH), primary_key=True)
     pipeline: Mapped[str] = mapped_column(String(255), index=True)
@@ -234,6 +243,11 @@ class RunRow(Base):
     ended_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     resumed_from: Mapped[str | None] = mapped_column(String(_ID_LENGTH))
+    scheduled_for: Mapped[datetime | None]
+    attempt: Mapped[int] = mapped_column(default=0, server_default="0")
+    heartbeat_at: Mapped[datetime | None]
+    launched_at: Mapped[datetime | None]
+    """When a scheduler handed the queued run to a runner process (claimed, so only once)."""
 
     blocks: Mapped[list[BlockRunRow]] = relationship(
         back_populates="run",
@@ -284,6 +298,18 @@ class AttemptRow(Base):
     outputs: Mapped[list[dict[str, Any]]]
 
     block_run: Mapped[BlockRunRow] = relationship(back_populates="attempt_rows")
+
+
+class ScheduleRow(Base):
+    """What the scheduler knows of one pipeline's schedule across restarts."""
+
+    __tablename__ = "schedules"
+
+    pipeline: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(Text)
+    """The schedule's settings; when they change the schedule starts over from that moment."""
+    first_seen_at: Mapped[datetime]
+    last_fired: Mapped[datetime | None]
 
 
 _LOAD_BLOCKS = selectinload(RunRow.blocks).selectinload(BlockRunRow.attempt_rows)
@@ -594,6 +620,20 @@ class RunStore:
             command.upgrade(config, "head")
 
     @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A write transaction, for the modules that extend the store (the run queue)."""
+        with self._write() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self._read() as session:
+            yield session
+
+    def record(self, row: RunRow) -> RunRecord:
+        return _run_record(row)
+
+    @contextmanager
     def _write(self) -> Iterator[Session]:
         with self._translate_errors(), self._write_session.begin() as session:
             yield session
@@ -763,6 +803,9 @@ def _run_record(row: RunRow) -> RunRecord:
         error=row.error,
         resumed_from=row.resumed_from,
         blocks=tuple(_block_record(block) for block in row.blocks),
+        scheduled_for=row.scheduled_for,
+        attempt=row.attempt,
+        heartbeat_at=row.heartbeat_at,
     )
 
 
