@@ -115,6 +115,8 @@ def run_json(record: RunRecord, *, with_blocks: bool) -> dict[str, Any]:
         "started_at": _iso(record.started_at),
         "ended_at": _iso(record.ended_at),
         "resumed_from": record.resumed_from,
+        "scheduled_for": _iso(record.scheduled_for),
+        "attempt": record.attempt,
         "error": record.error,
         "run_dir": record.run_dir,
     }

@@ -1,0 +1,55 @@
+"""The Python API: start runs from code (an Airflow task, a web hook, a test)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from pipelines.assembly import assemble
+from pipelines.errors import BlockbookError
+from pipelines.params import ParamValue, masked, merge
+from pipelines.project import find_root, resolve_pipeline
+from pipelines.runqueue import QueuedRun, enqueue
+from pipelines.status import Trigger
+from pipelines.store import RunId, RunStore, new_run_id
+
+
+def trigger(
+    pipeline: str | Path,
+    params: Mapping[str, ParamValue] | None = None,
+    *,
+    root: Path | None = None,
+    trigger: Trigger = Trigger.API,
+) -> RunId:
+    """Queue a run of `pipeline` (a folder, or a pipeline name under the project root) for the
+    scheduler to start; returns its run id at once.
+
+    Parameters named like secrets are not kept with a queued run (they would be stored):
+    give such values to the pipeline through its environment instead.
+    """
+    root = root or find_root(Path(pipeline) if Path(pipeline).is_dir() else None)
+    ref = resolve_pipeline(str(pipeline), root)
+    assembled = assemble(ref.folder)
+    if not assembled.ok:
+        problems = "\n".join(p.format() for p in assembled.errors)
+        raise BlockbookError(
+            f"pipeline `{ref.name}` is not valid:\n{problems}",
+            hint=f"`blockbook validate {ref.folder}` lists the problems",
+        )
+    run_id = new_run_id()
+    values = masked(merge(assembled.config.params, dict(params or {})))
+    with RunStore.open(root) as store:
+        enqueue(
+            store,
+            QueuedRun(
+                run_id=run_id,
+                pipeline=ref.name,
+                pipeline_path=str(ref.folder),
+                trigger=trigger,
+                params={
+                    k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in values.items()
+                },
+                run_dir="",
+            ),
+        )
+    return run_id
