@@ -21,6 +21,7 @@ from typing import Any
 
 import nbformat
 
+from pipelines import alerts
 from pipelines.artifacts import ArtifactStore
 from pipelines.assembly import Pipeline, assemble
 from pipelines.errors import BlockbookError
@@ -153,6 +154,7 @@ class Runner:
         if error is not None:
             error = mask_text(error, secret_values(params))
         self.store.finish_run(run_id, status, now(), error=error)
+        alerts.notify_finished(pipeline.config.alerts, self.store, run_id)  # never raises
         return RunResult(run_id, status, run_dir, states)
 
     # ---- steps -------------------------------------------------------------------------
@@ -307,8 +309,10 @@ class _Execution:
         jobs = [job for job in jobs if any(self.plan.blocks[n].run for n in job.blocks)]
         waiting = sorted(jobs, key=lambda job: self.plan.order.index(job.blocks[0]))
         started: list[_NotebookJob] = []
+        sla = alerts.SlaWatch(self.pipeline.config.alerts, self.runner.store, self.plan.run_id)
         while True:
             self._poll_states()
+            sla.check()
             if self.runner._cancel.is_set():
                 self._cancel(started, waiting)
                 waiting = []
@@ -507,6 +511,9 @@ class _Execution:
                     _signal(job.pid, signal.SIGKILL)
 
     def _status(self) -> RunStatus:
+        """Success when every block succeeded or was skipped (--skip, --only, a false condition
+        upstream, a skipped upstream). Any failed, upstream_failed or cancelled block fails the
+        run, even when an `--trigger-rule all_done` or `one_success` block ran after it."""
         if self.runner._cancel.is_set():
             return RunStatus.CANCELLED
         fine = {BlockStatus.SUCCESS, BlockStatus.SKIPPED}

@@ -1,9 +1,9 @@
 """The scheduler: starts runs when pipelines' schedules fire, and cleans up after crashes.
 
-One `tick` is the recipe: notice added, changed and removed schedules; mark runs whose runner
-died as crashed (and queue a retry when the schedule asks); queue each due fire time (the run
-store's unique constraint makes that exactly-once, across restarts and across schedulers);
-hand queued runs to runner processes within the limits; collect finished runners.
+One `tick` is the recipe: notice added, changed and removed schedules; collect finished
+runners; mark runs whose runner died as crashed (and queue a retry when the schedule asks);
+queue each due fire time (the run store's unique constraint makes that exactly-once, across
+restarts and across schedulers); hand queued runs to runner processes within the limits.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipelines import alerts
 from pipelines.config import PIPELINE_FILE, load_pipeline_config
 from pipelines.errors import BlockbookError
 from pipelines.params import MASK
@@ -182,10 +183,10 @@ class Scheduler:
         if time.monotonic() - self._last_scan >= self.options.rescan_seconds:
             self._last_scan = time.monotonic()
             self.rescan(moment)
+        self._collect()
         self._reap(moment)
         self._fire_due(moment)
         self._launch_queued()
-        self._collect()
 
     # ---- steps -------------------------------------------------------------------------
 
@@ -313,6 +314,7 @@ class Scheduler:
             if not mark_crashed(self.store, run.run_id, reason, moment):
                 continue
             log.warning("%s: run %s crashed: %s", run.pipeline, run.run_id, reason)
+            self._alert(run)
             watched = self.watched.get(run.pipeline)
             retries = watched.schedule.run_retries if watched is not None else 0
             if run.scheduled_for is not None and watched is not None and run.attempt < retries:
@@ -351,12 +353,17 @@ class Scheduler:
             del self.launched[run_id]
             record = self.store.get_run(run_id)
             if record is not None and not record.status.is_terminal:
-                mark_crashed(
-                    self.store,
-                    run_id,
+                reason = (
                     f"the runner process exited with code {code} before the run ended; see "
-                    f"{self.root / STATE_DIR / LAUNCH_DIR / (run_id + '.log')}",
+                    f"{self.root / STATE_DIR / LAUNCH_DIR / (run_id + '.log')}"
                 )
+                if mark_crashed(self.store, run_id, reason):
+                    self._alert(launched.run)
+
+    def _alert(self, run: RunRecord) -> None:
+        """A crashed run alerts like a failed one; the runner that would have said so is gone."""
+        config, _ = load_pipeline_config(Path(run.pipeline_path))
+        alerts.notify_finished(config.alerts, self.store, run.run_id)
 
     def _limit(self, pipeline: str) -> int:
         watched = self.watched.get(pipeline)

@@ -71,8 +71,8 @@ def test_inline_params_table(tmp_path: Path) -> None:
 
 BAD = [
     pytest.param(
-        'description = "d"\n\nschedule = "daily"\n',
-        ["pipeline.toml:line 3: unknown key `schedule`"],
+        'description = "d"\n\nschedul = "daily"\n',
+        ["pipeline.toml:line 3: unknown key `schedul`"],
         id="unknown-key",
     ),
     pytest.param(
@@ -89,8 +89,8 @@ BAD = [
         id="unknown-table",
     ),
     pytest.param(
-        "description = 'd'\nalerts.email = 'x@y'\n",
-        ["pipeline.toml:line 2: unknown key `alerts`"],
+        "description = 'd'\nalert.email = 'x@y'\n",
+        ["pipeline.toml:line 2: unknown key `alert`"],
         id="unknown-dotted-key",
     ),
     pytest.param(
