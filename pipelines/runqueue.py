@@ -8,7 +8,7 @@ it holds across processes and across schedulers sharing one PostgreSQL database.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -182,13 +182,35 @@ def adopt(
 
 
 def schedule_states(store: RunStore) -> dict[str, ScheduleState]:
+    """Each schedule's state; `last_fired` is the newest fire time that has a run, so the
+    scheduler need not write anything but the run when a schedule fires."""
+    fired = (
+        select(RunRow.pipeline, func.max(RunRow.scheduled_for).label("newest"))
+        .where(RunRow.scheduled_for.is_not(None))
+        .group_by(RunRow.pipeline)
+        .subquery()
+    )
+    query = select(ScheduleRow, fired.c.newest).outerjoin(
+        fired, fired.c.pipeline == ScheduleRow.pipeline
+    )
     with store.reading() as session:
-        return {
-            row.pipeline: ScheduleState(
-                row.pipeline, row.fingerprint, row.first_seen_at, row.last_fired
+        states: dict[str, ScheduleState] = {}
+        for row, newest in session.execute(query):
+            candidates = [t for t in (row.last_fired, _aware(newest)) if t is not None]
+            last = max(candidates) if candidates else None
+            states[row.pipeline] = ScheduleState(
+                row.pipeline, row.fingerprint, row.first_seen_at, last
             )
-            for row in session.scalars(select(ScheduleRow))
-        }
+        return states
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # An aggregate bypasses the column type: SQLite hands back a naive (UTC) datetime or text.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def save_schedule_state(store: RunStore, state: ScheduleState) -> None:

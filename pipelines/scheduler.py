@@ -264,10 +264,6 @@ class Scheduler:
                     Trigger.SCHEDULE,
                 )
                 watched.last_fired = fire_time
-            save_schedule_state(
-                self.store,
-                ScheduleState(name, watched.fingerprint, watched.first_seen, watched.last_fired),
-            )
             watched.next_fire = next_fire_after(watched.schedule, moment, watched.first_seen)
             heapq.heappush(self._heap, (watched.next_fire, name))
 
