@@ -10,12 +10,14 @@ import enum
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from pipelines.artifacts import ArtifactStore
+from pipelines.header import TriggerRule
 from pipelines.params import mask_text, secret_values
 from pipelines.runplan import SECRETS_ENV, RunPlan, load_plan
 from pipelines.runstate import CANCEL_FLAG, INTERRUPT_DIR, BlockState, read_state, write_state
@@ -40,12 +42,55 @@ class Preparation:
     notes: list[str] = field(default_factory=list)
 
 
+def judge_upstream(rule: TriggerRule, upstream: Mapping[str, BlockState]) -> tuple[Readiness, str]:
+    """Whether a block runs, from the terminal states of its upstream blocks: (readiness, reason).
+
+    Each upstream counts as succeeded, skipped (skipped itself, or a condition whose result was
+    false) or failed (failed, upstream_failed, cancelled).
+    """
+    succeeded: list[str] = []
+    skipped: list[str] = []
+    failed: list[str] = []
+    for name, state in upstream.items():
+        if state.status is BlockStatus.SUCCESS and state.condition_result is not False:
+            succeeded.append(name)
+        elif state.status is BlockStatus.SUCCESS:
+            skipped.append(f"condition `{name}` was false")
+        elif state.status is BlockStatus.SKIPPED:
+            skipped.append(f"upstream `{name}` was skipped")
+        else:
+            failed.append(f"{name} ({state.status})")
+    if rule is TriggerRule.ALL_DONE:
+        return Readiness.PROCEED, ""
+    if rule is TriggerRule.ONE_SUCCESS:
+        if succeeded or not upstream:
+            return Readiness.PROCEED, ""
+        if not failed:
+            return Readiness.SKIPPED, "skipped: " + ", ".join(skipped)
+        return (
+            Readiness.UPSTREAM_FAILED,
+            "no upstream succeeded (--trigger-rule one_success): " + ", ".join(failed + skipped),
+        )
+    if failed:
+        return Readiness.UPSTREAM_FAILED, "upstream did not succeed: " + ", ".join(failed)
+    if skipped:
+        return Readiness.SKIPPED, "skipped: " + ", ".join(skipped)
+    return Readiness.PROCEED, ""
+
+
 class BlockContext(Protocol):
     state_root: Path
     notebook: str
 
-    def prepare(self, name: str, inputs: tuple[str, ...], namespace: dict[str, Any]) -> Preparation:
-        """Wait for upstream blocks if needed and load the inputs the namespace lacks."""
+    def prepare(
+        self,
+        name: str,
+        inputs: tuple[str, ...],
+        namespace: dict[str, Any],
+        trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS,
+    ) -> Preparation:
+        """Wait for upstream blocks if needed, decide by `trigger_rule` whether the block runs,
+        and load the inputs the namespace lacks."""
 
     def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
         """Which outputs to materialize and who reads each."""
@@ -95,23 +140,32 @@ class HeadlessContext:
         except FileNotFoundError:
             return None
 
-    def prepare(self, name: str, inputs: tuple[str, ...], namespace: dict[str, Any]) -> Preparation:
+    def prepare(
+        self,
+        name: str,
+        inputs: tuple[str, ...],
+        namespace: dict[str, Any],
+        trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS,
+    ) -> Preparation:
         block = self.plan.blocks[name]
         if not block.run:
             return self._not_running(name, namespace)
         if self.cancelled():
             return Preparation(Readiness.CANCELLED, "the run was cancelled")
         upstream_states = self._wait_for(name, block.upstream)
-        if upstream_states is None:
+        if upstream_states is None or self.cancelled():
             return Preparation(Readiness.CANCELLED, "the run was cancelled")
-        failed = [n for n, s in upstream_states.items() if s.status is not BlockStatus.SUCCESS]
-        if failed:
-            detail = ", ".join(f"{n} ({upstream_states[n].status})" for n in failed)
-            return Preparation(Readiness.UPSTREAM_FAILED, f"upstream did not succeed: {detail}")
+        readiness, reason = judge_upstream(trigger_rule, upstream_states)
+        if readiness is not Readiness.PROCEED:
+            return Preparation(readiness, reason)
         loaded = []
         for input_name, producer in block.sources.items():
             if producer in self._ran_here:
                 continue  # same kernel: the value is already in the namespace
+            state = upstream_states.get(producer) or read_state(self.state_root, producer)
+            if state is not None and state.status is not BlockStatus.SUCCESS:
+                # all_done / one_success: a producer that did not succeed has nothing to load.
+                continue
             namespace[input_name] = self._artifacts.load(producer, input_name)
             loaded.append(
                 {
@@ -207,7 +261,14 @@ class InteractiveContext:
     def finished(self, name: str, state: BlockState) -> None:
         pass
 
-    def prepare(self, name: str, inputs: tuple[str, ...], namespace: dict[str, Any]) -> Preparation:
+    def prepare(
+        self,
+        name: str,
+        inputs: tuple[str, ...],
+        namespace: dict[str, Any],
+        trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS,
+    ) -> Preparation:
+        # Trigger rules need a run's upstream states; by hand, the person decides what runs.
         missing = [n for n in inputs if n not in namespace]
         loaded: list[dict[str, str]] = []
         if not missing:

@@ -28,11 +28,13 @@ def user_traceback(tb: TracebackType | None) -> TracebackType | None:
     return rebuilt
 
 
-def run_body(shell: Any, body: str, header_line: str = "") -> None:
-    """Execute `body` in the user namespace; exceptions propagate to the caller.
+def run_body(shell: Any, body: str, header_line: str = "", *, display: bool = True) -> Any:
+    """Execute `body` in the user namespace and return its trailing expression's value (None
+    when it doesn't end with an expression); exceptions propagate to the caller.
 
     Goes through IPython's transformer (magics, `!shell` lines) and caching compiler, so
-    tracebacks show the block's own lines, and displays the value of a trailing expression.
+    tracebacks show the block's own lines, and displays the value of a trailing expression
+    unless `display` is false (a sensor re-runs its body: one display per poke would be noise).
     """
     transformed = shell.transform_cell(body)
     tree = ast.parse(transformed)
@@ -47,7 +49,9 @@ def run_body(shell: Any, body: str, header_line: str = "") -> None:
     namespace = shell.user_ns
     if tree.body:
         exec(compile(tree, filename, "exec", flags=0), namespace)
-    if trailing is not None:
-        value = eval(compile(trailing, filename, "eval", flags=0), namespace)
-        if value is not None:
-            shell.displayhook(value)
+    if trailing is None:
+        return None
+    value = eval(compile(trailing, filename, "eval", flags=0), namespace)
+    if display and value is not None:
+        shell.displayhook(value)
+    return value

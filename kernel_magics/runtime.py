@@ -1,5 +1,16 @@
 """Running one block: prepare inputs, run the body with retries and a timeout, store outputs,
-run tests, record state. Shared by interactive and headless runs."""
+run tests, record state. Shared by interactive and headless runs.
+
+Two kinds of block end with a verdict, read from the body's variable of that name when the body
+assigns it (at top level, even in a branch not taken this time), else from the value of its
+last expression:
+
+- a sensor (`--kind sensor`, variable `ready`) re-runs its body every `--poke-interval` seconds
+  until the verdict is true, and fails after `--sensor-timeout` seconds (not retried);
+  `--timeout` bounds each run of the body;
+- a condition (`--kind condition`, variable `proceed`) runs once and records its verdict on its
+  state: false skips the blocks downstream of it in a run (the condition itself succeeds).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +29,7 @@ from kernel_magics.testing import TestOutcome, TestResult, run_test
 from pipelines.analysis import BlockAnalysis
 from pipelines.artifacts import UnstorableOutput, summarize
 from pipelines.errors import BlockbookError
-from pipelines.header import BlockHeader, TestPolicy, format_header
+from pipelines.header import BlockHeader, BlockKind, TestPolicy, format_header
 from pipelines.runstate import Attempt, BlockState, TestRecord, now, write_state
 from pipelines.status import BlockStatus
 
@@ -27,6 +38,16 @@ class BlockTimeout(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"block timed out after {seconds:g} s (--timeout)")
         self.seconds = seconds
+
+
+class SensorTimeout(Exception):
+    def __init__(self, seconds: float, pokes: int) -> None:
+        super().__init__(
+            f"sensor condition not met after {seconds:g} s ({pokes} poke{'s' * (pokes != 1)}); "
+            "raise --sensor-timeout or check what the sensor waits for"
+        )
+        self.seconds = seconds
+        self.pokes = pokes
 
 
 class TestsFailed(AssertionError):
@@ -39,8 +60,19 @@ class TestsFailed(AssertionError):
 
 StateListener = Callable[[BlockState], None]
 
-# Failures a retry cannot fix: deterministic checks and unstorable values.
-_NOT_RETRIED = (TestsFailed, UnstorableOutput)
+# Failures a retry cannot fix: deterministic checks, unstorable values, a sensor out of time.
+_NOT_RETRIED = (TestsFailed, UnstorableOutput, SensorTimeout)
+
+VERDICT_NAMES = {BlockKind.SENSOR: "ready", BlockKind.CONDITION: "proceed"}
+"""The variable a sensor or condition body may set instead of ending with an expression."""
+
+
+@dataclass(slots=True)
+class _SensorClock:
+    """A sensor's time and pokes, across its attempts: --sensor-timeout bounds them all."""
+
+    started: float | None = None
+    pokes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +102,13 @@ def execute_block(
             Preparation(Readiness.SKIPPED, "--skip"),
         )
     try:
-        preparation = context.prepare(name, analysis.inputs, namespace)
+        preparation = context.prepare(name, analysis.inputs, namespace, header.trigger_rule)
     except Exception as exc:
         # Blockbook's own failure (a missing artifact, an unreachable store), not the user's
         # code: record it on the block instead of breaking the notebook.
         message = f"could not prepare the block's inputs: {_one_line(exc)}"
-        failed = replace(state, status=BlockStatus.FAILED, error=message, ended_at=now())
-        return _finish(context, failed, Preparation(Readiness.PROCEED, message), exc)
+        broken = replace(state, status=BlockStatus.FAILED, error=message, ended_at=now())
+        return _finish(context, broken, Preparation(Readiness.PROCEED, message), exc)
     terminal = {
         Readiness.UPSTREAM_FAILED: BlockStatus.UPSTREAM_FAILED,
         Readiness.CANCELLED: BlockStatus.CANCELLED,
@@ -93,6 +125,9 @@ def execute_block(
     attempts = header.retries + 1
     error: BaseException | None = None
     tests: tuple[TestResult, ...] = ()
+    line = format_header(header)
+    clock = _SensorClock()
+    verdict: bool | None = None
     for number in range(1, attempts + 1):
         attempt = Attempt(number, BlockStatus.RUNNING, now())
         state = state.with_attempt(attempt)
@@ -100,8 +135,22 @@ def execute_block(
         if on_state is not None:
             on_state(state)
         try:
-            with _time_limit(header.timeout):
-                run_body(shell, body, format_header(header))
+            if header.kind is BlockKind.SENSOR:
+                for met in _pokes(shell, header, analysis, body, context, clock):
+                    attempt = replace(attempt, pokes=attempt.pokes + 1)
+                    if not met:  # still RUNNING; the state shows the pokes so far
+                        state = state.with_attempt(attempt)
+                        write_state(context.state_root, state)
+                        if on_state is not None:
+                            on_state(state)
+            elif header.kind is BlockKind.CONDITION:
+                _forget_verdict(header, analysis, namespace)
+                with _time_limit(header.timeout):
+                    value = run_body(shell, body, line)
+                verdict = _verdict(header, analysis, namespace, value)
+            else:
+                with _time_limit(header.timeout):
+                    run_body(shell, body, line)
             outputs = tuple(analysis.outputs if header.out is None else header.out)
             manifests, summaries = _materialize(context, name, outputs, namespace)
             tests = tuple(_run_tests(header, analysis, namespace))
@@ -136,11 +185,90 @@ def execute_block(
             outputs=tuple(manifests),
             summaries=tuple(summaries),
         )
-        state = replace(state.with_attempt(attempt), status=BlockStatus.SUCCESS, error=None)
+        state = replace(
+            state.with_attempt(attempt),
+            status=BlockStatus.SUCCESS,
+            error=None,
+            condition_result=verdict,
+        )
+        preparation.notes += _verdict_notes(header, verdict, clock)
         error = None
         break
     state = replace(state, ended_at=now())
     return _finish(context, state, preparation, error, tests)
+
+
+def _pokes(
+    shell: Any,
+    header: BlockHeader,
+    analysis: BlockAnalysis,
+    body: str,
+    context: BlockContext,
+    clock: _SensorClock,
+) -> Iterator[bool]:
+    """Run a sensor's body until its verdict is true: yields each poke's verdict, sleeps
+    between pokes, raises SensorTimeout once --sensor-timeout has passed (KeyboardInterrupt,
+    from Ctrl-C or a cancelled run, stops it at any point)."""
+    if clock.started is None:
+        clock.started = time.monotonic()
+    line = format_header(header)
+    while True:
+        _forget_verdict(header, analysis, shell.user_ns)
+        with _time_limit(header.timeout):
+            value = run_body(shell, body, line, display=False)
+        clock.pokes += 1
+        met = _verdict(header, analysis, shell.user_ns, value)
+        yield met
+        if met:
+            return
+        elapsed = time.monotonic() - clock.started
+        if elapsed >= header.sensor_timeout:
+            raise SensorTimeout(header.sensor_timeout, clock.pokes)
+        if context.cancelled():
+            raise KeyboardInterrupt
+        time.sleep(min(header.poke_interval, header.sensor_timeout - elapsed))
+
+
+def _forget_verdict(
+    header: BlockHeader, analysis: BlockAnalysis, namespace: dict[str, Any]
+) -> None:
+    """Drop a verdict variable left by an earlier run, so only this run's assignment counts
+    (kept when the body reads it before assigning it: then it is the body's own state)."""
+    variable = VERDICT_NAMES[header.kind]
+    if variable in analysis.outputs and variable not in analysis.inputs:
+        namespace.pop(variable, None)
+
+
+def _verdict(
+    header: BlockHeader, analysis: BlockAnalysis, namespace: dict[str, Any], value: Any
+) -> bool:
+    """The body's verdict: its `ready` / `proceed` variable when it assigned one, else the
+    value of its last expression (None, false, when it has none)."""
+    variable = VERDICT_NAMES[header.kind]
+    if variable in analysis.outputs and variable in namespace:
+        value, source = namespace[variable], f"`{variable}`"
+    else:
+        source = "its last expression"
+    try:
+        return bool(value)
+    except Exception as exc:
+        raise TypeError(
+            f"the {header.kind} `{header.name}` needs a true or false result, but {source} is a "
+            f"{type(value).__name__} whose truth is undefined ({_one_line(exc)}); end the block "
+            f"with a bool, or set `{variable} = ...`"
+        ) from exc
+
+
+def _verdict_notes(header: BlockHeader, verdict: bool | None, clock: _SensorClock) -> list[str]:
+    if header.kind is BlockKind.SENSOR and clock.started is not None:
+        seconds = time.monotonic() - clock.started
+        pokes = f"{clock.pokes} poke{'s' * (clock.pokes != 1)}"
+        return [f"sensor ready after {pokes} in {seconds:.1f} s"]
+    if verdict is True:
+        return ["condition true: downstream blocks run"]
+    if verdict is False:
+        return ["condition false: downstream blocks will be skipped in runs"]
+    return []
 
 
 def _finish(

@@ -272,10 +272,9 @@ def every_row_is_exported(exported_rows, df_clean):
         """
 from pathlib import Path
 
-# A sensor checks a condition; its last line sets `ready`. Here: `watch_path` exists and is not
-# empty (a writer may still be creating it). Poking (checking again every N seconds until ready,
-# up to a time limit) comes with a later version of sensors: for now the block checks once, and
-# the test below fails it when the file isn't there, so its downstream blocks don't run.
+# A sensor runs again every --poke-interval seconds (default 5) until `ready` is true, and fails
+# after --sensor-timeout seconds (default 3600), so its downstream blocks don't run. Here:
+# `watch_path` exists and is not empty (a writer may still be creating it).
 _target = Path(watch_path)
 ready = _target.is_file() and _target.stat().st_size > 0
 """,

@@ -26,8 +26,13 @@ MAGIC = "%%block"
 NAME_PATTERN = re.compile(r"[a-z_][a-z0-9_]*\Z")
 USAGE = (
     "%%block NAME [--upstream NAME ...] [--kind KIND] [--retries N] [--retry-delay SECONDS] "
-    "[--timeout SECONDS] [--out NAME ...] [--tests fail|warn] [--skip]"
+    "[--timeout SECONDS] [--out NAME ...] [--tests fail|warn] [--skip] "
+    "[--trigger-rule all_success|all_done|one_success] "
+    "[--poke-interval SECONDS] [--sensor-timeout SECONDS] (the last two with --kind sensor)"
 )
+DEFAULT_POKE_INTERVAL = 5.0
+DEFAULT_SENSOR_TIMEOUT = 3600.0
+SENSOR_OPTIONS = ("--poke-interval", "--sensor-timeout")
 
 
 class BlockKind(enum.StrEnum):
@@ -37,6 +42,22 @@ class BlockKind(enum.StrEnum):
     SENSOR = "sensor"
     CONDITION = "condition"
     CUSTOM = "custom"
+
+
+class TriggerRule(enum.StrEnum):
+    """When a block runs, given how its upstream blocks ended (decided once all of them have).
+
+    A condition block whose result was false counts as skipped for the blocks below it.
+    """
+
+    ALL_SUCCESS = "all_success"
+    """Every upstream succeeded. A failed one makes this block upstream_failed; otherwise a
+    skipped one (or a false condition) makes it skipped."""
+    ALL_DONE = "all_done"
+    """Every upstream ended, however; only the outputs of those that succeeded are loaded."""
+    ONE_SUCCESS = "one_success"
+    """At least one upstream succeeded; outputs are loaded from the successful ones only. None
+    did: upstream_failed, or skipped when every upstream was skipped."""
 
 
 class TestPolicy(enum.StrEnum):
@@ -57,6 +78,11 @@ class BlockHeader:
     out: tuple[str, ...] | None = None
     tests: TestPolicy = TestPolicy.FAIL
     skip: bool = False
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
+    poke_interval: float = DEFAULT_POKE_INTERVAL
+    """Sensors only: seconds between two runs of the body."""
+    sensor_timeout: float = DEFAULT_SENSOR_TIMEOUT
+    """Sensors only: give up (fail) when the condition still doesn't hold after this long."""
 
 
 # IPython drops leading blank (or whitespace-only) lines and the first line's indentation before
@@ -96,6 +122,20 @@ def parse_header(line: str) -> BlockHeader:
         raise HeaderError(str(exc), hint=f"usage: {USAGE}") from None
     if extras:
         _reject_extras(extras)
+    kind = namespace.kind
+    given = [
+        option
+        for option, value in zip(
+            SENSOR_OPTIONS, (namespace.poke_interval, namespace.sensor_timeout), strict=True
+        )
+        if value is not None
+    ]
+    if given and kind is not BlockKind.SENSOR:
+        raise HeaderError(
+            f"{' and '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to "
+            f"sensors, and this block's kind is `{kind}`",
+            hint=f"add `--kind sensor` to make the block a sensor, or remove {given[0]}",
+        )
     header = BlockHeader(
         name=_block_name(namespace.name, "block name"),
         upstream=tuple(_block_name(n, "--upstream") for n in namespace.upstream),
@@ -106,6 +146,13 @@ def parse_header(line: str) -> BlockHeader:
         out=None if namespace.out is None else tuple(_identifier(n) for n in namespace.out),
         tests=namespace.tests,
         skip=namespace.skip,
+        trigger_rule=namespace.trigger_rule,
+        poke_interval=(
+            DEFAULT_POKE_INTERVAL if namespace.poke_interval is None else namespace.poke_interval
+        ),
+        sensor_timeout=(
+            DEFAULT_SENSOR_TIMEOUT if namespace.sensor_timeout is None else namespace.sensor_timeout
+        ),
     )
     if header.name in header.upstream:
         raise HeaderError(
@@ -135,6 +182,12 @@ def format_header(header: BlockHeader) -> str:
         parts += ["--tests", str(header.tests)]
     if header.skip:
         parts.append("--skip")
+    if header.trigger_rule is not defaults.trigger_rule:
+        parts += ["--trigger-rule", str(header.trigger_rule)]
+    if header.poke_interval != defaults.poke_interval:
+        parts += ["--poke-interval", _number(header.poke_interval)]
+    if header.sensor_timeout != defaults.sensor_timeout:
+        parts += ["--sensor-timeout", _number(header.sensor_timeout)]
     return " ".join(parts)
 
 
@@ -197,6 +250,20 @@ def _build_parser() -> _RaisingParser:
     parser.add_argument("--out", nargs="+", action="extend", default=None, metavar="NAME")
     parser.add_argument("--tests", type=_choice(TestPolicy), default=TestPolicy.FAIL)
     parser.add_argument("--skip", action="store_true")
+    parser.add_argument(
+        "--trigger-rule", type=_choice(TriggerRule), default=TriggerRule.ALL_SUCCESS
+    )
+    # None = not given, so a non-sensor that sets them can be told so.
+    parser.add_argument(
+        "--poke-interval",
+        type=_number_option("--poke-interval", integer=False, allow_zero=False),
+        default=None,
+    )
+    parser.add_argument(
+        "--sensor-timeout",
+        type=_number_option("--sensor-timeout", integer=False, allow_zero=False),
+        default=None,
+    )
     return parser
 
 

@@ -25,7 +25,7 @@ from pipelines import alerts
 from pipelines.artifacts import ArtifactStore
 from pipelines.assembly import Pipeline, assemble
 from pipelines.errors import BlockbookError
-from pipelines.header import BlockName
+from pipelines.header import BlockHeader, BlockKind, BlockName
 from pipelines.params import (
     ParamValue,
     is_secret_param,
@@ -208,7 +208,13 @@ class Runner:
                     hint=f"resume it with `blockbook run {previous.pipeline_path} --resume ...`",
                 )
             for block in previous.blocks:
-                if block.status is BlockStatus.SUCCESS and block.block in pipeline.blocks:
+                if (
+                    block.status is BlockStatus.SUCCESS
+                    and block.block in pipeline.blocks
+                    # A condition is decided again: its false result is not kept with the run.
+                    and pipeline.blocks[BlockName(block.block)].header.kind
+                    is not BlockKind.CONDITION
+                ):
                     reused[block.block] = block.reused_from or previous.run_id
         if options.only:
             needed = {
@@ -462,7 +468,7 @@ class _Execution:
                 continue
             for name in job.blocks:
                 state = self._states.get(name)
-                timeout = self.pipeline.blocks[BlockName(name)].header.timeout
+                timeout = _time_allowed(self.pipeline.blocks[BlockName(name)].header)
                 if state is None or timeout is None or state.status is not BlockStatus.RUNNING:
                     continue
                 started_at = state.attempts[-1].started_at.timestamp() if state.attempts else clock
@@ -568,6 +574,14 @@ def _masked_state(state: BlockState, secrets: Mapping[str, Any]) -> BlockState:
     )
     error = None if state.error is None else mask_text(state.error, values)
     return replace(state, attempts=attempts, error=error)
+
+
+def _time_allowed(header: BlockHeader) -> float | None:
+    """How long an attempt may run before the runner steps in (the kernel enforces `--timeout`
+    itself; this is the backstop). A sensor's attempt spans all its pokes."""
+    if header.kind is BlockKind.SENSOR:
+        return header.sensor_timeout + header.poke_interval + (header.timeout or 0)
+    return header.timeout
 
 
 def _checked_run_id(run_id: str) -> RunId:

@@ -52,6 +52,8 @@ class Attempt:
     """Manifests of the stored outputs (see `pipelines.artifacts.OutputManifest.to_json`)."""
     summaries: tuple[dict[str, Any], ...] = ()
     """Short descriptions of outputs nobody reads (not stored)."""
+    pokes: int = 0
+    """Sensors: how many times this attempt ran the body so far (0 for other blocks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,8 @@ class BlockState:
     """Run id whose successful result a resumed run reused instead of running again."""
     loaded: tuple[dict[str, str], ...] = field(default=())
     """Where each loaded input came from: name, block, run."""
+    condition_result: bool | None = None
+    """Condition blocks that succeeded: their result. False skips the blocks downstream."""
 
     def with_attempt(self, attempt: Attempt) -> BlockState:
         """Add or replace (same number) an attempt."""
@@ -92,6 +96,7 @@ class BlockState:
                 tests=tuple(TestRecord(**t) for t in a.get("tests", ())),
                 outputs=tuple(a.get("outputs", ())),
                 summaries=tuple(a.get("summaries", ())),
+                pokes=a.get("pokes", 0),
             )
             for a in data.get("attempts", ())
         )
@@ -106,6 +111,7 @@ class BlockState:
             waiting_for=tuple(data.get("waiting_for", ())),
             reused_from=data.get("reused_from"),
             loaded=tuple(data.get("loaded", ())),
+            condition_result=data.get("condition_result"),
         )
 
 

@@ -216,10 +216,12 @@ def test_file_templates_run_as_inserted(
     kernel.block(wait)
     kernel.check("assert ready is True")
     (data / "ready.flag").unlink()
-    not_ready = kernel.run(wait)
+    # A sensor pokes until its --sensor-timeout: a short one fails it fast.
+    quick = "--kind sensor --poke-interval 0.1 --sensor-timeout 0.5"
+    not_ready = kernel.run(wait.replace("--kind sensor", quick, 1))
     assert not_ready.status == "error"
     assert "block wait_for_file: failed" in not_ready.text
-    assert "test is_ready: FAILED - not ready:" in not_ready.text
+    assert "sensor condition not met after 0.5 s" in not_ready.text, not_ready.text
 
 
 def test_sql_templates_on_sqlite(project: Path, start_kernel: Callable[[Path], Kernel]) -> None:

@@ -6,8 +6,11 @@ import pytest
 
 from pipelines.errors import HeaderError
 from pipelines.header import (
+    OPTIONS,
+    USAGE,
     BlockHeader,
     BlockKind,
+    TriggerRule,
     format_header,
     is_block_cell,
     parse_header,
@@ -357,3 +360,177 @@ def test_block_cells_are_the_cells_ipython_runs_as_blocks(source: str) -> None:
     assert "run_cell_magic('block', 'a'" in TransformerManager().transform_cell(source)
     assert is_block_cell(source)
     assert parse_header(split_block_cell(source)[0]) == BlockHeader(name="a")
+
+
+# ---- sensors and trigger rules ---------------------------------------------------------------
+
+SENSOR_AND_RULE_HEADERS = [
+    *(
+        pytest.param(
+            f"%%block b --trigger-rule {rule}",
+            BlockHeader(name="b", trigger_rule=rule),
+            id=f"trigger-rule-{rule}",
+        )
+        for rule in TriggerRule
+    ),
+    pytest.param(
+        "%%block wait --kind sensor",
+        BlockHeader(name="wait", kind=BlockKind.SENSOR, poke_interval=5.0, sensor_timeout=3600.0),
+        id="sensor-defaults",
+    ),
+    pytest.param(
+        "%%block wait --kind sensor --poke-interval 0.2 --sensor-timeout 90",
+        BlockHeader(name="wait", kind=BlockKind.SENSOR, poke_interval=0.2, sensor_timeout=90.0),
+        id="sensor-options",
+    ),
+    pytest.param(
+        "%%block wait --sensor-timeout=1e3 --poke-interval=2 --kind=sensor",
+        BlockHeader(name="wait", kind=BlockKind.SENSOR, poke_interval=2.0, sensor_timeout=1000.0),
+        id="sensor-options-before-kind",
+    ),
+    pytest.param(
+        "%%block wait --kind sensor --poke-interval 5 --sensor-timeout 3600",
+        BlockHeader(name="wait", kind=BlockKind.SENSOR),
+        id="sensor-defaults-spelt-out",
+    ),
+    pytest.param(
+        "%%block gate --kind condition --upstream a --trigger-rule one_success",
+        BlockHeader(
+            name="gate",
+            upstream=("a",),
+            kind=BlockKind.CONDITION,
+            trigger_rule=TriggerRule.ONE_SUCCESS,
+        ),
+        id="condition-with-rule",
+    ),
+]
+
+
+@pytest.mark.parametrize(("line", "expected"), SENSOR_AND_RULE_HEADERS)
+def test_parse_sensor_and_rule_headers(line: str, expected: BlockHeader) -> None:
+    header = parse_header(line)
+    assert header == expected
+    assert parse_header(format_header(header)) == header
+
+
+def test_sensor_and_rule_defaults() -> None:
+    header = parse_header("%%block b")
+    assert header.trigger_rule is TriggerRule.ALL_SUCCESS
+    assert header.poke_interval == 5.0
+    assert header.sensor_timeout == 3600.0
+
+
+@pytest.mark.parametrize(
+    ("header", "text"),
+    [
+        pytest.param(
+            BlockHeader(
+                name="wait",
+                upstream=("a",),
+                kind=BlockKind.SENSOR,
+                timeout=2.0,
+                trigger_rule=TriggerRule.ALL_DONE,
+                poke_interval=0.25,
+                sensor_timeout=60.0,
+            ),
+            "%%block wait --upstream a --kind sensor --timeout 2 --trigger-rule all_done "
+            "--poke-interval 0.25 --sensor-timeout 60",
+            id="sensor-every-option",
+        ),
+        pytest.param(
+            BlockHeader(name="wait", kind=BlockKind.SENSOR),
+            "%%block wait --kind sensor",
+            id="sensor-defaults-omitted",
+        ),
+        pytest.param(
+            BlockHeader(name="b", trigger_rule=TriggerRule.ONE_SUCCESS),
+            "%%block b --trigger-rule one_success",
+            id="rule",
+        ),
+    ],
+)
+def test_format_sensor_and_rule_is_canonical(header: BlockHeader, text: str) -> None:
+    assert format_header(header) == text
+    assert parse_header(text) == header
+
+
+@pytest.mark.parametrize(
+    ("line", "message", "hint"),
+    [
+        pytest.param(
+            "%%block a --poke-interval 1",
+            "--poke-interval only applies to sensors, and this block's kind is `custom`",
+            "add `--kind sensor`",
+            id="poke-interval-without-sensor",
+        ),
+        pytest.param(
+            "%%block a --kind condition --sensor-timeout 10",
+            "--sensor-timeout only applies to sensors, and this block's kind is `condition`",
+            "or remove --sensor-timeout",
+            id="sensor-timeout-on-condition",
+        ),
+        pytest.param(
+            "%%block a --kind loader --poke-interval 1 --sensor-timeout 10",
+            "--poke-interval and --sensor-timeout only apply to sensors",
+            "--kind sensor",
+            id="both-without-sensor",
+        ),
+        pytest.param(
+            "%%block a --kind sensor --poke-interval 0",
+            "--poke-interval needs a number of seconds > 0, got `0`",
+            "usage",
+            id="zero-poke-interval",
+        ),
+        pytest.param(
+            "%%block a --kind sensor --sensor-timeout -5",
+            "--sensor-timeout needs a number of seconds > 0, got `-5`",
+            "usage",
+            id="negative-sensor-timeout",
+        ),
+        pytest.param(
+            "%%block a --kind sensor --sensor-timeout inf",
+            "got `inf`",
+            "usage",
+            id="infinite-sensor-timeout",
+        ),
+        pytest.param(
+            "%%block a --trigger-rule one_sucess",
+            "`one_sucess` is not one of all_success, all_done, one_success; "
+            "did you mean `one_success`?",
+            "usage: %%block NAME",
+            id="misspelt-rule",
+        ),
+        pytest.param(
+            "%%block a --trigger-rule any", "is not one of all_success", "usage", id="unknown-rule"
+        ),
+        pytest.param(
+            "%%block a --trigger_rule all_done",
+            "unknown option `--trigger_rule`; did you mean `--trigger-rule`?",
+            "known options",
+            id="underscore-rule-option",
+        ),
+        pytest.param(
+            "%%block a --kind sensor --poke-intervall 1",
+            "did you mean `--poke-interval`?",
+            "--sensor-timeout",
+            id="misspelt-poke-interval",
+        ),
+        pytest.param(
+            "%%block a --kind sensor --sensor-timout 1",
+            "did you mean `--sensor-timeout`?",
+            "known options",
+            id="misspelt-sensor-timeout",
+        ),
+    ],
+)
+def test_bad_sensor_and_rule_header(line: str, message: str, hint: str) -> None:
+    with pytest.raises(HeaderError) as caught:
+        parse_header(line)
+    assert message in caught.value.message
+    assert hint in caught.value.hint
+
+
+def test_usage_names_the_new_options() -> None:
+    for option in ("--trigger-rule", "--poke-interval", "--sensor-timeout"):
+        assert option in USAGE
+        assert option in OPTIONS
