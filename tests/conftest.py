@@ -2,16 +2,64 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat import v4
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+POSTGRES_URL_ENV = "BLOCKBOOK_TEST_POSTGRES_URL"
+POSTGRES_URL = os.environ.get(POSTGRES_URL_ENV, "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def postgres_schema(prefix: str = "bb") -> Iterator[str]:
+    """A fresh schema of its own in the test database, dropped afterwards.
+
+    Fails (never skips) when the server is unreachable: CI must run the PostgreSQL tests.
+    """
+    schema = f"{prefix}_{secrets.token_hex(6)}"
+    admin = create_engine(POSTGRES_URL, poolclass=NullPool)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.fail(
+            f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc.orig}\n"
+            "Start the server (trust auth, database `test`) or point "
+            f"{POSTGRES_URL_ENV} at one.",
+            pytrace=False,
+        )
+    try:
+        yield schema
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def schema_url(schema: str) -> str:
+    """The test database URL with `schema` as the search path."""
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL of the test PostgreSQL database whose search path is a fresh schema."""
+    with postgres_schema() as schema:
+        yield schema_url(schema)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,7 @@ its text as the next cell, where the real `%%block` magic runs it and prints its
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 import sqlite3
 import subprocess
 import sys
@@ -27,16 +25,13 @@ import pytest
 from nbclient import NotebookClient
 from nbformat import v4
 from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from kernel_magics.templates import TEMPLATES, Template, find_template, listing
 from pipelines.analysis import analyze
 from pipelines.header import parse_header, split_block_cell
 from pipelines.store import DATABASE_URL_ENV
-
-POSTGRES_URL_ENV = "BLOCKBOOK_TEST_POSTGRES_URL"
-POSTGRES_URL = os.environ.get(POSTGRES_URL_ENV, "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from tests.conftest import POSTGRES_URL, postgres_schema, schema_url
 
 # Which kernel test runs each template as inserted; a new template needs a test here.
 RUN_IN_A_KERNEL = {
@@ -261,24 +256,8 @@ def pg_schema() -> Iterator[str]:
 
     Fails (never skips) when the server is unreachable: CI must run these tests.
     """
-    schema = f"bb_tpl_{secrets.token_hex(6)}"
-    admin = create_engine(POSTGRES_URL, poolclass=NullPool)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(
-            f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc.orig}\n"
-            f"Start the server (trust auth, database `test`) or point {POSTGRES_URL_ENV} at one.",
-            pytrace=False,
-        )
-    try:
+    with postgres_schema("bb_tpl") as schema:
         yield schema
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def test_sql_templates_on_postgresql(
@@ -317,8 +296,7 @@ def test_sql_templates_on_postgresql(
         admin.dispose()
 
     # The loader gets a URL instead of a name: both work.
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{pg_schema}"
+    url = schema_url(pg_schema)
     kernel.check(f"database = {url!r}\nquery = 'SELECT * FROM trips ORDER BY trip_id'")
     load = kernel.insert("loader sql")
     kernel.block(load)

@@ -7,8 +7,6 @@ connection's search_path), so they can run in parallel with pytest-xdist.
 from __future__ import annotations
 
 import multiprocessing
-import os
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -21,7 +19,6 @@ from alembic.runtime.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from pipelines import runstate
@@ -37,9 +34,8 @@ from pipelines.store import (
     new_run_id,
     store_url,
 )
+from tests.conftest import postgres_schema, schema_url
 
-POSTGRES_URL_ENV = "BLOCKBOOK_TEST_POSTGRES_URL"
-POSTGRES_URL = os.environ.get(POSTGRES_URL_ENV, "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 BLOCKS = [("load", "a.ipynb"), ("clean", "a.ipynb"), ("report", "b.ipynb")]
 
@@ -53,26 +49,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state' / 'blockbook.db'}"
         return
-    schema = f"bb_{secrets.token_hex(6)}"
-    admin = create_engine(POSTGRES_URL, poolclass=NullPool)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(
-            f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc.orig}\n"
-            "The run store must be tested against PostgreSQL too: start the server "
-            f"(trust auth, database `test`) or point {POSTGRES_URL_ENV} at one.",
-            pytrace=False,
-        )
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema() as schema:
+        yield schema_url(schema)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 import time
@@ -24,7 +23,6 @@ import nbformat
 import psutil
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from pipelines.artifacts import ArtifactStore
@@ -35,8 +33,6 @@ from tests.conftest import Cell, make_pipeline
 
 LOAD_EXT = "%load_ext kernel_magics"
 BLOCKBOOK = Path(sys.executable).parent / "blockbook"
-POSTGRES_URL_ENV = "BLOCKBOOK_TEST_POSTGRES_URL"
-POSTGRES_URL = os.environ.get(POSTGRES_URL_ENV, "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def nb(*cells: Cell) -> list[Cell]:
@@ -203,34 +199,6 @@ def blockbook_json(project: Path, *args: str) -> Any:
 
 
 # ---- PostgreSQL --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """The test database with a fresh schema of this test's own as its search_path.
-
-    Fails (never skips) when the server is unreachable: CI must run these tests.
-    """
-    schema = f"bb_run_{secrets.token_hex(6)}"
-    admin = create_engine(POSTGRES_URL, poolclass=NullPool)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(
-            f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc.orig}\n"
-            "Start the server (trust auth, database `test`) or point "
-            f"{POSTGRES_URL_ENV} at one.",
-            pytrace=False,
-        )
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def pg_scalar(url: str, query: str) -> Any:

@@ -20,7 +20,6 @@ from pipelines.scheduler import Scheduler, SchedulerOptions, backfill
 from pipelines.status import RunStatus, Trigger
 from pipelines.store import RunRecord, RunStore
 from tests.conftest import make_pipeline
-from tests.runs.conftest import pg_url  # noqa: F401  (fixture)
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 NOTEBOOK = {"a.ipynb": ["%load_ext kernel_magics", "%%block work\nx = 1"]}

@@ -18,7 +18,7 @@ import psutil
 from pipelines.api import trigger
 from pipelines.store import DATABASE_URL_ENV
 from tests.conftest import make_pipeline
-from tests.runs.conftest import BLOCKBOOK, cli_env, pg_url  # noqa: F401  (fixture)
+from tests.runs.conftest import BLOCKBOOK, cli_env
 
 WORK = "%%block work\nimport time\nwindow = (interval_start, interval_end)\ntime.sleep({sleep})"
 
@@ -140,7 +140,7 @@ def test_kill_9_then_restart_loses_no_fire_time_and_marks_the_orphan(tmp_path: P
     assert steps == {3}, fire_times
 
 
-def test_two_schedulers_on_postgresql_run_each_fire_time_once(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+def test_two_schedulers_on_postgresql_run_each_fire_time_once(tmp_path: Path, pg_url: str) -> None:
     root = project_with(tmp_path, '[schedule]\nevery = "1s"\nmax_active_runs = 10\n', sleep=0)
     env = cli_env(**{DATABASE_URL_ENV: pg_url})
     daemons = [start_scheduler(root, "--max-runs", "2", env=env) for _ in range(2)]
