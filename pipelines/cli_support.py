@@ -1,0 +1,49 @@
+"""Helpers shared by the command modules: the run store, and PIPELINE arguments."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from pipelines.assembly import Pipeline, assemble
+from pipelines.errors import BlockbookError
+from pipelines.project import PipelineRef, resolve_pipeline
+from pipelines.store import RunStore
+
+EXIT_INVALID = 1
+
+
+@contextlib.contextmanager
+def open_store(root: Path) -> Iterator[RunStore]:
+    try:
+        store = RunStore.open(root)
+    except BlockbookError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def assemble_argument(root: Path, argument: str) -> Pipeline:
+    ref = resolve(root, argument)
+    return assemble(ref.folder)
+
+
+def resolve(root: Path, argument: str) -> PipelineRef:
+    try:
+        return resolve_pipeline(argument, root)
+    except BlockbookError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root)) or "."
+    except ValueError:
+        return str(path)
