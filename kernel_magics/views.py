@@ -56,7 +56,9 @@ class BlockReport:
 def report_running(state: BlockState) -> BlockReport:
     attempts = len(state.attempts)
     label = "retrying" if state.status is BlockStatus.RETRYING else str(state.status)
-    return BlockReport(state.block, label, attempts=attempts, error=state.error)
+    pokes = state.attempts[-1].pokes if state.attempts else 0
+    notes = (f"sensor: {pokes} check(s) so far, condition not met yet",) if pokes else ()
+    return BlockReport(state.block, label, attempts=attempts, error=state.error, notes=notes)
 
 
 def report(outcome: Outcome) -> BlockReport:

@@ -124,3 +124,17 @@ def test_terminal_ipython_shows_text(tmp_path: Path) -> None:
     assert "block solo: success in " in result.stdout
     assert "x is 42" in result.stdout
     assert "VBox" not in result.stdout
+
+
+def test_a_waiting_sensor_shows_its_checks_while_it_runs() -> None:
+    from datetime import UTC, datetime
+
+    from kernel_magics.views import as_html, report_running
+    from pipelines.runstate import Attempt, BlockState
+    from pipelines.status import BlockStatus
+
+    attempt = Attempt(1, BlockStatus.RUNNING, datetime.now(UTC), pokes=3)
+    state = BlockState("wait_for_file", BlockStatus.RUNNING, "a.ipynb", attempts=(attempt,))
+    headline, details = as_html(report_running(state))
+    assert ">running</span>" in headline
+    assert "sensor: 3 check(s) so far, condition not met yet" in details
