@@ -21,10 +21,11 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
+from pipelines.records import RunRecord
 from pipelines.runstate import now
 from pipelines.scheduler import Scheduler, SchedulerOptions
 from pipelines.status import RunStatus
-from pipelines.store import RunRecord, RunStore
+from pipelines.store import RunStore
 
 
 class Done:

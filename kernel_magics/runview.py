@@ -13,7 +13,7 @@ from kernel_magics.views import COLORS
 from pipelines.status import BlockStatus
 
 if TYPE_CHECKING:
-    from pipelines.store import RunRecord
+    from pipelines.records import RunRecord
 
 REFRESH_SECONDS = 0.5
 

@@ -21,9 +21,10 @@ from pipelines.artifacts import ArtifactStore
 from pipelines.errors import BlockbookError
 from pipelines.header import split_block_cell
 from pipelines.params import is_secret_param
+from pipelines.records import RunRecord
 from pipelines.runbuild import write_notebook
 from pipelines.runplan import INPUT_DIR, RUN_CONTEXT_NAME, BlockPlan, RunPlan, load_plan
-from pipelines.store import RunRecord, RunStore, StoreError
+from pipelines.store import RunStore, StoreError
 
 DEBUG_DIR = "debug"
 

@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from pipelines.records import RunRecord
 from pipelines.runstate import BlockState
 from pipelines.status import BlockStatus, RunStatus
-from pipelines.store import RunRecord
 
 STYLES = {
     BlockStatus.PENDING: "dim",

@@ -35,6 +35,7 @@ from pipelines.params import (
     secret_values,
 )
 from pipelines.project import STATE_DIR
+from pipelines.records import RunRecord
 from pipelines.runbuild import build_plan, build_run_notebooks, write_notebook
 from pipelines.runplan import INPUT_DIR, SECRETS_ENV, RunPlan, write_plan
 from pipelines.runqueue import adopt, heartbeat
@@ -50,7 +51,7 @@ from pipelines.runstate import (
     STATE_DIR as BLOCK_STATE_DIR,
 )
 from pipelines.status import BlockStatus, RunStatus, Trigger
-from pipelines.store import RunId, RunRecord, RunStore, new_run_id
+from pipelines.store import RunId, RunStore, new_run_id
 
 logger = logging.getLogger(__name__)
 

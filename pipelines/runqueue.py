@@ -14,9 +14,11 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from pipelines.records import RunRecord
 from pipelines.runstate import now
 from pipelines.status import BlockStatus, RunStatus, Trigger
-from pipelines.store import BlockRunRow, RunId, RunRecord, RunRow, RunStore, ScheduleRow
+from pipelines.store import RunId, RunStore
+from pipelines.storeschema import BlockRunRow, RunRow, ScheduleRow
 
 _ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 

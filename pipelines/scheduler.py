@@ -29,6 +29,7 @@ from pipelines.config import PIPELINE_FILE, load_pipeline_config
 from pipelines.errors import BlockbookError
 from pipelines.params import MASK
 from pipelines.project import STATE_DIR, list_pipelines
+from pipelines.records import RunRecord
 from pipelines.runqueue import (
     QueuedRun,
     ScheduleState,
@@ -52,7 +53,7 @@ from pipelines.schedule import (
     schedule_of,
 )
 from pipelines.status import Trigger
-from pipelines.store import RunId, RunRecord, RunStore, new_run_id
+from pipelines.store import RunId, RunStore, new_run_id
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 The schema is managed with Alembic (`pipelines/migrations/`) and brought to the newest revision
 whenever a store opens, so a project upgraded to a newer Blockbook never needs a manual step.
-Statuses and triggers are stored as their strings: adding a status later needs no migration.
-Timestamps go in and come out timezone-aware in UTC whatever the backend keeps.
+The tables are defined in `pipelines.storeschema`; reads return the frozen records of
+`pipelines.records`.
 """
 
 from __future__ import annotations
@@ -16,32 +16,17 @@ import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NewType
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Dialect,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    select,
-    text,
-)
+from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -50,26 +35,31 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
     OperationalError,
 )
-from sqlalchemy.orm import (
-    DeclarativeBase,
-    Mapped,
-    Session,
-    mapped_column,
-    relationship,
-    selectinload,
-    sessionmaker,
-)
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from pipelines.config import PROJECT_FILE, ProjectConfig, load_project_config
 from pipelines.errors import BlockbookError
 from pipelines.project import STATE_DIR
+from pipelines.records import RunId, RunRecord, run_record
 from pipelines.runstate import BlockState
 from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.storeschema import AttemptRow, BlockRunRow, RunRow
+
+__all__ = [
+    "DATABASE_FILE",
+    "DATABASE_URL_ENV",
+    "MIGRATIONS",
+    "RunId",
+    "RunRecord",
+    "RunStore",
+    "StoreError",
+    "mask_url",
+    "new_run_id",
+    "store_url",
+]
 
 log = logging.getLogger(__name__)
 
-RunId = NewType("RunId", str)
 DATABASE_URL_ENV = "BLOCKBOOK_DATABASE_URL"
 DATABASE_FILE = "blockbook.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -84,8 +74,6 @@ _READ_ONLY = "blockbook_read_only"
 # stores opened together) would run each other's operations.
 _ALEMBIC_LOCK = threading.Lock()
 _CANDIDATES_SHOWN = 10
-_STATUS_LENGTH = 32
-_ID_LENGTH = 64
 
 
 def new_run_id() -> RunId:
@@ -123,193 +111,6 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
-# --- records ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    number: int
-    status: BlockStatus
-    started_at: datetime | None
-    ended_at: datetime | None
-    error: str | None
-    traceback: str | None
-    tests: list[dict[str, Any]]
-    outputs: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class BlockRunRecord:
-    block: str
-    notebook: str
-    status: BlockStatus
-    attempts: int
-    started_at: datetime | None
-    ended_at: datetime | None
-    error: str | None
-    reused_from: str | None
-    attempt_records: tuple[AttemptRecord, ...]
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: RunId
-    pipeline: str
-    pipeline_path: str
-    status: RunStatus
-    trigger: Trigger
-    params: dict[str, Any]
-    run_dir: str
-    created_at: datetime
-    started_at: datetime | None
-    ended_at: datetime | None
-    error: str | None
-    resumed_from: str | None
-    blocks: tuple[BlockRunRecord, ...]
-    """In the global order given to `RunStore.create_run`."""
-    scheduled_for: datetime | None = None
-    """The fire time of a scheduled or backfill run."""
-    attempt: int = 0
-    """0 for a run's first try; n for the n-th restart after it crashed."""
-    heartbeat_at: datetime | None = None
-
-    def block(self, name: str) -> BlockRunRecord | None:
-        return next((block for block in self.blocks if block.block == name), None)
-
-
-# --- schema -------------------------------------------------------------------------------------
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp that is always timezone-aware UTC in Python.
-
-    SQLite keeps no zone at all, so values are converted to UTC before they are written (a local
-    wall time would otherwise be stored as if it were UTC) and tagged UTC when read. PostgreSQL
-    returns them in the session's zone, which is converted back too.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value.isoformat()}: the run store needs aware times")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    # Named constraints let later migrations drop or alter them, SQLite batch mode included.
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-            "ck": "ck_%(table_name)s_%(constraint_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
-    type_annotation_map = {  # noqa: RUF012 (read by SQLAlchemy at class creation)
-        datetime: UTCDateTime,
-        dict[str, Any]: JSON,
-        list[dict[str, Any]]: JSON,
-    }
-
-
-class RunRow(Base):
-    __tablename__ = "runs"
-    # Exactly one run per (pipeline, fire time, crash retry): what makes two schedulers on one
-    # database, or a restarted one, unable to start a fire time twice. NULLs (runs that no
-    # schedule fired) never collide.
-    __table_args__ = (UniqueConstraint("pipeline", "scheduled_for", "attempt"),)
-
-    run_id: Mapped[str] = mapped_column(String(_ID_LENGTH), primary_key=True)
-    pipeline: Mapped[str] = mapped_column(String(255), index=True)
-    pipeline_path: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(_STATUS_LENGTH))
-    trigger: Mapped[str] = mapped_column(String(_STATUS_LENGTH))
-    params: Mapped[dict[str, Any]]
-    run_dir: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(index=True)
-    started_at: Mapped[datetime | None]
-    ended_at: Mapped[datetime | None]
-    error: Mapped[str | None] = mapped_column(Text)
-    resumed_from: Mapped[str | None] = mapped_column(String(_ID_LENGTH))
-    scheduled_for: Mapped[datetime | None]
-    attempt: Mapped[int] = mapped_column(default=0, server_default="0")
-    heartbeat_at: Mapped[datetime | None]
-    launched_at: Mapped[datetime | None]
-    """When a scheduler handed the queued run to a runner process (claimed, so only once)."""
-
-    blocks: Mapped[list[BlockRunRow]] = relationship(
-        back_populates="run",
-        cascade="all, delete-orphan",
-        passive_deletes=True,
-        order_by="BlockRunRow.position",
-    )
-
-
-class BlockRunRow(Base):
-    __tablename__ = "block_runs"
-    __table_args__ = (UniqueConstraint("run_id", "block"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
-    block: Mapped[str] = mapped_column(String(255), index=True)
-    notebook: Mapped[str] = mapped_column(Text)
-    position: Mapped[int]
-    status: Mapped[str] = mapped_column(String(_STATUS_LENGTH))
-    attempts: Mapped[int] = mapped_column(default=0)
-    started_at: Mapped[datetime | None]
-    ended_at: Mapped[datetime | None]
-    error: Mapped[str | None] = mapped_column(Text)
-    reused_from: Mapped[str | None] = mapped_column(String(_ID_LENGTH))
-
-    run: Mapped[RunRow] = relationship(back_populates="blocks")
-    attempt_rows: Mapped[list[AttemptRow]] = relationship(
-        back_populates="block_run",
-        cascade="all, delete-orphan",
-        passive_deletes=True,
-        order_by="AttemptRow.number",
-    )
-
-
-class AttemptRow(Base):
-    __tablename__ = "block_attempts"
-    __table_args__ = (UniqueConstraint("block_run_id", "number"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    block_run_id: Mapped[int] = mapped_column(ForeignKey("block_runs.id", ondelete="CASCADE"))
-    number: Mapped[int]
-    status: Mapped[str] = mapped_column(String(_STATUS_LENGTH))
-    started_at: Mapped[datetime | None]
-    ended_at: Mapped[datetime | None]
-    error: Mapped[str | None] = mapped_column(Text)
-    traceback: Mapped[str | None] = mapped_column(Text)
-    tests: Mapped[list[dict[str, Any]]]
-    outputs: Mapped[list[dict[str, Any]]]
-
-    block_run: Mapped[BlockRunRow] = relationship(back_populates="attempt_rows")
-
-
-class ScheduleRow(Base):
-    """What the scheduler knows of one pipeline's schedule across restarts."""
-
-    __tablename__ = "schedules"
-
-    pipeline: Mapped[str] = mapped_column(String(255), primary_key=True)
-    fingerprint: Mapped[str] = mapped_column(Text)
-    """The schedule's settings; when they change the schedule starts over from that moment."""
-    first_seen_at: Mapped[datetime]
-    last_fired: Mapped[datetime | None]
 
 
 _LOAD_BLOCKS = selectinload(RunRow.blocks).selectinload(BlockRunRow.attempt_rows)
@@ -500,7 +301,7 @@ class RunStore:
                 select(RunRow).where(RunRow.run_id == run_id).options(_LOAD_BLOCKS)
             )
             if row is not None:
-                return _run_record(row)
+                return run_record(row)
             candidates = [
                 candidate
                 for candidate in session.scalars(
@@ -524,7 +325,7 @@ class RunStore:
             row = session.scalar(
                 select(RunRow).where(RunRow.run_id == candidates[0]).options(_LOAD_BLOCKS)
             )
-            return _run_record(row) if row is not None else None
+            return run_record(row) if row is not None else None
 
     def list_runs(self, pipeline: str | None = None, limit: int = 50) -> list[RunRecord]:
         """The newest runs first, of one pipeline or of all."""
@@ -533,7 +334,7 @@ class RunStore:
             query = query.where(RunRow.pipeline == pipeline)
         query = query.order_by(RunRow.created_at.desc(), RunRow.run_id.desc()).limit(limit)
         with self._read() as session:
-            return [_run_record(row) for row in session.scalars(query)]
+            return [run_record(row) for row in session.scalars(query)]
 
     def last_success(self, pipeline: str, block: str) -> RunRecord | None:
         """The newest run of `pipeline` that executed `block` successfully.
@@ -556,7 +357,7 @@ class RunStore:
         )
         with self._read() as session:
             row = session.scalar(query)
-            return _run_record(row) if row is not None else None
+            return run_record(row) if row is not None else None
 
     # plumbing
 
@@ -631,7 +432,7 @@ class RunStore:
             yield session
 
     def record(self, row: RunRow) -> RunRecord:
-        return _run_record(row)
+        return run_record(row)
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
@@ -786,50 +587,3 @@ def _frozen(stored: str, incoming: BlockStatus) -> bool:
 
 def _run_exists(run_id: str) -> StoreError:
     return StoreError(f"run `{run_id}` already exists", "use a new id (pipelines.store.new_run_id)")
-
-
-def _run_record(row: RunRow) -> RunRecord:
-    return RunRecord(
-        run_id=RunId(row.run_id),
-        pipeline=row.pipeline,
-        pipeline_path=row.pipeline_path,
-        status=RunStatus(row.status),
-        trigger=Trigger(row.trigger),
-        params=dict(row.params),
-        run_dir=row.run_dir,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-        error=row.error,
-        resumed_from=row.resumed_from,
-        blocks=tuple(_block_record(block) for block in row.blocks),
-        scheduled_for=row.scheduled_for,
-        attempt=row.attempt,
-        heartbeat_at=row.heartbeat_at,
-    )
-
-
-def _block_record(row: BlockRunRow) -> BlockRunRecord:
-    return BlockRunRecord(
-        block=row.block,
-        notebook=row.notebook,
-        status=BlockStatus(row.status),
-        attempts=row.attempts,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-        error=row.error,
-        reused_from=row.reused_from,
-        attempt_records=tuple(
-            AttemptRecord(
-                number=attempt.number,
-                status=BlockStatus(attempt.status),
-                started_at=attempt.started_at,
-                ended_at=attempt.ended_at,
-                error=attempt.error,
-                traceback=attempt.traceback,
-                tests=list(attempt.tests),
-                outputs=list(attempt.outputs),
-            )
-            for attempt in row.attempt_rows
-        ),
-    )

@@ -1,7 +1,7 @@
 """Alembic environment of the run store.
 
 Revisions are generated, never hand-written. To add the next one after changing the models in
-`pipelines/store.py`, from the repository root with the venv active:
+`pipelines/storeschema.py`, from the repository root with the venv active:
 
     rm -f /tmp/blockbook-revision.db
     alembic -c pipelines/migrations/alembic.ini -x url=sqlite:////tmp/blockbook-revision.db \\
@@ -28,7 +28,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from pipelines.store import Base, UTCDateTime
+from pipelines.storeschema import Base, UTCDateTime
 
 config = context.config
 

@@ -17,26 +17,29 @@ import pytest
 from pipelines import alerts
 from pipelines.alerts import (
     Alert,
-    AlertConfigError,
-    AlertError,
-    EmailDestination,
-    Notifier,
     SlaWatch,
-    WebhookDestination,
     alerts_for,
     build_alert,
-    describe_webhook,
-    env_secrets,
-    expand_env,
     notify_finished,
     render_text,
     subject,
     webhook_payload,
 )
+from pipelines.alertsend import (
+    AlertConfigError,
+    AlertError,
+    EmailDestination,
+    Notifier,
+    WebhookDestination,
+    describe_webhook,
+    env_secrets,
+    expand_env,
+)
 from pipelines.config import AlertsConfig, EmailConfig, WebhookConfig
 from pipelines.errors import BlockbookError
+from pipelines.records import BlockRunRecord, RunRecord
 from pipelines.status import BlockStatus, RunStatus, Trigger
-from pipelines.store import BlockRunRecord, RunId, RunRecord
+from pipelines.store import RunId
 
 START = datetime(2026, 11, 25, 6, 0, 0, tzinfo=UTC)
 RUN_DIR = "/srv/project/.blockbook/runs/20261125T060000Z-abc123"

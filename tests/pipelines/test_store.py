@@ -27,13 +27,13 @@ from pipelines.runstate import Attempt, BlockState
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store import (
     DATABASE_URL_ENV,
-    Base,
     RunId,
     RunStore,
     StoreError,
     new_run_id,
     store_url,
 )
+from pipelines.storeschema import Base
 from tests.conftest import postgres_schema, schema_url
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)

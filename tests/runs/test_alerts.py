@@ -23,7 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from pipelines import alerts
-from pipelines.alerts import Notifier
+from pipelines.alertsend import Notifier
 from pipelines.config import AlertsConfig
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from tests.runs.conftest import files_containing, nb, statuses

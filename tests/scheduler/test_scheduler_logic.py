@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.records import RunRecord
 from pipelines.runqueue import heartbeat, queued_runs
 from pipelines.runstate import now
 from pipelines.scheduler import Scheduler, SchedulerOptions, backfill
 from pipelines.status import RunStatus, Trigger
-from pipelines.store import RunRecord, RunStore
+from pipelines.store import RunStore
 from tests.conftest import make_pipeline
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
