@@ -17,6 +17,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pipelines.bindings import all_args, is_test_decorator, local_bindings
+
 BUILTIN_NAMES = frozenset(dir(builtins)) | {
     # Names an IPython kernel provides to every cell.
     "display",
@@ -31,7 +33,6 @@ BUILTIN_NAMES = frozenset(dir(builtins)) | {
     # The decorator that kernel_magics puts in the user namespace.
     "test",
 }
-TEST_DECORATOR = "test"
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +312,7 @@ class _ModuleVisitor(ast.NodeVisitor):
                 self.write(alias.asname or alias.name, kind="import")
 
     def visit_Global(self, node: ast.Global) -> None:
-        pass  # collected by _local_bindings before the function body is walked
+        pass  # collected by bindings.local_bindings before the function body is walked
 
     def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
         pass
@@ -345,7 +346,7 @@ class _ModuleVisitor(ast.NodeVisitor):
         if node.returns is not None:
             self.visit(node.returns)
         is_test = self.scopes[-1] is self.module and any(
-            _is_test_decorator(d) for d in node.decorator_list
+            is_test_decorator(d) for d in node.decorator_list
         )
         self.write(node.name, kind="test" if is_test else "value")
         if is_test:
@@ -401,111 +402,16 @@ class _ModuleVisitor(ast.NodeVisitor):
         for default in (*args.defaults, *(d for d in args.kw_defaults if d is not None)):
             self.visit(default)
         if self.scopes[-1].kind != "function":
-            for arg in _all_args(args):
+            for arg in all_args(args):
                 if arg.annotation is not None:
                     self.visit(arg.annotation)
 
     def _visit_function_body(
         self, args: ast.arguments, body: list[ast.stmt] | list[ast.expr]
     ) -> None:
-        local, declared_global = _local_bindings(body)
-        local |= {arg.arg for arg in _all_args(args)}
+        local, declared_global = local_bindings(body)
+        local |= {arg.arg for arg in all_args(args)}
         self.scopes.append(_Scope("function", local - declared_global, declared_global))
         for item in body:
             self.visit(item)
         self.scopes.pop()
-
-
-def _all_args(args: ast.arguments) -> list[ast.arg]:
-    every = [*args.posonlyargs, *args.args, *args.kwonlyargs]
-    if args.vararg is not None:
-        every.append(args.vararg)
-    if args.kwarg is not None:
-        every.append(args.kwarg)
-    return every
-
-
-def _is_test_decorator(decorator: ast.expr) -> bool:
-    if isinstance(decorator, ast.Call):
-        decorator = decorator.func
-    return isinstance(decorator, ast.Name) and decorator.id == TEST_DECORATOR
-
-
-class _BindingCollector(ast.NodeVisitor):
-    """Names a function body binds in its own scope (Python decides locality per scope)."""
-
-    def __init__(self) -> None:
-        self.bound: set[str] = set()
-        self.declared_global: set[str] = set()
-        self.declared_nonlocal: set[str] = set()
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if not isinstance(node.ctx, ast.Load):
-            self.bound.add(node.id)
-
-    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        self.bound.add(node.name)
-        for decorator in node.decorator_list:
-            self.visit(decorator)
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        self.bound.add(node.name)
-        for decorator in node.decorator_list:
-            self.visit(decorator)
-
-    def visit_Lambda(self, node: ast.Lambda) -> None:
-        pass
-
-    def visit_ListComp(self, node: ast.AST) -> None:
-        # Only walrus targets inside a comprehension bind in the enclosing function.
-        for child in ast.walk(node):
-            if isinstance(child, ast.NamedExpr):
-                self.bound.add(child.target.id)
-
-    visit_SetComp = visit_ListComp
-    visit_GeneratorExp = visit_ListComp
-    visit_DictComp = visit_ListComp
-
-    def visit_Import(self, node: ast.Import) -> None:
-        for alias in node.names:
-            self.bound.add(alias.asname or alias.name.partition(".")[0])
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        for alias in node.names:
-            if alias.name != "*":
-                self.bound.add(alias.asname or alias.name)
-
-    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
-        if node.name is not None:
-            self.bound.add(node.name)
-        self.generic_visit(node)
-
-    def visit_MatchAs(self, node: ast.MatchAs) -> None:
-        if node.name is not None:
-            self.bound.add(node.name)
-        self.generic_visit(node)
-
-    def visit_MatchStar(self, node: ast.MatchStar) -> None:
-        if node.name is not None:
-            self.bound.add(node.name)
-
-    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
-        if node.rest is not None:
-            self.bound.add(node.rest)
-        self.generic_visit(node)
-
-    def visit_Global(self, node: ast.Global) -> None:
-        self.declared_global.update(node.names)
-
-    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
-        self.declared_nonlocal.update(node.names)
-
-
-def _local_bindings(body: list[ast.stmt] | list[ast.expr]) -> tuple[set[str], set[str]]:
-    collector = _BindingCollector()
-    for item in body:
-        collector.visit(item)
-    local = collector.bound - collector.declared_nonlocal
-    return local, collector.declared_global

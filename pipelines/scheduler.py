@@ -8,26 +8,21 @@ restarts and across schedulers); hand queued runs to runner processes within the
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import heapq
 import logging
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from pipelines import alerts
 from pipelines.config import PIPELINE_FILE, load_pipeline_config
 from pipelines.errors import BlockbookError
-from pipelines.params import MASK
+from pipelines.launcher import LAUNCH_DIR, SubprocessLauncher
 from pipelines.project import STATE_DIR, list_pipelines
 from pipelines.records import RunRecord
 from pipelines.runqueue import (
@@ -57,7 +52,6 @@ from pipelines.store import RunId, RunStore, new_run_id
 
 log = logging.getLogger(__name__)
 
-LAUNCH_DIR = "launch"
 Clock = Callable[[], datetime]
 
 
@@ -78,34 +72,6 @@ class RunHandle(Protocol):
 
 class Launcher(Protocol):
     def start(self, run: RunRecord) -> RunHandle: ...
-
-
-class SubprocessLauncher:
-    """Runs each run in its own `python -m pipelines run` process, which dies with the
-    scheduler (so a killed scheduler leaves runs for the next one to mark crashed, instead of
-    runners nobody watches)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def start(self, run: RunRecord) -> RunHandle:
-        command = [sys.executable, "-m", "pipelines", "--project", str(self.root), "run"]
-        command += [run.pipeline_path, "--run-id", run.run_id]
-        for name, value in run.params.items():
-            if value != MASK:  # secrets are not kept with a queued run
-                command += ["-p", f"{name}={_param_text(value)}"]
-        log_path = self.root / STATE_DIR / LAUNCH_DIR / f"{run.run_id}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as stream:
-            return subprocess.Popen(
-                command,
-                stdout=stream,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.root,
-                env={**os.environ, "NO_COLOR": "1"},
-                preexec_fn=_die_with_parent,
-            )
 
 
 @dataclass(slots=True)
@@ -403,18 +369,3 @@ def backfill(scheduler: Scheduler, folder: Path, start: datetime, end: datetime)
 
 def _fingerprint(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _param_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _die_with_parent() -> None:
-    """Linux: the runner gets SIGKILL when the scheduler process dies, however it dies."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: runners outlive a killed scheduler and finish on their own
