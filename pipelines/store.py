@@ -8,16 +8,13 @@ The tables are defined in `pipelines.storeschema`; reads return the frozen recor
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,23 +23,30 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, func, select, text
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import (
-    ArgumentError,
     IntegrityError,
     InterfaceError,
-    NoSuchModuleError,
     OperationalError,
 )
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from pipelines.config import PROJECT_FILE, ProjectConfig, load_project_config
-from pipelines.errors import BlockbookError
-from pipelines.project import STATE_DIR
+from pipelines.config import PROJECT_FILE
 from pipelines.records import RunId, RunRecord, run_record
 from pipelines.runstate import BlockState
 from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.storedb import (
+    DATABASE_FILE,
+    DATABASE_URL_ENV,
+    READ_ONLY,
+    StoreError,
+    create_store_engine,
+    mask_url,
+    normalise_url,
+    project_config,
+    store_url,
+)
 from pipelines.storeschema import AttemptRow, BlockRunRow, RunRow
 
 __all__ = [
@@ -60,16 +64,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DATABASE_URL_ENV = "BLOCKBOOK_DATABASE_URL"
-DATABASE_FILE = "blockbook.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
-_SQLITE_BUSY_TIMEOUT_MS = 30_000
-# Without it a black-holed host makes `blockbook run` hang for minutes before saying anything.
-_CONNECT_TIMEOUT_S = 10
-# Any constant works; it only has to be the same for every Blockbook that migrates this database.
 _MIGRATION_LOCK_KEY = 0x426C6F636B626F6F  # "Blockboo"
-_READ_ONLY = "blockbook_read_only"
 # Alembic's `context` and `op` are process-wide proxies: two threads migrating at once (two
 # stores opened together) would run each other's operations.
 _ALEMBIC_LOCK = threading.Lock()
@@ -82,37 +79,6 @@ def new_run_id() -> RunId:
     return RunId(f"{stamp}-{secrets.token_hex(3)}")
 
 
-class StoreError(BlockbookError):
-    """The run store cannot be opened or used, or a request to it makes no sense."""
-
-
-def store_url(root: Path, config: ProjectConfig | None = None) -> str:
-    """Where the run store lives: $BLOCKBOOK_DATABASE_URL, else `[store] url`, else a SQLite file.
-
-    `config` is the project's `blockbook.toml`; when not given it is read from `root`. A relative
-    SQLite path in `blockbook.toml` is relative to the project root, not to the working folder,
-    so every command finds the same database wherever it is started from.
-    """
-    from_env = os.environ.get(DATABASE_URL_ENV, "").strip()
-    if from_env:
-        return from_env
-    if config is None:
-        config = _project_config(root)
-    if config.store.url:
-        return _anchor_sqlite_path(config.store.url, root)
-    folder = root.absolute() / STATE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / DATABASE_FILE}"
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by `***`, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
 _LOAD_BLOCKS = selectinload(RunRow.blocks).selectinload(BlockRunRow.attempt_rows)
 
 
@@ -123,11 +89,11 @@ class RunStore:
     """One database of runs. Safe to share between threads; open one per process."""
 
     def __init__(self, url: str) -> None:
-        self.url = _normalise_url(url)
+        self.url = normalise_url(url)
         self.masked_url = mask_url(self.url)
         self._engine = self._create_engine()
         # Reads begin a plain (deferred) SQLite transaction so they never queue behind a writer.
-        reader = self._engine.execution_options(**{_READ_ONLY: True})
+        reader = self._engine.execution_options(**{READ_ONLY: True})
         self._write_session = sessionmaker(self._engine, expire_on_commit=False)
         self._read_session = sessionmaker(reader, expire_on_commit=False)
         try:
@@ -140,7 +106,7 @@ class RunStore:
     @classmethod
     def open(cls, root: Path) -> RunStore:
         """The store of the project at `root` (see `store_url`)."""
-        return cls(store_url(root, _project_config(root)))
+        return cls(store_url(root, project_config(root)))
 
     def close(self) -> None:
         self._engine.dispose()
@@ -362,36 +328,7 @@ class RunStore:
     # plumbing
 
     def _create_engine(self) -> Engine:
-        try:
-            url = make_url(self.url)
-        except ArgumentError as exc:
-            raise StoreError(
-                f"not a database URL: {self.masked_url}",
-                "use e.g. sqlite:////path/to/blockbook.db or "
-                "postgresql+psycopg://user:password@host:5432/database",
-            ) from exc
-        connect_args: dict[str, Any] = {}
-        if url.get_backend_name() == "sqlite":
-            _make_sqlite_folder(url, self.masked_url)
-        elif url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
-            connect_args["connect_timeout"] = _CONNECT_TIMEOUT_S
-        try:
-            engine = create_engine(
-                url,
-                connect_args=connect_args,
-                json_serializer=_dump_json,
-                # A long-lived process (a scheduler) must survive a database restart.
-                pool_pre_ping=url.get_backend_name() != "sqlite",
-            )
-        except (NoSuchModuleError, ImportError) as exc:
-            raise StoreError(
-                f"cannot use the database at {self.masked_url}: {exc}",
-                "Blockbook supports sqlite:/// and postgresql+psycopg:// URLs; check the URL in "
-                f"{DATABASE_URL_ENV} or in `[store] url` of {PROJECT_FILE}",
-            ) from exc
-        if engine.dialect.name == "sqlite":
-            _configure_sqlite(engine)
-        return engine
+        return create_store_engine(self.url, self.masked_url)
 
     def _upgrade_schema(self) -> None:
         config = Config()
@@ -483,97 +420,6 @@ class RunStore:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _project_config(root: Path) -> ProjectConfig:
-    config, problems = load_project_config(root)
-    errors = [problem for problem in problems if problem.is_error]
-    if errors:
-        raise StoreError(
-            f"cannot find the run store: {PROJECT_FILE} is not valid:\n"
-            + "\n".join(problem.format() for problem in errors),
-            f"fix {PROJECT_FILE}, or set {DATABASE_URL_ENV} to choose the database",
-        )
-    return config
-
-
-def _normalise_url(url: str) -> str:
-    # psycopg (3) is the driver Blockbook installs; SQLAlchemy 2.0 would pick psycopg2 instead.
-    for scheme in ("postgresql://", "postgres://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url.removeprefix(scheme)
-    return url
-
-
-def _sqlite_file(url: URL) -> Path | None:
-    database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database)
-
-
-def _anchor_sqlite_path(url: str, root: Path) -> str:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url  # reported by RunStore, which knows how to say what is wrong with it
-    path = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
-    if path is None or path.is_absolute():
-        return url
-    anchored = parsed.set(database=str(root.absolute() / path))
-    return anchored.render_as_string(hide_password=False)
-
-
-def _make_sqlite_folder(url: URL, masked: str) -> None:
-    path = _sqlite_file(url)
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(
-            f"cannot create the folder of the run store {masked}: {exc}",
-            f"check the path, or set {DATABASE_URL_ENV} or `[store] url` in {PROJECT_FILE} "
-            "to use another database",
-        ) from exc
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # SQLAlchemy emits BEGIN itself (below); pysqlite's own would always be deferred.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            # busy_timeout first: switching to WAL needs a lock another process may hold.
-            cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
-            # WAL lets readers work while one process writes; NORMAL sync is safe with WAL.
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-            cursor.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        # A deferred transaction that reads and then writes fails at once with "database is
-        # locked" (busy_timeout does not apply) when another connection wrote in between.
-        # Taking the write lock up front makes writers queue on busy_timeout instead.
-        read_only = connection.get_execution_options().get(_READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
-def _dump_json(value: Any) -> str:
-    return json.dumps(value, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    # Pipeline params may be dates; they are stored (and come back) as ISO strings.
-    if isinstance(value, date):  # datetime included
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} as JSON: {value!r}")
 
 
 def _require_aware(at: datetime) -> None:
