@@ -215,27 +215,35 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def save_schedule_state(store: RunStore, state: ScheduleState) -> None:
-    with store.writing() as session:
-        row = session.get(ScheduleRow, state.pipeline, with_for_update=True)
-        if row is None:
-            session.add(
-                ScheduleRow(
-                    pipeline=state.pipeline,
-                    fingerprint=state.fingerprint,
-                    first_seen_at=state.first_seen_at,
-                    last_fired=state.last_fired,
+def adopt_schedule(
+    store: RunStore, pipeline: str, fingerprint: str, moment: datetime
+) -> ScheduleState:
+    """The schedule's state with these settings, recording `moment` as first seen when the
+    settings are new. Every scheduler sharing the database gets the same state back (the first
+    writer wins), so `every` schedules fire at the same instants whichever scheduler fires them.
+    """
+    try:
+        with store.writing() as session:
+            row = session.get(ScheduleRow, pipeline, with_for_update=True)
+            if row is None:
+                session.add(
+                    ScheduleRow(
+                        pipeline=pipeline,
+                        fingerprint=fingerprint,
+                        first_seen_at=moment,
+                        last_fired=None,
+                    )
                 )
-            )
-            return
-        if row.fingerprint != state.fingerprint:
-            row.fingerprint = state.fingerprint
-            row.first_seen_at = state.first_seen_at
-        # Another scheduler may have fired later already: never move backwards.
-        if state.last_fired is not None and (
-            row.last_fired is None or state.last_fired > row.last_fired
-        ):
-            row.last_fired = state.last_fired
+            elif row.fingerprint != fingerprint:
+                row.fingerprint = fingerprint
+                row.first_seen_at = moment
+                row.last_fired = None
+    except IntegrityError:
+        pass  # another scheduler inserted it first: read what it wrote
+    state = schedule_states(store).get(pipeline)
+    if state is None:
+        raise RuntimeError(f"schedule of {pipeline} vanished while it was being recorded")
+    return state
 
 
 def forget_schedule(store: RunStore, pipeline: str) -> None:

@@ -27,15 +27,14 @@ from pipelines.project import STATE_DIR, list_pipelines
 from pipelines.records import RunRecord
 from pipelines.runqueue import (
     QueuedRun,
-    ScheduleState,
     active_counts,
+    adopt_schedule,
     claim_launch,
     enqueue,
     forget_schedule,
     mark_crashed,
     orphans,
     queued_runs,
-    save_schedule_state,
     schedule_states,
 )
 from pipelines.runstate import now
@@ -122,7 +121,11 @@ class Scheduler:
         queued for the next scheduler)."""
         while not self._stop.is_set():
             started = time.monotonic()
-            self.tick()
+            try:
+                self.tick()
+            except Exception:
+                # A daemon outlives a database hiccup: say what failed and try again next tick.
+                log.exception("scheduler tick failed; retrying")
             self._stop.wait(max(0.0, self.options.tick_seconds - (time.monotonic() - started)))
         while self.launched:
             self._collect()
@@ -180,8 +183,7 @@ class Scheduler:
             state = stored.get(ref.name)
             if state is None or state.fingerprint != fingerprint:
                 # New or changed: fire times before this moment are never run.
-                state = ScheduleState(ref.name, fingerprint, moment, None)
-                save_schedule_state(self.store, state)
+                state = adopt_schedule(self.store, ref.name, fingerprint, moment)
                 log.info(
                     "%s: schedule %s from %s",
                     ref.name,

@@ -308,3 +308,24 @@ def _finish_while_draining(store: RunStore, launcher: RecordingLauncher) -> None
             launcher.handles[run.run_id].code = 0
             done.add(run.run_id)
         threading.Event().wait(0.05)
+
+
+def test_schedulers_starting_together_share_one_anchor(tmp_path: Path, store: RunStore) -> None:
+    make_pipeline(tmp_path, NOTEBOOK, '[schedule]\nevery = "1s"\n', name="p")
+    clocks = [FakeClock(T0), FakeClock(T0 + timedelta(milliseconds=300))]
+    daemons = [scheduler(tmp_path, store, clock) for clock in clocks]
+    barrier = threading.Barrier(2)
+
+    def first_tick(daemon: Scheduler) -> None:
+        barrier.wait()
+        daemon.tick()
+
+    threads = [threading.Thread(target=first_tick, args=(d,)) for d in daemons]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Both fire `every` schedules at the first writer's instants: offsets never double-run.
+    anchors = {daemon.watched["p"].first_seen for daemon in daemons}
+    assert len(anchors) == 1
+    assert anchors <= {T0, T0 + timedelta(milliseconds=300)}
