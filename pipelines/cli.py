@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +12,14 @@ from rich.console import Console
 
 from pipelines.assembly import assemble
 from pipelines.cli_schedule import backfill, scheduler, trigger
-from pipelines.cli_support import EXIT_INVALID, assemble_argument, open_store, relative, resolve
+from pipelines.cli_support import (
+    EXIT_INVALID,
+    assemble_argument,
+    open_store,
+    relative,
+    resolve,
+    stop_on_signals,
+)
 from pipelines.errors import BlockbookError
 from pipelines.params import parse_assignments
 from pipelines.project import (
@@ -27,7 +31,7 @@ from pipelines.render import RENDERERS, counted, size
 from pipelines.status import RunStatus
 
 if TYPE_CHECKING:
-    from pipelines.runner import Runner
+    pass
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -137,7 +141,9 @@ def run(
     order = [str(name) for name in assemble(ref.folder).order]
     with open_store(root) as store, LiveProgress(console, order) as progress:
         runner = Runner(root, store, on_block=progress.update)
-        with _cancel_on_signals(runner, console):
+        with stop_on_signals(
+            runner.cancel, "cancelling: stopping kernels (Ctrl-C again to stop at once)"
+        ):
             try:
                 result = runner.run(ref.folder, options)
             except BlockbookError as exc:
@@ -216,29 +222,6 @@ def debug(root: Path, run_id: str, block: str, output: Path | None) -> None:
 
 
 _RUN_EXIT_CODES = {RunStatus.SUCCESS: 0, RunStatus.FAILED: 1, RunStatus.CANCELLED: 130}
-
-
-@contextlib.contextmanager
-def _cancel_on_signals(runner: Runner, console: Console) -> Iterator[None]:
-    """First Ctrl-C or SIGTERM cancels cleanly; a second one stops at once."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    requests = 0
-
-    def handle(signum: int, frame: object) -> None:
-        nonlocal requests
-        requests += 1
-        if requests > 1:
-            raise KeyboardInterrupt
-        console.print("cancelling: stopping kernels (Ctrl-C again to stop at once)")
-        runner.cancel()
-
-    for sig in previous:
-        signal.signal(sig, handle)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 for _command in (scheduler, backfill, trigger):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from datetime import date, datetime, time
 from pathlib import Path
 
 import click
 
-from pipelines.cli_support import open_store, resolve
+from pipelines.cli_support import open_store, resolve, stop_on_signals
 from pipelines.errors import BlockbookError
 from pipelines.params import parse_assignments
 from pipelines.status import RunStatus
@@ -42,28 +41,12 @@ def scheduler(root: Path, once: bool, max_runs: int, tick: float, heartbeat_time
         if once:
             daemon.run_once()
             return
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        requests = 0
-
-        def handle(signum: int, frame: object) -> None:
-            nonlocal requests
-            requests += 1
-            if requests > 1:
-                raise KeyboardInterrupt
-            click.echo(
-                "scheduler: stopping; waiting for running runs (again to quit now)", err=True
-            )
-            daemon.stop()
-
-        for sig in previous:
-            signal.signal(sig, handle)
+        stopping = "scheduler: stopping; waiting for running runs (again to quit now)"
         try:
-            daemon.serve()
+            with stop_on_signals(daemon.stop, stopping):
+                daemon.serve()
         except KeyboardInterrupt:
             sys.exit(130)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 @click.command()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -15,6 +16,30 @@ from pipelines.project import PipelineRef, resolve_pipeline
 from pipelines.store import RunStore
 
 EXIT_INVALID = 1
+
+
+@contextlib.contextmanager
+def stop_on_signals(first: Callable[[], None], message: str) -> Iterator[None]:
+    """The first Ctrl-C or SIGTERM calls `first` (a clean stop) after printing `message`; a
+    second one raises KeyboardInterrupt to stop at once."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    requests = 0
+
+    def handle(signum: int, frame: object) -> None:
+        nonlocal requests
+        requests += 1
+        if requests > 1:
+            raise KeyboardInterrupt
+        click.echo(message, err=True)
+        first()
+
+    for sig in previous:
+        signal.signal(sig, handle)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
