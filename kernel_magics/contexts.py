@@ -12,15 +12,20 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from pipelines.artifacts import ArtifactStore
 from pipelines.header import TriggerRule
-from pipelines.params import mask_text, secret_values
+from pipelines.params import MIN_SECRET_LENGTH, mask_text, secret_values
 from pipelines.runplan import SECRETS_ENV, RunPlan, load_plan
-from pipelines.runstate import CANCEL_FLAG, INTERRUPT_DIR, BlockState, read_state, write_state
+from pipelines.runstate import (
+    CANCEL_FLAG,
+    BlockState,
+    interrupt_reason,
+    read_state,
+    write_state,
+)
 from pipelines.status import BlockStatus
 
 _POLL_START, _POLL_MAX = 0.002, 0.05
@@ -121,7 +126,7 @@ class HeadlessContext:
         self.secrets: dict[str, Any] = json.loads(os.environ.get(SECRETS_ENV, "{}"))
         namespace.update(self.secrets)
         self._secret_values = secret_values(self.secrets) + [
-            str(value) for value in self.secrets.values() if len(str(value)) >= 3
+            str(value) for value in self.secrets.values() if len(str(value)) >= MIN_SECRET_LENGTH
         ]
 
     @property
@@ -135,10 +140,7 @@ class HeadlessContext:
         return mask_text(text, self._secret_values)
 
     def interrupt_reason(self, name: str) -> str | None:
-        try:
-            return (self.state_root / INTERRUPT_DIR / name).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
+        return interrupt_reason(self.state_root, name)
 
     def prepare(
         self,
@@ -366,7 +368,3 @@ class InteractiveContext:
         if record is None:
             return None
         return ArtifactStore(Path(record.run_dir)), record.run_id
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

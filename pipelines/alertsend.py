@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import re
 import smtplib
 import ssl
 import time
@@ -22,13 +20,14 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Protocol
 from urllib.error import HTTPError, URLError
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+from pipelines import envrefs
 from pipelines.alerts import Alert, render_text, subject, webhook_payload
 from pipelines.config import AlertsConfig, EmailConfig
 from pipelines.connections import describe_url
 from pipelines.errors import BlockbookError
-from pipelines.params import MASK, mask_text
+from pipelines.params import MASK, MIN_SECRET_LENGTH, mask_text
 
 # Not `__name__`: all of alerts logs (and is configured) as one logger, `pipelines.alerts`.
 logger = logging.getLogger("pipelines.alerts")
@@ -37,10 +36,6 @@ TIMEOUT_SECONDS = 10.0
 ATTEMPTS = 3
 BACKOFF_SECONDS = 1.0
 """Wait before the second attempt; doubled before each later one."""
-
-_REFERENCE = re.compile(r"\$\{([^}]*)\}")
-_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_MIN_SECRET_LENGTH = 3  # as in pipelines.params: masking "a" everywhere would garble messages
 
 
 class AlertError(BlockbookError):
@@ -61,61 +56,21 @@ def expand_env(
     what: str = "an alert setting",
     url: bool = False,
 ) -> str:
-    """`text` with each `${VAR}` replaced from `environ` (default: os.environ).
-
-    An unset variable raises AlertConfigError naming it (never any value); `what` names the
-    setting ("`alerts.webhook.url`"). With `url`, values filled into a `user:password@` part
-    are percent-encoded, so a token may hold `@`, `/` or `:`.
-    """
-    environ = os.environ if environ is None else environ
-    names = [match.group(1) for match in _REFERENCE.finditer(text)]
-    malformed = [name for name in names if not _VARIABLE.match(name)]
-    if malformed:
-        raise AlertConfigError(
-            f"{what}: `${{{malformed[0]}}}` is not a variable reference",
-            hint="write ${NAME}, with a name made of letters, digits and underscores",
-        )
-    missing = list(dict.fromkeys(name for name in names if name not in environ))
-    if missing:
-        listed = " and ".join(f"`{name}`" for name in missing)
-        plural = "s" if len(missing) > 1 else ""
-        raise AlertConfigError(
-            f"{what} needs the environment variable{plural} {listed}, which is not set",
-            hint="; ".join(f"export {name}=..." for name in missing)
-            + " in the environment of `blockbook run` or the scheduler",
-        )
-    credentials = _credentials_span(text) if url else None
-
-    def value(match: re.Match[str]) -> str:
-        filled = environ[match.group(1)]
-        if credentials is not None and credentials[0] <= match.start() < credentials[1]:
-            return quote(filled, safe="")
-        return filled
-
-    return _REFERENCE.sub(value, text)
-
-
-def _credentials_span(template: str) -> tuple[int, int] | None:
-    """Where `user:password` sits in a URL template, as (start, end) offsets, if it has one."""
-    start = template.find("://") + 3
-    if start == 2:
-        return None
-    ends = [i for i in (template.find(c, start) for c in "/?#") if i != -1]
-    at = template.rfind("@", start, min(ends, default=len(template)))
-    return (start, at) if at != -1 else None
+    """`text` with each `${VAR}` replaced (see `pipelines.envrefs.expand`); an unset variable
+    raises AlertConfigError naming it, never any value."""
+    return envrefs.expand(
+        text,
+        what=what,
+        error=AlertConfigError,
+        where="in the environment of `blockbook run` or the scheduler",
+        environ=environ,
+        url=url,
+    )
 
 
 def env_secrets(texts: Sequence[str | None], environ: Mapping[str, str] | None = None) -> list[str]:
     """The values `${VAR}` references in `texts` expand to: strings to mask, longest first."""
-    environ = os.environ if environ is None else environ
-    values = {
-        environ[match.group(1)]
-        for text in texts
-        if text
-        for match in _REFERENCE.finditer(text)
-        if match.group(1) in environ
-    }
-    return sorted((v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True)
+    return envrefs.expanded_values(texts, environ)
 
 
 # ---- destinations -------------------------------------------------------------------------------
@@ -188,7 +143,7 @@ class EmailDestination:
         username = self._expand(config.username, "username")
         password = self._expand(config.password, "password")
         secrets = env_secrets([config.username, config.password], self.environ)
-        if config.password and len(config.password) >= _MIN_SECRET_LENGTH:
+        if config.password and len(config.password) >= MIN_SECRET_LENGTH:
             secrets.append(config.password)  # a password written in the file is a secret too
         message = EmailMessage()
         message["Subject"] = subject(alert)
@@ -219,7 +174,7 @@ def describe_webhook(url: str) -> str:
 
     A webhook URL written out in full (Slack's `/services/T0/B1/XXXX`) is itself the secret.
     """
-    if _REFERENCE.search(url):
+    if envrefs.REFERENCE.search(url):
         return describe_url(url)
     parts = urlsplit(url)
     if not parts.scheme or not parts.hostname:

@@ -98,9 +98,7 @@ def _magic_statement(node: ast.Call) -> ast.Module | None:
         and isinstance(func.value.func, ast.Name)
         and func.value.func.id == "get_ipython"
         and len(node.args) >= 2
-        and all(
-            isinstance(arg, ast.Constant) and isinstance(arg.value, str) for arg in node.args[:2]
-        )
+        and all(_is_string(arg) for arg in node.args[:2])
     ):
         return None
     name, argument = (arg.value for arg in node.args[:2])  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipelines.assembly import assemble
 from pipelines.errors import BlockbookError
-from pipelines.params import ParamValue, masked, merge
+from pipelines.params import ParamValue, json_params, masked, merge
 from pipelines.project import find_root, resolve_pipeline
 from pipelines.runqueue import QueuedRun, enqueue
 from pipelines.status import Trigger
@@ -46,9 +46,7 @@ def trigger(
                 pipeline=ref.name,
                 pipeline_path=str(ref.folder),
                 trigger=trigger,
-                params={
-                    k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in values.items()
-                },
+                params=json_params(values),
                 run_dir="",
             ),
         )

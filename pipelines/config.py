@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import tomllib
 from pathlib import Path
@@ -18,11 +17,10 @@ from pydantic import (
 )
 
 from pipelines.errors import Location, Problem, ProblemKind
+from pipelines.params import ParamValue
 
 PIPELINE_FILE = "pipeline.toml"
 PROJECT_FILE = "blockbook.toml"
-
-ParamValue = bool | int | float | str | dt.date | dt.datetime
 
 
 class _Strict(BaseModel):

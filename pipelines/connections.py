@@ -11,12 +11,11 @@ notebooks and TOML files: they live in the environment of whoever starts Jupyter
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import quote
 
+from pipelines import envrefs
 from pipelines.config import PROJECT_FILE, ConnectionConfig, load_project_config
 from pipelines.errors import BlockbookError
 from pipelines.params import is_secret
@@ -25,8 +24,6 @@ from pipelines.project import find_root
 URL_MASK = "***"
 """What stands for a password in `describe_url`; SQLAlchemy shows hidden passwords the same way."""
 
-_REFERENCE = re.compile(r"\$\{([^}]*)\}")
-_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _EXAMPLE_URL = "postgresql+psycopg://user@host:5432/database"
 _QUERY_ITEM = re.compile(r"(?P<key>[^=&#]+)=(?P<value>[^&#]*)")
 
@@ -70,33 +67,15 @@ def expand_variables(template: str, what: str, environ: Mapping[str, str] | None
     `what` names the setting in errors ("connection `warehouse`"). Values filled into the
     `user:password@` part of the URL are percent-encoded; everything else goes in as is.
     """
-    environ = os.environ if environ is None else environ
-    references = list(_REFERENCE.finditer(template))
-    malformed = [m.group(0) for m in references if not _VARIABLE.match(m.group(1))]
-    if malformed:
-        raise ConnectionConfigError(
-            f"{what}: `{malformed[0]}` is not a variable reference",
-            hint="write ${NAME}, with a name made of letters, digits and underscores",
-        )
-    missing = list(dict.fromkeys(m.group(1) for m in references if m.group(1) not in environ))
-    if missing:
-        names = " and ".join(f"`{variable}`" for variable in missing)
-        plural = "s" if len(missing) > 1 else ""
-        exports = "; ".join(f"export {variable}=..." for variable in missing)
-        raise ConnectionConfigError(
-            f"{what} needs the environment variable{plural} {names}, which is not set",
-            hint=f"{exports} in the shell that starts Jupyter or `blockbook run`; a running "
-            "kernel keeps the environment it started with, so restart it afterwards",
-        )
-    credentials = _credentials_span(template)
-
-    def value(match: re.Match[str]) -> str:
-        text = environ[match.group(1)]
-        if credentials is not None and credentials[0] <= match.start() < credentials[1]:
-            return quote(text, safe="")
-        return text
-
-    return _REFERENCE.sub(value, template)
+    return envrefs.expand(
+        template,
+        what=what,
+        error=ConnectionConfigError,
+        where="in the shell that starts Jupyter or `blockbook run`; a running kernel keeps the "
+        "environment it started with, so restart it afterwards",
+        environ=environ,
+        url=True,
+    )
 
 
 def describe_url(url: str) -> str:
@@ -154,16 +133,6 @@ def _unknown(name: str, connections: Mapping[str, ConnectionConfig], root: Path)
 def _authority_end(text: str, start: int) -> int:
     ends = [index for index in (text.find(c, start) for c in "/?#") if index != -1]
     return min(ends, default=len(text))
-
-
-def _credentials_span(template: str) -> tuple[int, int] | None:
-    """Where `user:password` sits in a URL template, as (start, end) offsets, if it has one."""
-    separator = template.find("://")
-    if separator == -1:
-        return None
-    start = separator + 3
-    at = template.rfind("@", start, _authority_end(template, start))
-    return (start, at) if at != -1 else None
 
 
 def _mask_query(tail: str) -> str:

@@ -20,16 +20,17 @@ import nbformat
 from pipelines import alerts
 from pipelines.assembly import Pipeline
 from pipelines.header import BlockHeader, BlockKind, BlockName
-from pipelines.params import ParamValue, is_secret_param, mask_text, secret_values
+from pipelines.params import ParamValue, is_secret_param, json_params, mask_text, secret_values
 from pipelines.runbuild import write_notebook
-from pipelines.runplan import INPUT_DIR, SECRETS_ENV, RunPlan, jsonable
+from pipelines.runplan import INPUT_DIR, SECRETS_ENV, RunPlan
 from pipelines.runqueue import heartbeat
 from pipelines.runstate import (
     CANCEL_FLAG,
-    INTERRUPT_DIR,
     BlockState,
+    interrupt_reason,
     now,
     read_state,
+    record_interrupt,
     write_state,
 )
 from pipelines.runstate import STATE_DIR as BLOCK_STATE_DIR
@@ -153,7 +154,7 @@ class Execution:
         source = self.plan.blocks[job.blocks[0]].source_notebook
         env = {
             **os.environ,
-            SECRETS_ENV: json.dumps({k: jsonable(v) for k, v in self.secrets.items()}),
+            SECRETS_ENV: json.dumps(json_params(self.secrets)),
         }
 
         def kernel_started(km: Any) -> None:
@@ -276,17 +277,12 @@ class Execution:
                     _signal(job.pid, signal.SIGKILL)
 
     def _interrupt(self, job: _NotebookJob, name: str, reason: str) -> None:
-        path = self.run_dir / INTERRUPT_DIR / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(reason, encoding="utf-8")
+        record_interrupt(self.run_dir, name, reason)
         self._interrupted[name] = time.time()
         _signal(job.pid, signal.SIGINT)
 
     def _interrupt_reason(self, name: str) -> str:
-        try:
-            return (self.run_dir / INTERRUPT_DIR / name).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return "interrupted"
+        return interrupt_reason(self.run_dir, name) or "interrupted"
 
     def _cancel(self, started: list[_NotebookJob], waiting: list[_NotebookJob]) -> None:
         if self._cancel_sent_at is None:

@@ -12,6 +12,8 @@ from pipelines.errors import BlockbookError
 ParamValue = bool | int | float | str | dt.date | dt.datetime
 
 MASK = "********"
+MIN_SECRET_LENGTH = 3
+"""Shorter values are not masked in free text: masking "a" everywhere would garble it."""
 _SECRET_NAME = re.compile(r"password|passwd|secret|token|key|credential", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s/]+)(?=@)")
 _INT = re.compile(r"[+-]?\d+\Z")
@@ -90,7 +92,7 @@ def secret_values(params: Mapping[str, Any]) -> list[str]:
     for value in params.values():
         if isinstance(value, str):
             values.update(match.group("secret") for match in _URL_PASSWORD.finditer(value))
-    return sorted((v for v in values if len(v) >= 3), key=len, reverse=True)
+    return sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
 def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
@@ -99,6 +101,15 @@ def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         text = text.replace(secret, MASK)
     return text
+
+
+def json_value(value: Any) -> Any:
+    """A parameter value as JSON holds it: dates and datetimes as ISO text."""
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def json_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: json_value(value) for name, value in params.items()}
 
 
 def python_literal(value: ParamValue) -> str:

@@ -17,12 +17,11 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from pipelines.assembly import Pipeline
 from pipelines.header import BlockName
-from pipelines.params import ParamValue, is_secret_param, masked, python_literal
+from pipelines.params import ParamValue, is_secret_param, json_params, masked, python_literal
 from pipelines.runplan import (
     RUN_CONTEXT_NAME,
     BlockPlan,
     RunPlan,
-    jsonable,
     run_notebook_path,
 )
 from pipelines.runstate import write_bytes_atomic
@@ -102,7 +101,7 @@ def build_run_notebooks(
             "pipeline": plan.pipeline,
             "source_notebook": source,
             "blocks": names,
-            "params": {k: jsonable(v) for k, v in plan.params.items()},
+            "params": json_params(plan.params),
             "generated_at": datetime.now(UTC).isoformat(),
         }
         notebooks[path] = notebook

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pipelines import alerts
 from pipelines.artifacts import ArtifactStore
@@ -22,6 +21,7 @@ from pipelines.execution import BlockListener, Execution, Limits
 from pipelines.header import BlockKind, BlockName
 from pipelines.params import (
     ParamValue,
+    json_params,
     mask_text,
     masked,
     merge,
@@ -106,7 +106,7 @@ class Runner:
             adopt(
                 self.store,
                 run_id,
-                params=_jsonable(masked(params)),
+                params=json_params(masked(params)),
                 run_dir=str(run_dir),
                 blocks=blocks,
             )
@@ -116,7 +116,7 @@ class Runner:
                 pipeline=pipeline.name,
                 pipeline_path=str(pipeline.folder),
                 trigger=options.trigger,
-                params=_jsonable(masked(params)),
+                params=json_params(masked(params)),
                 run_dir=str(run_dir),
                 blocks=blocks,
                 resumed_from=options.resume,
@@ -267,7 +267,3 @@ def _first_error(plan: RunPlan, states: Mapping[str, BlockState]) -> str | None:
         if state is not None and state.status is BlockStatus.FAILED:
             return f"block {name}: {state.error}"
     return None
-
-
-def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in params.items()}

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.params import json_params
 from pipelines.runstate import write_json_atomic
 
 PLAN_FILE = "plan.json"
@@ -49,7 +49,7 @@ class RunPlan:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data["params"] = {k: jsonable(v) for k, v in self.params.items()}
+        data["params"] = json_params(self.params)
         return data
 
     @classmethod
@@ -73,11 +73,3 @@ def run_notebook_path(source_notebook: str, block: str | None) -> str:
     stem = source_notebook.removesuffix(".ipynb")
     name = f"{stem}.{block}.ipynb" if block else f"{stem}.ipynb"
     return f"{NOTEBOOK_DIR}/{name}"
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value

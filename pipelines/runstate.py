@@ -137,14 +137,18 @@ def read_state(run_dir: Path, block: str) -> BlockState | None:
     return BlockState.from_json(data)
 
 
-def read_states(run_dir: Path) -> dict[str, BlockState]:
-    states: dict[str, BlockState] = {}
-    folder = run_dir / STATE_DIR
-    if not folder.is_dir():
-        return states
-    for path in folder.glob("*.json"):
-        states[path.stem] = BlockState.from_json(json.loads(path.read_text(encoding="utf-8")))
-    return states
+def record_interrupt(run_dir: Path, block: str, reason: str) -> None:
+    """Say why the runner is about to interrupt `block`'s kernel (the kernel reports it)."""
+    path = run_dir / INTERRUPT_DIR / block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(reason, encoding="utf-8")
+
+
+def interrupt_reason(run_dir: Path, block: str) -> str | None:
+    try:
+        return (run_dir / INTERRUPT_DIR / block).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -54,7 +54,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from croniter import CroniterBadDateError, croniter
 
 if TYPE_CHECKING:
-    from pipelines.config import ParamValue, ScheduleConfig
+    from pipelines.config import ScheduleConfig
+    from pipelines.params import ParamValue
 
 Catchup = Literal["none", "latest", "all"]
 DEFAULT_GRACE = timedelta(seconds=60)

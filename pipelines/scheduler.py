@@ -23,6 +23,7 @@ from pipelines import alerts
 from pipelines.config import PIPELINE_FILE, load_pipeline_config
 from pipelines.errors import BlockbookError
 from pipelines.launcher import LAUNCH_DIR, SubprocessLauncher
+from pipelines.params import json_params
 from pipelines.project import STATE_DIR, list_pipelines
 from pipelines.records import RunRecord
 from pipelines.runqueue import (
@@ -110,7 +111,6 @@ class Scheduler:
         """max_active_runs of pipelines this scheduler doesn't watch (backfills)."""
         self.launched: dict[str, _Launched] = {}
         self._heap: list[tuple[datetime, str]] = []
-        self._config_stamps: dict[Path, float] = {}
         self._last_scan = float("-inf")
         self._stop = threading.Event()
 
@@ -248,18 +248,13 @@ class Scheduler:
     ) -> RunId | None:
         """Queue the run of one fire time; None when some scheduler already did."""
         run_id = new_run_id()
-        params = {
-            **schedule.params,
-            **{k: v.isoformat() for k, v in interval_params(schedule, fire_time, anchor).items()},
-        }
+        params = json_params({**schedule.params, **interval_params(schedule, fire_time, anchor)})
         queued = QueuedRun(
             run_id=run_id,
             pipeline=pipeline,
             pipeline_path=str(folder),
             trigger=trigger,
-            params={
-                k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in params.items()
-            },
+            params=params,
             run_dir="",
             scheduled_for=fire_time,
             attempt=attempt,
