@@ -246,6 +246,7 @@ class InteractiveContext:
         self.notebook = ""
         self._artifacts = ArtifactStore(self.state_root)
         self.notes: list[str] = []
+        self._assembled: tuple[tuple[Any, ...], Any] | None = None
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -272,11 +273,27 @@ class InteractiveContext:
     ) -> Preparation:
         # Trigger rules need a run's upstream states; by hand, the person decides what runs.
         missing = [n for n in inputs if n not in namespace]
-        loaded: list[dict[str, str]] = []
         if not missing:
             return Preparation(Readiness.PROCEED)
         pipeline = self._pipeline()
+        runs = _RunLookup(self.root, self.notes)
+        try:
+            loaded = self._load_missing(pipeline, name, missing, namespace, runs)
+        finally:
+            runs.close()
+        notes, self.notes = self.notes, []
+        return Preparation(Readiness.PROCEED, loaded=loaded, notes=notes)
+
+    def _load_missing(
+        self,
+        pipeline: Any,
+        name: str,
+        missing: list[str],
+        namespace: dict[str, Any],
+        runs: _RunLookup,
+    ) -> list[dict[str, str]]:
         params = pipeline.config.params
+        loaded: list[dict[str, str]] = []
         for input_name in missing:
             if input_name in params:
                 namespace[input_name] = params[input_name]
@@ -287,7 +304,7 @@ class InteractiveContext:
             producer = self._producer(pipeline, name, input_name)
             if producer is None:
                 continue
-            found = self._newest(pipeline.name, producer, input_name)
+            found = self._newest(pipeline.name, producer, input_name, runs)
             if found is None:
                 continue
             store, source, run_id = found
@@ -302,8 +319,7 @@ class InteractiveContext:
                     "run": run_id,
                 }
             )
-        notes, self.notes = self.notes, []
-        return Preparation(Readiness.PROCEED, loaded=loaded, notes=notes)
+        return loaded
 
     def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
         pipeline = self._pipeline()
@@ -321,9 +337,20 @@ class InteractiveContext:
         return readers
 
     def _pipeline(self) -> Any:
+        """The pipeline as saved on disk, assembled again only when a file of it changed."""
         from pipelines.assembly import assemble
+        from pipelines.config import PIPELINE_FILE
+        from pipelines.project import notebook_files
 
-        return assemble(self.folder)
+        files = [*notebook_files(self.folder), self.folder / PIPELINE_FILE]
+        signature = tuple(
+            (path.name, stat.st_mtime_ns, stat.st_size)
+            for path in files
+            if (stat := _stat(path)) is not None
+        )
+        if self._assembled is None or self._assembled[0] != signature:
+            self._assembled = (signature, assemble(self.folder))
+        return self._assembled[1]
 
     @staticmethod
     def _producer(pipeline: Any, reader: str, name: str) -> str | None:
@@ -336,14 +363,14 @@ class InteractiveContext:
         return producers[-1] if producers else None
 
     def _newest(
-        self, pipeline: str, block: str, name: str
+        self, pipeline: str, block: str, name: str, runs: _RunLookup
     ) -> tuple[ArtifactStore, str, str] | None:
         """The store holding the newest copy of an output: (store, "dev" or "run", run id)."""
         candidates: list[tuple[str, ArtifactStore, str, str]] = []
         dev = self._artifacts.manifest(block, name)
         if dev is not None:
             candidates.append((dev.created_at, self._artifacts, "dev", ""))
-        run = self._last_run_store(pipeline, block)
+        run = runs.last_success(pipeline, block)
         if run is not None:
             store, run_id = run
             manifest = store.manifest(block, name)
@@ -354,17 +381,42 @@ class InteractiveContext:
         _, store, source, run_id = max(candidates, key=lambda c: c[0])
         return store, source, run_id
 
-    def _last_run_store(self, pipeline: str, block: str) -> tuple[ArtifactStore, str] | None:
+
+class _RunLookup:
+    """The run store, opened at most once per block execution, only if a value is needed."""
+
+    def __init__(self, root: Path, notes: list[str]) -> None:
+        self.root = root
+        self.notes = notes
+        self._store: Any = None
+        self._unavailable = False
+
+    def last_success(self, pipeline: str, block: str) -> tuple[ArtifactStore, str] | None:
         from pipelines.errors import BlockbookError
         from pipelines.store import RunStore
 
+        if self._unavailable:
+            return None
         try:
-            with RunStore.open(self.root) as store:
-                record = store.last_success(pipeline, block)
+            if self._store is None:
+                self._store = RunStore.open(self.root)
+            record = self._store.last_success(pipeline, block)
         except BlockbookError as exc:
             # The dev area still works without the run store; say why runs were not consulted.
             self.notes.append(f"run store not consulted: {exc.message}")
+            self._unavailable = True
             return None
         if record is None:
             return None
         return ArtifactStore(Path(record.run_dir)), record.run_id
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None

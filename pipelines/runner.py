@@ -224,12 +224,14 @@ class Runner:
         """Write the final state of every block this run will not execute."""
         run_dir = Path(plan.run_dir)
         artifacts = ArtifactStore(run_dir)
+        # Most reused blocks come from one earlier run: read each run's record once.
+        source_runs = {run_id: self.store.get_run(run_id) for run_id in set(reused.values())}
         for name in plan.order:
             if name not in not_run:
                 continue
             block = plan.blocks[name]
             if name in reused:
-                source_run = self.store.get_run(reused[name])
+                source_run = source_runs[reused[name]]
                 if source_run is not None:
                     artifacts.link_block(ArtifactStore(Path(source_run.run_dir)), name)
                 state = BlockState(
