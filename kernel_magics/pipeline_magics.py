@@ -25,6 +25,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from kernel_magics.runview import RunView
 from kernel_magics.views import has_frontend
+from pipelines.runstate import seconds_text
 
 SUBCOMMANDS = ("graph", "run", "wait", "status", "runs", "load")
 
@@ -157,7 +158,13 @@ class PipelineMagics(Magics):
             sys.stdout.write("no runs yet: `%pipeline run` starts one\n")
             return
         rows = [
-            (r.run_id, str(r.status), str(r.trigger), _when(r.started_at), _duration(r))
+            (
+                r.run_id,
+                str(r.status),
+                str(r.trigger),
+                _when(r.started_at),
+                seconds_text(r.started_at, r.ended_at),
+            )
             for r in records
         ]
         header = ("run", "status", "trigger", "started", "seconds")
@@ -249,9 +256,3 @@ class PipelineMagics(Magics):
 
 def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
-
-
-def _duration(record: Any) -> str:
-    if record.started_at is None or record.ended_at is None:
-        return ""
-    return f"{(record.ended_at - record.started_at).total_seconds():.2f}"

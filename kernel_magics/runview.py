@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kernel_magics.views import COLORS
+from pipelines.runstate import seconds_text
 from pipelines.status import BlockStatus
 
 if TYPE_CHECKING:
@@ -148,12 +149,10 @@ def _badge(status: str) -> str:
 
 
 def _seconds(record: RunRecord) -> str:
-    if record.started_at is None or record.ended_at is None:
-        return ""
-    return f" in {(record.ended_at - record.started_at).total_seconds():.2f}s"
+    seconds = seconds_text(record.started_at, record.ended_at)
+    return f" in {seconds}s" if seconds else ""
 
 
 def _block_seconds(block: Any) -> str:
-    if block.started_at is None or block.ended_at is None:
-        return ""
-    return f" {(block.ended_at - block.started_at).total_seconds():.2f}s"
+    seconds = seconds_text(block.started_at, block.ended_at)
+    return f" {seconds}s" if seconds else ""

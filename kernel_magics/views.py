@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from kernel_magics.runtime import Outcome
 from kernel_magics.testing import TestOutcome
-from pipelines.runstate import BlockState
+from pipelines.runstate import BlockState, seconds_between
 from pipelines.status import BlockStatus
 
 COLORS = {
@@ -68,9 +68,7 @@ def report(outcome: Outcome) -> BlockReport:
     label = str(state.status)
     if state.status is BlockStatus.SUCCESS and warned:
         label = "warned"
-    seconds = None
-    if state.started_at and state.ended_at and state.attempts:
-        seconds = (state.ended_at - state.started_at).total_seconds()
+    seconds = seconds_between(state.started_at, state.ended_at) if state.attempts else None
     outputs: list[str] = []
     if final is not None:
         outputs += [_manifest_line(m) for m in final.outputs]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.config import AlertEvent, AlertsConfig
 from pipelines.records import RunRecord
+from pipelines.runstate import seconds_between
 from pipelines.status import BlockStatus, RunStatus
 from pipelines.store import RunStore
 
@@ -106,7 +107,7 @@ def build_alert(
             block.block,
             _first_line(block.error) or "failed",
             str(run_dir / block.notebook),
-            _seconds(block.started_at, block.ended_at),
+            seconds_between(block.started_at, block.ended_at),
         )
         for block in record.blocks
         if block.status is BlockStatus.FAILED
@@ -121,7 +122,7 @@ def build_alert(
         status=record.status,
         started_at=record.started_at,
         ended_at=record.ended_at,
-        duration=_seconds(record.started_at, end),
+        duration=seconds_between(record.started_at, end),
         run_dir=record.run_dir,
         failed=failed,
         upstream_failed=upstream,
@@ -261,12 +262,6 @@ def _first_line(text: str | None) -> str | None:
         return None
     line = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return line if len(line) <= _ERROR_LENGTH else line[: _ERROR_LENGTH - 1] + "…"
-
-
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
-    if start is None or end is None:
-        return None
-    return max(0.0, (end - start).total_seconds())
 
 
 def _rounded(seconds: float | None) -> float | None:

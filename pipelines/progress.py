@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 
 from pipelines.records import RunRecord
-from pipelines.runstate import BlockState
+from pipelines.runstate import BlockState, seconds_text
 from pipelines.status import BlockStatus, RunStatus
 
 STYLES = {
@@ -72,7 +72,7 @@ class LiveProgress:
                 name,
                 f"[{STYLES[status]}]{status}[/]",
                 str(len(state.attempts)) if state and state.attempts else "",
-                _seconds(state.started_at, state.ended_at) if state else "",
+                seconds_text(state.started_at, state.ended_at) if state else "",
             )
         return table
 
@@ -81,7 +81,7 @@ def run_summary(console: Console, record: RunRecord) -> None:
     status = record.status
     console.print(
         f"run [bold]{record.run_id}[/] of {record.pipeline}: [{STYLES[status]}]{status}[/]"
-        f" in {_seconds(record.started_at, record.ended_at)}s",
+        f" in {seconds_text(record.started_at, record.ended_at)}s",
         highlight=False,
     )
     table = Table(box=None, pad_edge=False)
@@ -92,7 +92,7 @@ def run_summary(console: Console, record: RunRecord) -> None:
             block.block,
             f"[{STYLES[block.status]}]{block.status}[/]",
             str(block.attempts) if block.attempts else "",
-            _seconds(block.started_at, block.ended_at),
+            seconds_text(block.started_at, block.ended_at),
             block.error or ("reused from " + block.reused_from if block.reused_from else ""),
         )
     console.print(table)
@@ -150,15 +150,9 @@ def runs_table(console: Console, records: list[RunRecord]) -> None:
             f"[{STYLES[record.status]}]{record.status}[/]",
             str(record.trigger),
             record.started_at.strftime("%Y-%m-%d %H:%M:%S") if record.started_at else "",
-            _seconds(record.started_at, record.ended_at),
+            seconds_text(record.started_at, record.ended_at),
         )
     console.print(table)
-
-
-def _seconds(start: datetime | None, end: datetime | None) -> str:
-    if start is None or end is None:
-        return ""
-    return f"{(end - start).total_seconds():.2f}"
 
 
 def _iso(value: datetime | None) -> str | None:

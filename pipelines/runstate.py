@@ -29,6 +29,19 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """How long something took, when both ends are known."""
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def seconds_text(start: datetime | None, end: datetime | None) -> str:
+    """`2.58`, or "" when either end is unknown: for tables and status lines."""
+    seconds = seconds_between(start, end)
+    return "" if seconds is None else f"{seconds:.2f}"
+
+
 @dataclass(frozen=True, slots=True)
 class TestRecord:
     name: str
