@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from pipelines.config import PROJECT_FILE, ProjectConfig, load_project_config
+from pipelines.connections import describe_url
 from pipelines.errors import BlockbookError
 from pipelines.project import STATE_DIR
 
@@ -52,11 +52,8 @@ def store_url(root: Path, config: ProjectConfig | None = None) -> str:
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by `***`, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL with its password (and secret-named query values) masked, for messages and logs."""
+    return describe_url(url)
 
 
 def create_store_engine(url_text: str, masked: str) -> Engine:
