@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +100,6 @@ def _has_block_cell(path: Path) -> bool:
     if "%%block" not in text:
         return False
     # Confirm on parsed cells so a markdown cell that mentions the magic doesn't count.
-    import json
-
     try:
         cells = json.loads(text).get("cells", [])
     except (ValueError, AttributeError, RecursionError):
