@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from pipelines.assembly import assemble
+from pipelines.assembly.pipeline import assemble
 
 BLOCKS_PER_NOTEBOOK = 10
 

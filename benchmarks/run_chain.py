@@ -25,9 +25,9 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from pipelines.runner import Runner, RunOptions
+from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import RunStatus
-from pipelines.store import RunStore
+from pipelines.store.run_store import RunStore
 
 FRAME_ROWS = 100
 

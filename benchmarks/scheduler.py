@@ -21,11 +21,11 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from pipelines.records import RunRecord
-from pipelines.runstate import now
-from pipelines.scheduler import Scheduler, SchedulerOptions
+from pipelines.rundir.state import now
+from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions
 from pipelines.status import RunStatus
-from pipelines.store import RunStore
+from pipelines.store.records import RunRecord
+from pipelines.store.run_store import RunStore
 
 
 class Done:

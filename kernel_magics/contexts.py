@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipelines.artifacts import ArtifactStore
-from pipelines.header import TriggerRule
+from pipelines.assembly.header import TriggerRule
 from pipelines.params import MIN_SECRET_LENGTH, mask_text, secret_values
-from pipelines.runplan import SECRETS_ENV, RunPlan, load_plan
-from pipelines.runstate import (
+from pipelines.rundir.artifacts import ArtifactStore
+from pipelines.rundir.plan import SECRETS_ENV, RunPlan, load_plan
+from pipelines.rundir.state import (
     CANCEL_FLAG,
     BlockState,
     interrupt_reason,
@@ -238,7 +238,7 @@ class InteractiveContext:
     come from the newest stored value (dev area or the latest successful run)."""
 
     def __init__(self, folder: Path) -> None:
-        from pipelines.project import STATE_DIR, find_root
+        from pipelines.assembly.project import STATE_DIR, find_root
 
         self.folder = folder
         self.root = find_root(folder)
@@ -338,9 +338,9 @@ class InteractiveContext:
 
     def _pipeline(self) -> Any:
         """The pipeline as saved on disk, assembled again only when a file of it changed."""
-        from pipelines.assembly import assemble
-        from pipelines.config import PIPELINE_FILE
-        from pipelines.project import notebook_files
+        from pipelines.assembly.config import PIPELINE_FILE
+        from pipelines.assembly.pipeline import assemble
+        from pipelines.assembly.project import notebook_files
 
         files = [*notebook_files(self.folder), self.folder / PIPELINE_FILE]
         signature = tuple(
@@ -393,7 +393,7 @@ class _RunLookup:
 
     def last_success(self, pipeline: str, block: str) -> tuple[ArtifactStore, str] | None:
         from pipelines.errors import BlockbookError
-        from pipelines.store import RunStore
+        from pipelines.store.run_store import RunStore
 
         if self._unavailable:
             return None

@@ -12,10 +12,10 @@ from kernel_magics.contexts import BlockContext, HeadlessContext, InteractiveCon
 from kernel_magics.execute import user_traceback
 from kernel_magics.runtime import Outcome, execute_block
 from kernel_magics.views import make_view
-from pipelines.analysis import analyze
+from pipelines.assembly.analysis import analyze
+from pipelines.assembly.header import BlockHeader, parse_header
 from pipelines.errors import HeaderError
-from pipelines.header import BlockHeader, parse_header
-from pipelines.runplan import RUN_CONTEXT_NAME
+from pipelines.rundir.plan import RUN_CONTEXT_NAME
 
 
 @magics_class

@@ -25,7 +25,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from kernel_magics.runview import RunView
 from kernel_magics.views import has_frontend
-from pipelines.runstate import seconds_text
+from pipelines.rundir.state import seconds_text
 
 SUBCOMMANDS = ("graph", "run", "wait", "status", "runs", "load")
 
@@ -67,7 +67,7 @@ class PipelineMagics(Magics):
     def _graph(self, folder: Path, args: argparse.Namespace) -> None:
         from IPython.display import display
 
-        from pipelines.render import to_mermaid, to_text
+        from pipelines.forms.diagrams import to_mermaid, to_text
 
         pipeline = self._assembled(folder)
         statuses = self._last_statuses(pipeline.name, folder)
@@ -80,8 +80,8 @@ class PipelineMagics(Magics):
         display({"text/vnd.mermaid": mermaid, "text/plain": text}, raw=True)
 
     def _run(self, folder: Path, args: argparse.Namespace) -> None:
-        from pipelines.project import STATE_DIR, find_root
-        from pipelines.store import new_run_id
+        from pipelines.assembly.project import STATE_DIR, find_root
+        from pipelines.store.run_store import new_run_id
 
         pipeline = self._assembled(folder)
         root = find_root(folder)
@@ -125,8 +125,8 @@ class PipelineMagics(Magics):
         view.print_text()
 
     def _status(self, folder: Path, args: argparse.Namespace) -> None:
-        from pipelines.project import find_root
-        from pipelines.store import RunStore
+        from pipelines.assembly.project import find_root
+        from pipelines.store.run_store import RunStore
 
         root = find_root(folder)
         with RunStore.open(root) as store:
@@ -149,8 +149,8 @@ class PipelineMagics(Magics):
     def _runs(self, folder: Path, args: argparse.Namespace) -> None:
         from IPython.display import display
 
-        from pipelines.project import find_root
-        from pipelines.store import RunStore
+        from pipelines.assembly.project import find_root
+        from pipelines.store.run_store import RunStore
 
         with RunStore.open(find_root(folder)) as store:
             records = store.list_runs(self._assembled(folder).name, limit=20)
@@ -178,9 +178,9 @@ class PipelineMagics(Magics):
         display({"text/html": html_table, "text/plain": text}, raw=True)
 
     def _load(self, folder: Path, args: argparse.Namespace) -> None:
-        from pipelines.artifacts import ArtifactStore
-        from pipelines.project import find_root
-        from pipelines.store import RunStore
+        from pipelines.assembly.project import find_root
+        from pipelines.rundir.artifacts import ArtifactStore
+        from pipelines.store.run_store import RunStore
 
         block = args.target
         if block is None:
@@ -214,8 +214,8 @@ class PipelineMagics(Magics):
     def _folder(self, name: str | None) -> Path:
         if name is None:
             return Path.cwd()
+        from pipelines.assembly.project import find_root, resolve_pipeline
         from pipelines.errors import BlockbookError
-        from pipelines.project import find_root, resolve_pipeline
 
         try:
             return resolve_pipeline(name, find_root(Path.cwd())).folder
@@ -223,7 +223,7 @@ class PipelineMagics(Magics):
             raise UsageError(str(exc)) from None
 
     def _assembled(self, folder: Path) -> Any:
-        from pipelines.assembly import assemble
+        from pipelines.assembly.pipeline import assemble
 
         pipeline = assemble(folder)
         if not pipeline.ok:
@@ -232,9 +232,9 @@ class PipelineMagics(Magics):
         return pipeline
 
     def _last_statuses(self, pipeline: str, folder: Path) -> dict[str, str]:
+        from pipelines.assembly.project import find_root
         from pipelines.errors import BlockbookError
-        from pipelines.project import find_root
-        from pipelines.store import RunStore
+        from pipelines.store.run_store import RunStore
 
         try:
             with RunStore.open(find_root(folder)) as store:

@@ -26,11 +26,11 @@ from typing import Any
 from kernel_magics.contexts import BlockContext, Preparation, Readiness
 from kernel_magics.execute import run_body, user_traceback
 from kernel_magics.testing import TestOutcome, TestResult, run_test
-from pipelines.analysis import BlockAnalysis
-from pipelines.artifacts import UnstorableOutput, summarize
+from pipelines.assembly.analysis import BlockAnalysis
+from pipelines.assembly.header import BlockHeader, BlockKind, TestPolicy, format_header
 from pipelines.errors import BlockbookError
-from pipelines.header import BlockHeader, BlockKind, TestPolicy, format_header
-from pipelines.runstate import Attempt, BlockState, TestRecord, now, write_state
+from pipelines.rundir.artifacts import UnstorableOutput, summarize
+from pipelines.rundir.state import Attempt, BlockState, TestRecord, now, write_state
 from pipelines.status import BlockStatus
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kernel_magics.views import COLORS
-from pipelines.runstate import seconds_text
+from pipelines.rundir.state import seconds_text
 from pipelines.status import BlockStatus
 
 if TYPE_CHECKING:
-    from pipelines.records import RunRecord
+    from pipelines.store.records import RunRecord
 
 REFRESH_SECONDS = 0.5
 
@@ -113,7 +113,7 @@ class RunView:
         return thread
 
     def _poll(self, root: Path, process: Any) -> None:
-        from pipelines.store import RunStore
+        from pipelines.store.run_store import RunStore
 
         try:
             with RunStore.open(root) as store:

@@ -22,8 +22,8 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
+from pipelines.assembly.header import BlockHeader, BlockKind, BlockName, format_header, parse_header
 from pipelines.errors import HeaderError
-from pipelines.header import BlockHeader, BlockKind, BlockName, format_header, parse_header
 
 USAGE = "%block_new KIND [SOURCE] [NAME]"
 
@@ -109,7 +109,7 @@ def has_rows(df):
 import pandas as pd
 from sqlalchemy import create_engine, text
 
-from pipelines.connections import connection_url
+from pipelines.assembly.connections import connection_url
 
 """
         + _SQL_DATABASE
@@ -205,7 +205,7 @@ def no_empty_rows(df_clean):
         """
 import sqlalchemy as sa
 
-from pipelines.connections import connection_url
+from pipelines.assembly.connections import connection_url
 
 """
         + _SQL_DATABASE

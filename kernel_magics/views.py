@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from kernel_magics.runtime import Outcome
 from kernel_magics.testing import TestOutcome
-from pipelines.runstate import BlockState, seconds_between
+from pipelines.rundir.state import BlockState, seconds_between
 from pipelines.status import BlockStatus
 
 COLORS = {

@@ -1,5 +1,5 @@
 """`python -m pipelines` is the `blockbook` command, for callers that only know the interpreter."""
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 
 main()

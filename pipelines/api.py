@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from pipelines.assembly import assemble
+from pipelines.assembly.pipeline import assemble
+from pipelines.assembly.project import find_root, resolve_pipeline
 from pipelines.errors import BlockbookError
 from pipelines.params import ParamValue, json_params, masked, merge
-from pipelines.project import find_root, resolve_pipeline
-from pipelines.runqueue import QueuedRun, enqueue
 from pipelines.status import Trigger
-from pipelines.store import RunId, RunStore, new_run_id
+from pipelines.store.queue import QueuedRun, enqueue
+from pipelines.store.run_store import RunId, RunStore, new_run_id
 
 
 def trigger(

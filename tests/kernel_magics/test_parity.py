@@ -14,10 +14,10 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from pandas.testing import assert_frame_equal
 
-from pipelines.artifacts import ArtifactStore
-from pipelines.runner import Runner, RunOptions
+from pipelines.rundir.artifacts import ArtifactStore
+from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import RunStatus
-from pipelines.store import DATABASE_URL_ENV, RunStore
+from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
 from tests.conftest import make_pipeline
 
 LOAD = """%%block load

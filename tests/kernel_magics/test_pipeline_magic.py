@@ -12,7 +12,7 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-from pipelines.store import DATABASE_URL_ENV
+from pipelines.store.run_store import DATABASE_URL_ENV
 from tests.conftest import make_pipeline
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

@@ -28,9 +28,9 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from kernel_magics.templates import TEMPLATES, Template, find_template, listing
-from pipelines.analysis import analyze
-from pipelines.header import parse_header, split_block_cell
-from pipelines.store import DATABASE_URL_ENV
+from pipelines.assembly.analysis import analyze
+from pipelines.assembly.header import parse_header, split_block_cell
+from pipelines.store.run_store import DATABASE_URL_ENV
 from tests.conftest import POSTGRES_URL, postgres_schema, schema_url
 
 # Which kernel test runs each template as inserted; a new template needs a test here.
@@ -420,7 +420,7 @@ def test_a_template_is_a_well_formed_block(template: Template) -> None:
 def test_sql_templates_take_a_url_or_a_connection_name() -> None:
     for key in ("loader sql", "exporter sql"):
         cell = next(t for t in TEMPLATES if t.key == key).render()
-        assert "from pipelines.connections import connection_url" in cell
+        assert "from pipelines.assembly.connections import connection_url" in cell
         assert "create_engine(connection_url(database))" in cell
 
 

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from pipelines.store import DATABASE_URL_ENV
+from pipelines.store.run_store import DATABASE_URL_ENV
 from tests.conftest import make_pipeline
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -130,7 +130,7 @@ def test_a_waiting_sensor_shows_its_checks_while_it_runs() -> None:
     from datetime import UTC, datetime
 
     from kernel_magics.views import as_html, report_running
-    from pipelines.runstate import Attempt, BlockState
+    from pipelines.rundir.state import Attempt, BlockState
     from pipelines.status import BlockStatus
 
     attempt = Attempt(1, BlockStatus.RUNNING, datetime.now(UTC), pokes=3)

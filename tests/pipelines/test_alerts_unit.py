@@ -14,18 +14,17 @@ from typing import Any, ClassVar
 
 import pytest
 
-from pipelines import alerts
-from pipelines.alerts import (
+from pipelines.alerts import dispatch as alerts
+from pipelines.alerts.dispatch import SlaWatch, notify_finished
+from pipelines.alerts.messages import (
     Alert,
-    SlaWatch,
     alerts_for,
     build_alert,
-    notify_finished,
     render_text,
     subject,
     webhook_payload,
 )
-from pipelines.alertsend import (
+from pipelines.alerts.sending import (
     AlertConfigError,
     AlertError,
     EmailDestination,
@@ -35,11 +34,11 @@ from pipelines.alertsend import (
     env_secrets,
     expand_env,
 )
-from pipelines.config import AlertsConfig, EmailConfig, WebhookConfig
+from pipelines.assembly.config import AlertsConfig, EmailConfig, WebhookConfig
 from pipelines.errors import BlockbookError
-from pipelines.records import BlockRunRecord, RunRecord
 from pipelines.status import BlockStatus, RunStatus, Trigger
-from pipelines.store import RunId
+from pipelines.store.records import BlockRunRecord, RunRecord
+from pipelines.store.run_store import RunId
 
 START = datetime(2026, 11, 25, 6, 0, 0, tzinfo=UTC)
 RUN_DIR = "/srv/project/.blockbook/runs/20261125T060000Z-abc123"

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from pipelines.analysis import BlockAnalysis, analyze
+from pipelines.assembly.analysis import BlockAnalysis, analyze
 
 
 def case(body: str, outputs: tuple[str, ...], inputs: tuple[str, ...], *, id: str) -> object:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 from tests.conftest import REPO_ROOT, Markdown, make_pipeline
 
 TAXI = REPO_ROOT / "notebooks" / "taxi"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.assembly import assemble
-from pipelines.config import PipelineConfig, load_pipeline_config, load_project_config
+from pipelines.assembly.config import PipelineConfig, load_pipeline_config, load_project_config
+from pipelines.assembly.pipeline import assemble
 from pipelines.errors import ProblemKind
 from tests.conftest import MakePipeline
 

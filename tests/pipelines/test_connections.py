@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from pipelines.connections import (
+from pipelines.assembly.connections import (
     URL_MASK,
     ConnectionConfigError,
     connection_url,

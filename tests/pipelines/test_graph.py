@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.assembly import Pipeline, assemble
+from pipelines.assembly.pipeline import Pipeline, assemble
 from pipelines.errors import Location, Problem, ProblemKind, Severity
 from tests.conftest import MakePipeline, Markdown, NotebookSpec
 

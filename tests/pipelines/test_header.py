@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.errors import HeaderError
-from pipelines.header import (
+from pipelines.assembly.header import (
     OPTIONS,
     USAGE,
     BlockHeader,
@@ -16,7 +15,8 @@ from pipelines.header import (
     parse_header,
     split_block_cell,
 )
-from pipelines.header import TestPolicy as Policy  # not `Test*`: pytest would collect it
+from pipelines.assembly.header import TestPolicy as Policy  # not `Test*`: pytest would collect it
+from pipelines.errors import HeaderError
 
 # ---- good headers ----------------------------------------------------------------------------
 

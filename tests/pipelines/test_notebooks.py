@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.assembly import assemble
+from pipelines.assembly.notebooks import CodeCell, read_notebook
+from pipelines.assembly.pipeline import assemble
 from pipelines.errors import Location, ProblemKind
-from pipelines.notebooks import CodeCell, read_notebook
 from tests.conftest import Markdown, write_notebook
 
 MALFORMED = Path(__file__).resolve().parents[1] / "fixtures" / "malformed"

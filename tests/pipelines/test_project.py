@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.errors import ProjectError
-from pipelines.project import (
+from pipelines.assembly.project import (
     PipelineRef,
     find_root,
     list_pipelines,
     notebook_files,
     resolve_pipeline,
 )
+from pipelines.errors import ProjectError
 from tests.conftest import Markdown, make_pipeline, write_notebook
 
 BLOCK = ["%%block step\nx = 1"]

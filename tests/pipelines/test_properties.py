@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nbformat import v4
 
-from pipelines.assembly import Pipeline, assemble
+from pipelines.assembly.header import BlockHeader, BlockKind, format_header, parse_header
+from pipelines.assembly.header import TestPolicy as Policy  # not `Test*`: pytest would collect it
+from pipelines.assembly.pipeline import Pipeline, assemble
+from pipelines.assembly.project import list_pipelines
 from pipelines.errors import Problem
-from pipelines.header import BlockHeader, BlockKind, format_header, parse_header
-from pipelines.header import TestPolicy as Policy  # not `Test*`: pytest would collect it
-from pipelines.project import list_pipelines
 from tests.conftest import make_pipeline, write_notebook
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,19 +16,17 @@ from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.cli import main
-from pipelines.config import ScheduleConfig
-from pipelines.schedule import (
+from pipelines.assembly.config import ScheduleConfig
+from pipelines.assembly.timing import check_cron, check_timezone, parse_every
+from pipelines.cli.main import main
+from pipelines.scheduling.fire_times import (
     Catchup,
     Schedule,
-    check_cron,
-    check_timezone,
     due_fire_times,
     fire_times_between,
     interval_params,
     iter_fire_times,
     next_fire_after,
-    parse_every,
     previous_fire_before,
     schedule_of,
 )
@@ -574,7 +572,7 @@ instants = st.datetimes(
 
 @cache
 def offset_changes(zone: ZoneInfo, year: int) -> list[datetime]:
-    """Found hour by hour, independently of pipelines.schedule."""
+    """Found hour by hour, independently of pipelines.scheduling.fire_times."""
     changes, instant = [], utc(year, 1, 1)
     while instant.year == year:
         if instant.astimezone(zone).utcoffset() != (instant + HOUR).astimezone(zone).utcoffset():

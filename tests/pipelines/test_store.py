@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
-from pipelines import runstate
-from pipelines import store as store_module
-from pipelines.runstate import Attempt, BlockState
+from pipelines.rundir import state as runstate
+from pipelines.rundir.state import Attempt, BlockState
 from pipelines.status import BlockStatus, RunStatus, Trigger
-from pipelines.store import (
+from pipelines.store import run_store as store_module
+from pipelines.store.run_store import (
     DATABASE_URL_ENV,
     RunId,
     RunStore,
@@ -33,7 +33,7 @@ from pipelines.store import (
     new_run_id,
     store_url,
 )
-from pipelines.storeschema import Base
+from pipelines.store.schema import Base
 from tests.conftest import postgres_schema, schema_url
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
@@ -129,7 +129,7 @@ def test_store_url_prefers_env_then_toml_then_default_file(
 def test_store_url_uses_the_given_config_and_anchors_relative_sqlite_paths(
     tmp_path: Path, no_env_url: None
 ) -> None:
-    from pipelines.config import ProjectConfig, StoreConfig
+    from pipelines.assembly.config import ProjectConfig, StoreConfig
 
     config = ProjectConfig(store=StoreConfig(url="sqlite:///state/runs.db"))
     assert store_url(tmp_path, config) == f"sqlite:///{tmp_path / 'state' / 'runs.db'}"

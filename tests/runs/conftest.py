@@ -25,10 +25,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from pipelines.artifacts import ArtifactStore
-from pipelines.runner import Runner, RunOptions, RunResult
-from pipelines.runstate import BlockState
-from pipelines.store import DATABASE_URL_ENV, RunStore
+from pipelines.rundir.artifacts import ArtifactStore
+from pipelines.rundir.state import BlockState
+from pipelines.runs.runner import Runner, RunOptions, RunResult
+from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
 from tests.conftest import Cell, make_pipeline
 
 LOAD_EXT = "%load_ext kernel_magics"

@@ -22,9 +22,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from pipelines import alerts
-from pipelines.alertsend import Notifier
-from pipelines.config import AlertsConfig
+from pipelines.alerts import dispatch as alerts
+from pipelines.alerts.sending import Notifier
+from pipelines.assembly.config import AlertsConfig
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from tests.runs.conftest import files_containing, nb, statuses
 

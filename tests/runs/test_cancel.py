@@ -7,8 +7,8 @@ import subprocess
 import threading
 import time
 
-from pipelines.runner import Runner, RunOptions
-from pipelines.runstate import BlockState
+from pipelines.rundir.state import BlockState
+from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import BlockStatus, RunStatus
 from tests.runs.conftest import (
     BLOCKBOOK,

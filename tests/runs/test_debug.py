@@ -16,10 +16,10 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
-from pipelines.artifacts import ArtifactStore
-from pipelines.runner import RunResult
+from pipelines.rundir.artifacts import ArtifactStore
+from pipelines.runs.runner import RunResult
 from pipelines.status import BlockStatus, RunStatus
-from pipelines.store import DATABASE_URL_ENV, RunStore
+from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
 from tests.conftest import make_pipeline
 from tests.runs.conftest import RunHelper, assert_no_kernels, blockbook, nb, source_hashes, statuses
 
@@ -202,7 +202,7 @@ def test_debug_of_a_successful_block_recreates_its_outputs(
     executed = execute(
         target,
         tmp_path,
-        "from pipelines.artifacts import ArtifactStore\n"
+        "from pipelines.rundir.artifacts import ArtifactStore\n"
         f"ArtifactStore(Path({str(again)!r})).save('scale', 'scaled', scaled)\n"
         "keeps_rows(scaled, df)",
     )

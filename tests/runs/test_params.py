@@ -7,8 +7,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 
-from pipelines.artifacts import ArtifactStore
-from pipelines.store import RunStore
+from pipelines.rundir.artifacts import ArtifactStore
+from pipelines.store.run_store import RunStore
 from tests.runs.conftest import blockbook, blockbook_json, files_containing, nb
 
 PARAMS_TOML = """\

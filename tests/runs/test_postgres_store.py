@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipelines.runner import Runner, RunOptions
+from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import BlockStatus, RunStatus, Trigger
-from pipelines.store import RunStore
+from pipelines.store.run_store import RunStore
 from tests.runs.conftest import assert_no_kernels, nb, statuses
 
 

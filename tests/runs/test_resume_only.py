@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from pipelines.runner import RunError
+from pipelines.runs.runner import RunError
 from pipelines.status import BlockStatus, RunStatus
 from tests.runs.conftest import load_output, nb, statuses
 

@@ -12,8 +12,8 @@ import pytest
 from nbclient import NotebookClient
 
 from kernel_magics.contexts import Readiness, judge_upstream
-from pipelines.header import TriggerRule
-from pipelines.runstate import BlockState
+from pipelines.assembly.header import TriggerRule
+from pipelines.rundir.state import BlockState
 from pipelines.status import BlockStatus, RunStatus
 from tests.runs.conftest import block_cell, cell_text, load_output, nb, statuses
 
@@ -260,7 +260,7 @@ def test_condition_and_sensor_in_a_notebook(project: Path, pipeline) -> None:
 def test_ctrl_c_stops_a_poking_sensor_in_a_notebook(project: Path, pipeline) -> None:
     from jupyter_client.manager import start_new_kernel
 
-    from pipelines.runstate import read_state
+    from pipelines.rundir.state import read_state
 
     folder = pipeline({"a.ipynb": nb("%%block poll --kind sensor --poke-interval 0.1\nFalse")})
     dev_area = project / ".blockbook" / "dev" / folder.name

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.records import RunRecord
-from pipelines.runqueue import heartbeat, queued_runs
-from pipelines.runstate import now
-from pipelines.scheduler import Scheduler, SchedulerOptions, backfill
+from pipelines.rundir.state import now
+from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions, backfill
 from pipelines.status import RunStatus, Trigger
-from pipelines.store import RunStore
+from pipelines.store.queue import heartbeat, queued_runs
+from pipelines.store.records import RunRecord
+from pipelines.store.run_store import RunStore
 from tests.conftest import make_pipeline
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 
 from pipelines.api import trigger
-from pipelines.store import DATABASE_URL_ENV
+from pipelines.store.run_store import DATABASE_URL_ENV
 from tests.conftest import make_pipeline
 from tests.runs.conftest import BLOCKBOOK, cli_env
 

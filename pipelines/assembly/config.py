@@ -1,0 +1,233 @@
+"""`pipeline.toml` and `blockbook.toml`: validated, with unknown keys reported where they stand."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pipelines.assembly import timing
+from pipelines.errors import Location, Problem, ProblemKind
+from pipelines.params import ParamValue
+
+PIPELINE_FILE = "pipeline.toml"
+PROJECT_FILE = "blockbook.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScheduleConfig(_Strict):
+    """`[schedule]`: when the scheduler starts runs (grammar: `pipelines.assembly.timing`)."""
+
+    cron: str | None = None
+    """Five cron fields, in `timezone`."""
+    every: str | None = None
+    """An interval such as "30s", "15m", "1h", "1d"."""
+    timezone: str = "UTC"
+    catchup: Literal["none", "latest", "all"] = "none"
+    max_catchup: Annotated[int, Field(ge=1)] | None = None
+    """With catchup = "all": at most this many missed fire times, the newest ones."""
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    max_active_runs: Annotated[int, Field(ge=1)] = 1
+    run_retries: Annotated[int, Field(ge=0)] = 0
+    """How many times a run that crashed (its runner died) is started again."""
+
+    # Checked while loading so `blockbook validate` reports each with its line.
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+
+        if value is not None:
+            timing.check_cron(value)
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str | None) -> str | None:
+
+        if value is not None:
+            timing.parse_every(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+
+        timing.check_timezone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> ScheduleConfig:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError('set exactly one of `cron` (e.g. "0 6 * * *") or `every` ("15m")')
+        return self
+
+
+class WebhookConfig(_Strict):
+    url: str
+    """JSON POST with a Slack-compatible `text` field; `${ENV_VAR}` references are expanded."""
+
+
+class EmailConfig(_Strict):
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 25
+    sender: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    """Write it as `${ENV_VAR}`: it is expanded at send time and never stored."""
+
+
+AlertEvent = Literal["failure", "success", "sla"]
+
+
+class AlertsConfig(_Strict):
+    on: tuple[AlertEvent, ...] = ("failure",)
+    sla: Annotated[float, Field(gt=0)] | None = None
+    """Seconds; a run still going after this long sends an `sla` alert."""
+    webhook: WebhookConfig | None = None
+    email: EmailConfig | None = None
+
+
+class PipelineConfig(_Strict):
+    description: str = ""
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    concurrency: Annotated[int, Field(ge=1)] | None = None
+    """At most this many notebooks of one run execute at once (default: the CPU count)."""
+    schedule: ScheduleConfig | None = None
+    alerts: AlertsConfig | None = None
+
+
+class StoreConfig(_Strict):
+    url: str | None = None
+
+
+class ConnectionConfig(_Strict):
+    url: str
+
+
+class ProjectConfig(_Strict):
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
+
+
+def load_pipeline_config(
+    folder: Path, relative_name: str = PIPELINE_FILE
+) -> tuple[PipelineConfig, list[Problem]]:
+    """Read `folder/pipeline.toml`; a missing file means defaults, a bad one means problems."""
+    return _load(folder / PIPELINE_FILE, relative_name, PipelineConfig)
+
+
+def load_project_config(root: Path) -> tuple[ProjectConfig, list[Problem]]:
+    return _load(root / PROJECT_FILE, PROJECT_FILE, ProjectConfig)
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def _load(file: Path, relative: str, model: type[ConfigT]) -> tuple[ConfigT, list[Problem]]:
+    if not file.is_file():
+        return model(), []
+    try:
+        text = file.read_text(encoding="utf-8-sig")  # editors on Windows add a BOM
+    except (OSError, UnicodeDecodeError) as exc:
+        return model(), [
+            _problem(relative, None, f"cannot read the file: {exc}", "save it as UTF-8")
+        ]
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None) or _line_from_message(str(exc))
+        return model(), [_problem(relative, line, f"not valid TOML: {exc}", "fix the TOML syntax")]
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        return model(), _problems_from(relative, text, exc.errors())
+
+
+def _problems_from(relative: str, text: str, errors: list[Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    reported_params: set[str] = set()
+    for error in errors:
+        location = [str(part) for part in error["loc"]]
+        if location[0] == "params" and len(location) > 2:
+            # One complaint per parameter, not one per member of the allowed-types union.
+            name = location[1]
+            if name not in reported_params:
+                reported_params.add(name)
+                problems.append(
+                    _problem(
+                        relative,
+                        _line_of_key(text, location[:2]),
+                        f"`params.{name}`: parameters are strings, numbers, booleans, dates "
+                        "or datetimes",
+                        "give it a single value of one of those types",
+                    )
+                )
+            continue
+        problems.append(_from_validation(relative, text, error))
+    return problems
+
+
+def _from_validation(relative: str, text: str, error: Any) -> Problem:
+    path = [str(part) for part in error["loc"]]
+    dotted = ".".join(path)
+    line = _line_of_key(text, path)
+    if error["type"] == "extra_forbidden":
+        return _problem(
+            relative,
+            line,
+            f"unknown key `{dotted}`",
+            "remove it or check its spelling; see the README for the keys Blockbook reads",
+        )
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return _problem(relative, line, f"`{dotted}`: {message}", "correct the value")
+
+
+def _problem(relative: str, line: int | None, message: str, hint: str) -> Problem:
+    return Problem(ProblemKind.BAD_CONFIG, message, Location(relative, line=line), hint)
+
+
+def _line_from_message(message: str) -> int | None:
+    match = re.search(r"line (\d+)", message)
+    return int(match.group(1)) if match else None
+
+
+def _line_of_key(text: str, path: list[str]) -> int | None:
+    """Best-effort line of a dotted key: the key's line inside its table, else the table's."""
+    while path and path[-1].isdigit():
+        path = path[:-1]  # an item of an array: point at the array's key
+    if not path:
+        return None
+    *tables, key = path
+    table = ".".join(tables)
+    in_table = not tables
+    table_line: int | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            name = stripped.strip("[] ")
+            if name == ".".join(path) or name.startswith(".".join(path) + "."):
+                return number  # the key is itself a table: `[paramz]`, `[[paramz]]`, `[a.b]`
+            in_table = name == table
+            if in_table:
+                table_line = number
+            continue
+        if in_table and re.match(rf'["\']?{re.escape(key)}["\']?\s*[=.]', stripped):
+            return number
+        if not tables and re.match(rf"{re.escape(path[0])}\s*[=.]", stripped):
+            return number
+    return table_line

@@ -1,0 +1,117 @@
+"""The project: its root folder, the pipelines under it, and resolving a PIPELINE argument."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.assembly.config import PIPELINE_FILE, PROJECT_FILE
+from pipelines.assembly.header import is_block_cell
+from pipelines.errors import ProjectError
+
+STATE_DIR = ".blockbook"
+_SKIPPED_DIRS = frozenset(
+    {STATE_DIR, ".git", ".ipynb_checkpoints", "node_modules", "__pycache__", "site-packages"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRef:
+    name: str
+    folder: Path
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest folder with blockbook.toml, else the git root, else `start` itself."""
+    here = (start or Path.cwd()).resolve()
+    candidates = [here, *here.parents]
+    for folder in candidates:
+        if (folder / PROJECT_FILE).is_file():
+            return folder
+    for folder in candidates:
+        if (folder / ".git").exists():
+            return folder
+    return here
+
+
+def notebook_files(folder: Path) -> list[Path]:
+    """The notebooks of a pipeline: `*.ipynb` directly in its folder, sorted by name."""
+    return sorted(path for path in folder.glob("*.ipynb") if path.is_file())
+
+
+def is_pipeline_folder(folder: Path) -> bool:
+    """A folder with pipeline.toml, or with a notebook that has at least one block cell."""
+    if (folder / PIPELINE_FILE).is_file():
+        return True
+    return any(_has_block_cell(path) for path in notebook_files(folder))
+
+
+def list_pipelines(root: Path) -> list[PipelineRef]:
+    found: list[PipelineRef] = []
+    for folder, dirs, _files in os.walk(root):
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in _SKIPPED_DIRS
+            and not d.startswith(".")
+            and not (Path(folder, d) / "pyvenv.cfg").exists()
+        )
+        path = Path(folder)
+        if is_pipeline_folder(path):
+            found.append(PipelineRef(path.name, path))
+    return found
+
+
+def resolve_pipeline(argument: str, root: Path) -> PipelineRef:
+    """PIPELINE on the command line: a folder path, or the name of a pipeline under the root."""
+    path = Path(argument).expanduser()
+    if path.is_dir():
+        folder = path.resolve()
+        return PipelineRef(folder.name, folder)
+    known = list_pipelines(root)
+    matches = [ref for ref in known if ref.name == argument]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        places = ", ".join(str(ref.folder.relative_to(root)) for ref in matches)
+        raise ProjectError(
+            f"several pipelines are named `{argument}`: {places}",
+            hint="pass the folder path instead of the name",
+        )
+    names = [ref.name for ref in known]
+    guess = difflib.get_close_matches(argument, names, n=1)
+    suggestion = f"did you mean `{guess[0]}`? " if guess else ""
+    listing = ", ".join(names) if names else "none found"
+    raise ProjectError(
+        f"no pipeline folder or pipeline named `{argument}` under {root}",
+        hint=f"{suggestion}pipelines here: {listing}; `blockbook list` shows them",
+    )
+
+
+def _has_block_cell(path: Path) -> bool:
+    """Cheap check used for listing: a `%%block` line anywhere in the raw JSON text."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if "%%block" not in text:
+        return False
+    # Confirm on parsed cells so a markdown cell that mentions the magic doesn't count.
+    try:
+        cells = json.loads(text).get("cells", [])
+    except (ValueError, AttributeError, RecursionError):
+        return True  # a broken notebook that mentions blocks: list it so validate reports it
+    if not isinstance(cells, list):
+        return True
+    for cell in cells:
+        if not isinstance(cell, dict):
+            continue
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(str(line) for line in source)
+        if cell.get("cell_type") == "code" and is_block_cell(str(source)):
+            return True
+    return False

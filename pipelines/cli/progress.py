@@ -1,0 +1,159 @@
+"""Showing a run while it happens and summarizing it afterwards, for the terminal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from pipelines.rundir.state import BlockState, seconds_text
+from pipelines.status import BlockStatus, RunStatus
+from pipelines.store.records import RunRecord
+
+STYLES = {
+    BlockStatus.PENDING: "dim",
+    BlockStatus.RUNNING: "cyan",
+    BlockStatus.RETRYING: "yellow",
+    BlockStatus.SUCCESS: "green",
+    BlockStatus.FAILED: "bold red",
+    BlockStatus.UPSTREAM_FAILED: "red",
+    BlockStatus.SKIPPED: "dim",
+    BlockStatus.CANCELLED: "magenta",
+    RunStatus.QUEUED: "dim",
+    RunStatus.RUNNING: "cyan",
+    RunStatus.SUCCESS: "green",
+    RunStatus.FAILED: "bold red",
+    RunStatus.CANCELLED: "magenta",
+    RunStatus.CRASHED: "bold red",
+}
+
+
+class LiveProgress:
+    """A per-block table refreshed in place on a terminal; one line per change elsewhere."""
+
+    def __init__(self, console: Console, order: list[str]) -> None:
+        self.console = console
+        self.order = order
+        self.states: dict[str, BlockState] = {}
+        self.live: Live | None = None
+        if console.is_terminal:
+            self.live = Live(self._table(), console=console, refresh_per_second=8, transient=True)
+
+    def __enter__(self) -> LiveProgress:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def update(self, state: BlockState) -> None:
+        previous = self.states.get(state.block)
+        self.states[state.block] = state
+        if self.live is not None:
+            self.live.update(self._table())
+        elif previous is None or previous.status != state.status:
+            attempt = f" (attempt {len(state.attempts)})" if len(state.attempts) > 1 else ""
+            self.console.print(f"{state.block}: {state.status}{attempt}", highlight=False)
+
+    def _table(self) -> Table:
+        table = Table(box=None, pad_edge=False)
+        for column in ("block", "status", "attempts", "seconds"):
+            table.add_column(column)
+        for name in self.order:
+            state = self.states.get(name)
+            status = state.status if state is not None else BlockStatus.PENDING
+            table.add_row(
+                name,
+                f"[{STYLES[status]}]{status}[/]",
+                str(len(state.attempts)) if state and state.attempts else "",
+                seconds_text(state.started_at, state.ended_at) if state else "",
+            )
+        return table
+
+
+def run_summary(console: Console, record: RunRecord) -> None:
+    status = record.status
+    console.print(
+        f"run [bold]{record.run_id}[/] of {record.pipeline}: [{STYLES[status]}]{status}[/]"
+        f" in {seconds_text(record.started_at, record.ended_at)}s",
+        highlight=False,
+    )
+    table = Table(box=None, pad_edge=False)
+    for column in ("block", "status", "attempts", "seconds", "error"):
+        table.add_column(column, overflow="fold")
+    for block in record.blocks:
+        table.add_row(
+            block.block,
+            f"[{STYLES[block.status]}]{block.status}[/]",
+            str(block.attempts) if block.attempts else "",
+            seconds_text(block.started_at, block.ended_at),
+            block.error or ("reused from " + block.reused_from if block.reused_from else ""),
+        )
+    console.print(table)
+    failed = [b for b in record.blocks if b.status is BlockStatus.FAILED]
+    for block in failed:
+        console.print(
+            f"executed notebook of {block.block}: {Path(record.run_dir) / block.notebook}"
+        )
+
+
+def run_json(record: RunRecord, *, with_blocks: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "run_id": record.run_id,
+        "pipeline": record.pipeline,
+        "pipeline_path": record.pipeline_path,
+        "status": str(record.status),
+        "trigger": str(record.trigger),
+        "params": record.params,
+        "created_at": _iso(record.created_at),
+        "started_at": _iso(record.started_at),
+        "ended_at": _iso(record.ended_at),
+        "resumed_from": record.resumed_from,
+        "scheduled_for": _iso(record.scheduled_for),
+        "attempt": record.attempt,
+        "error": record.error,
+        "run_dir": record.run_dir,
+    }
+    if with_blocks:
+        data["blocks"] = [
+            {
+                "name": block.block,
+                "status": str(block.status),
+                "attempts": block.attempts,
+                "error": block.error,
+                "notebook": str(Path(record.run_dir) / block.notebook),
+                "started_at": _iso(block.started_at),
+                "ended_at": _iso(block.ended_at),
+                "reused_from": block.reused_from,
+                "tests": block.attempt_records[-1].tests if block.attempt_records else [],
+                "outputs": block.attempt_records[-1].outputs if block.attempt_records else [],
+            }
+            for block in record.blocks
+        ]
+    return data
+
+
+def runs_table(console: Console, records: list[RunRecord]) -> None:
+    table = Table(box=None, pad_edge=False)
+    for column in ("run", "pipeline", "status", "trigger", "started", "seconds"):
+        table.add_column(column)
+    for record in records:
+        table.add_row(
+            record.run_id,
+            record.pipeline,
+            f"[{STYLES[record.status]}]{record.status}[/]",
+            str(record.trigger),
+            record.started_at.strftime("%Y-%m-%d %H:%M:%S") if record.started_at else "",
+            seconds_text(record.started_at, record.ended_at),
+        )
+    console.print(table)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

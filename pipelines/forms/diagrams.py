@@ -1,0 +1,166 @@
+"""Rendering a pipeline: text for people, JSON for tools, Mermaid and DOT for diagrams."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pipelines.assembly.blocks import Block
+from pipelines.assembly.pipeline import Pipeline
+
+
+def to_json_data(pipeline: Pipeline) -> dict[str, Any]:
+    """The stable machine interface of `blockbook graph --format json`."""
+    return {
+        "pipeline": pipeline.name,
+        "blocks": [_block_data(pipeline, block) for block in pipeline.blocks.values()],
+        "order": list(pipeline.order),
+        "problems": [problem.to_json() for problem in pipeline.problems],
+    }
+
+
+def _block_data(pipeline: Pipeline, block: Block) -> dict[str, Any]:
+    return {
+        "name": block.name,
+        "notebook": block.notebook,
+        "cell": block.cell,
+        "cell_id": block.cell_id,
+        "kind": str(block.header.kind),
+        "upstream": list(pipeline.upstream.get(block.name, ())),
+        "outputs": list(block.outputs),
+        "inputs": list(block.inputs),
+        "sources": dict(sorted(pipeline.sources.get(block.name, {}).items())),
+        "stored_outputs": list(pipeline.stored_outputs(block.name)),
+        "tests": list(block.analysis.tests),
+    }
+
+
+def to_json(pipeline: Pipeline) -> str:
+    return json.dumps(to_json_data(pipeline), indent=2)
+
+
+def to_text(pipeline: Pipeline) -> str:
+    lines = [f"pipeline {pipeline.name}: {size(pipeline)}"]
+    for position, block in enumerate(pipeline.blocks.values(), start=1):
+        upstream = pipeline.upstream.get(block.name, ())
+        lines.append(f"{position:>3}. {block.name}  [{block.header.kind}]  {block.location}")
+        if upstream:
+            lines.append(f"       after: {', '.join(upstream)}")
+        if block.outputs:
+            lines.append(f"       outputs: {', '.join(block.outputs)}")
+        sources = pipeline.sources.get(block.name, {})
+        free = [name for name in block.inputs if name not in sources]
+        if sources:
+            wired = ", ".join(f"{name} <- {src}" for name, src in sorted(sources.items()))
+            lines.append(f"       reads: {wired}")
+        if free:
+            lines.append(f"       parameters/free: {', '.join(free)}")
+    return "\n".join(lines)
+
+
+def counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def size(pipeline: Pipeline) -> str:
+    """`3 blocks in 2 notebooks`."""
+    notebooks = {block.notebook for block in pipeline.blocks.values()}
+    return f"{counted(len(pipeline.blocks), 'block')} in {counted(len(notebooks), 'notebook')}"
+
+
+# Mermaid fill colours for block statuses (status strings from pipelines.status.BlockStatus).
+STATUS_STYLES = {
+    "success": "fill:#dafbe1,stroke:#1a7f37",
+    "failed": "fill:#ffebe9,stroke:#cf222e",
+    "upstream_failed": "fill:#fff1e5,stroke:#cf222e,stroke-dasharray:4",
+    "running": "fill:#ddf4ff,stroke:#1f6feb",
+    "retrying": "fill:#fff8c5,stroke:#bf8700",
+    "skipped": "fill:#f6f8fa,stroke:#6e7781,stroke-dasharray:4",
+    "cancelled": "fill:#fbefff,stroke:#8250df",
+    "pending": "fill:#f6f8fa,stroke:#6e7781",
+}
+
+
+def to_mermaid(
+    pipeline: Pipeline,
+    *,
+    statuses: Mapping[str, str] | None = None,
+    highlight_notebook: str | None = None,
+) -> str:
+    """The graph as a Mermaid flowchart, one subgraph per notebook.
+
+    `statuses` colours blocks by their last status (and adds it to the label);
+    `highlight_notebook` draws that notebook's blocks with a thick border.
+    """
+    statuses = statuses or {}
+    lines = ["flowchart TD"]
+    for index, (notebook, blocks) in enumerate(_by_notebook(pipeline).items()):
+        lines.append(f'  subgraph notebook_{index}["{_mermaid_text(notebook)}"]')
+        for block in blocks:
+            status = statuses.get(block.name)
+            label = f"{block.name}<br/><i>{status}</i>" if status else block.name
+            lines.append(f'    b_{block.name}["{label}"]')
+        lines.append("  end")
+    for child, parent, label in _edges(pipeline):
+        arrow = f'-- "{_mermaid_text(label)}" -->' if label else "-->"
+        lines.append(f"  b_{parent} {arrow} b_{child}")
+    used = sorted({status for status in statuses.values() if status in STATUS_STYLES})
+    for status in used:
+        lines.append(f"  classDef {status} {STATUS_STYLES[status]}")
+        members = sorted(
+            name for name, s in statuses.items() if s == status and name in pipeline.blocks
+        )
+        lines.append(f"  class {','.join('b_' + name for name in members)} {status}")
+    if highlight_notebook is not None:
+        mine = [b.name for b in pipeline.blocks.values() if b.notebook == highlight_notebook]
+        for name in mine:
+            lines.append(f"  style b_{name} stroke-width:3px")
+    return "\n".join(lines)
+
+
+def to_dot(pipeline: Pipeline) -> str:
+    lines = [f"digraph {_dot_text(pipeline.name)} {{", "  rankdir=TB;", "  node [shape=box];"]
+    for index, (notebook, blocks) in enumerate(_by_notebook(pipeline).items()):
+        lines.append(f"  subgraph cluster_{index} {{ label={_dot_text(notebook)};")
+        lines += [f'    "{block.name}";' for block in blocks]
+        lines.append("  }")
+    for child, parent, label in _edges(pipeline):
+        attributes = f" [label={_dot_text(label)}]" if label else ""
+        lines.append(f'  "{parent}" -> "{child}"{attributes};')
+    lines.append("}")
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, Callable[[Pipeline], str]] = {
+    "text": to_text,
+    "json": to_json,
+    "mermaid": to_mermaid,
+    "dot": to_dot,
+}
+
+
+def _by_notebook(pipeline: Pipeline) -> dict[str, list[Block]]:
+    groups: dict[str, list[Block]] = {}
+    for block in sorted(pipeline.blocks.values(), key=lambda b: b.sort_key):
+        groups.setdefault(block.notebook, []).append(block)
+    return groups
+
+
+def _edges(pipeline: Pipeline) -> list[tuple[str, str, str]]:
+    edges: list[tuple[str, str, str]] = []
+    for child in pipeline.blocks:
+        sources = pipeline.sources.get(child, {})
+        for parent in pipeline.upstream.get(child, ()):
+            carried = sorted(name for name, src in sources.items() if src == parent)
+            edges.append((child, parent, ", ".join(carried)))
+    return edges
+
+
+def _mermaid_text(text: str) -> str:
+    """Mermaid labels are quoted; a quote inside one is written as an entity."""
+    return text.replace('"', "#quot;")
+
+
+def _dot_text(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

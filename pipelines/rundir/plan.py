@@ -1,0 +1,75 @@
+"""What a run will do, written down before it starts: the plan file.
+
+The plan (`RUN_DIR/plan.json`) is how a kernel learns, for the block it is about to run, which
+upstream blocks to wait for, where each input comes from and which outputs to store. Kept free
+of heavy imports: every kernel of a run reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.params import json_params
+from pipelines.rundir.state import write_json_atomic
+
+PLAN_FILE = "plan.json"
+INPUT_DIR = "input"
+NOTEBOOK_DIR = "notebooks"
+RUN_CONTEXT_NAME = "__blockbook_run__"
+SECRETS_ENV = "BLOCKBOOK_SECRETS"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockPlan:
+    name: str
+    source_notebook: str
+    run_notebook: str
+    """Executed notebook holding the block, relative to the run folder."""
+    upstream: tuple[str, ...]
+    sources: dict[str, str]
+    stored: dict[str, list[str]]
+    """Output name -> the blocks that read it; these outputs are materialized."""
+    run: bool = True
+    """False for blocks this run reuses or leaves out (`--resume`, `--only`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    run_id: str
+    pipeline: str
+    pipeline_folder: str
+    run_dir: str
+    blocks: dict[str, BlockPlan]
+    order: tuple[str, ...]
+    params: dict[str, Any]
+    """Parameters as shown to people: secrets masked."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["params"] = json_params(self.params)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunPlan:
+        blocks = {
+            name: BlockPlan(**{**block, "upstream": tuple(block["upstream"])})
+            for name, block in data["blocks"].items()
+        }
+        return cls(**{**data, "blocks": blocks, "order": tuple(data["order"])})
+
+
+def write_plan(plan: RunPlan) -> None:
+    write_json_atomic(Path(plan.run_dir) / PLAN_FILE, plan.to_json())
+
+
+def load_plan(run_dir: Path) -> RunPlan:
+    return RunPlan.from_json(json.loads((run_dir / PLAN_FILE).read_text(encoding="utf-8")))
+
+
+def run_notebook_path(source_notebook: str, block: str | None) -> str:
+    stem = source_notebook.removesuffix(".ipynb")
+    name = f"{stem}.{block}.ipynb" if block else f"{stem}.ipynb"
+    return f"{NOTEBOOK_DIR}/{name}"

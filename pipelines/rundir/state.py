@@ -1,0 +1,195 @@
+"""Block state files: how a kernel tells the runner (and other kernels) where a block stands.
+
+Each block of a run has one JSON file under `RUN_DIR/blocks/`, replaced atomically on every
+change. The kernel that runs the block writes it; the runner writes it only for blocks a kernel
+can no longer speak for (a dead kernel, a cancelled run). Kernels of other notebooks read it to
+wait for their upstream blocks; the runner reads it to record progress in the run store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipelines.status import BlockStatus
+
+STATE_DIR = "blocks"
+CANCEL_FLAG = "CANCELLED"
+"""A file in the run folder whose presence tells every kernel the run is being cancelled."""
+INTERRUPT_DIR = "interrupts"
+"""`INTERRUPT_DIR/BLOCK` holds why the runner interrupted that block's kernel."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """How long something took, when both ends are known."""
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def seconds_text(start: datetime | None, end: datetime | None) -> str:
+    """`2.58`, or "" when either end is unknown: for tables and status lines."""
+    seconds = seconds_between(start, end)
+    return "" if seconds is None else f"{seconds:.2f}"
+
+
+@dataclass(frozen=True, slots=True)
+class TestRecord:
+    name: str
+    outcome: str
+    """passed, failed or warned."""
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    number: int
+    """1 for the first try, 2 for the first retry, ..."""
+    status: BlockStatus
+    started_at: datetime
+    ended_at: datetime | None = None
+    error: str | None = None
+    """One line: exception type and message."""
+    traceback: str | None = None
+    tests: tuple[TestRecord, ...] = ()
+    outputs: tuple[dict[str, Any], ...] = ()
+    """Manifests of the stored outputs (see `pipelines.rundir.artifacts.OutputManifest.to_json`)."""
+    summaries: tuple[dict[str, Any], ...] = ()
+    """Short descriptions of outputs nobody reads (not stored)."""
+    pokes: int = 0
+    """Sensors: how many times this attempt ran the body so far (0 for other blocks)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockState:
+    block: str
+    status: BlockStatus
+    notebook: str
+    """The executed run notebook that holds the block, relative to the run folder."""
+    attempts: tuple[Attempt, ...] = ()
+    error: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    waiting_for: tuple[str, ...] = ()
+    reused_from: str | None = None
+    """Run id whose successful result a resumed run reused instead of running again."""
+    loaded: tuple[dict[str, str], ...] = field(default=())
+    """Where each loaded input came from: name, block, run."""
+    condition_result: bool | None = None
+    """Condition blocks that succeeded: their result. False skips the blocks downstream."""
+
+    def with_attempt(self, attempt: Attempt) -> BlockState:
+        """Add or replace (same number) an attempt."""
+        kept = tuple(a for a in self.attempts if a.number != attempt.number)
+        return replace(self, attempts=(*kept, attempt))
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = _jsonable(asdict(self))
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BlockState:
+        attempts = tuple(
+            Attempt(
+                number=a["number"],
+                status=BlockStatus(a["status"]),
+                started_at=_time(a["started_at"]) or now(),
+                ended_at=_time(a.get("ended_at")),
+                error=a.get("error"),
+                traceback=a.get("traceback"),
+                tests=tuple(TestRecord(**t) for t in a.get("tests", ())),
+                outputs=tuple(a.get("outputs", ())),
+                summaries=tuple(a.get("summaries", ())),
+                pokes=a.get("pokes", 0),
+            )
+            for a in data.get("attempts", ())
+        )
+        return cls(
+            block=data["block"],
+            status=BlockStatus(data["status"]),
+            notebook=data["notebook"],
+            attempts=attempts,
+            error=data.get("error"),
+            started_at=_time(data.get("started_at")),
+            ended_at=_time(data.get("ended_at")),
+            waiting_for=tuple(data.get("waiting_for", ())),
+            reused_from=data.get("reused_from"),
+            loaded=tuple(data.get("loaded", ())),
+            condition_result=data.get("condition_result"),
+        )
+
+
+def state_path(run_dir: Path, block: str) -> Path:
+    return run_dir / STATE_DIR / f"{block}.json"
+
+
+def write_state(run_dir: Path, state: BlockState) -> None:
+    """Replace the block's state file atomically; terminal states are never overwritten."""
+    path = state_path(run_dir, state.block)
+    current = read_state(run_dir, state.block)
+    if current is not None and current.status.is_terminal and current.status != state.status:
+        return
+    write_json_atomic(path, state.to_json())
+
+
+def read_state(run_dir: Path, block: str) -> BlockState | None:
+    path = state_path(run_dir, block)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return BlockState.from_json(data)
+
+
+def record_interrupt(run_dir: Path, block: str, reason: str) -> None:
+    """Say why the runner is about to interrupt `block`'s kernel (the kernel reports it)."""
+    path = run_dir / INTERRUPT_DIR / block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(reason, encoding="utf-8")
+
+
+def interrupt_reason(run_dir: Path, block: str) -> str | None:
+    try:
+        return (run_dir / INTERRUPT_DIR / block).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_bytes_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode())
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

@@ -1,0 +1,134 @@
+"""Building a run: its plan from an assembled pipeline, and its run notebooks.
+
+Run notebooks hold a provenance note, a parameters cell, a setup cell and the source
+notebook's block cells in global order with headers and cell ids intact, so an executed
+notebook reads like its source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from pipelines.assembly.header import BlockName
+from pipelines.assembly.pipeline import Pipeline
+from pipelines.params import ParamValue, is_secret_param, json_params, masked, python_literal
+from pipelines.rundir.plan import (
+    RUN_CONTEXT_NAME,
+    BlockPlan,
+    RunPlan,
+    run_notebook_path,
+)
+from pipelines.rundir.state import write_bytes_atomic
+
+
+def build_plan(
+    pipeline: Pipeline,
+    run_id: str,
+    run_dir: Path,
+    params: Mapping[str, Any],
+    *,
+    isolate: bool,
+    skipped: frozenset[str] = frozenset(),
+) -> RunPlan:
+    blocks: dict[str, BlockPlan] = {}
+    for name in pipeline.order:
+        block = pipeline.blocks[name]
+        readers = pipeline.readers[name]
+        stored = {
+            output: [str(reader) for reader in readers.get(output, ())]
+            for output in pipeline.stored_outputs(name)
+        }
+        blocks[name] = BlockPlan(
+            name=name,
+            source_notebook=block.notebook,
+            run_notebook=run_notebook_path(block.notebook, name if isolate else None),
+            upstream=pipeline.upstream.get(name, ()),
+            sources=dict(pipeline.sources.get(name, {})),
+            stored=stored,
+            run=name not in skipped,
+        )
+    return RunPlan(
+        run_id=run_id,
+        pipeline=pipeline.name,
+        pipeline_folder=str(pipeline.folder),
+        run_dir=str(run_dir),
+        blocks=blocks,
+        order=pipeline.order,
+        params=masked(params),
+    )
+
+
+def build_run_notebooks(
+    pipeline: Pipeline, plan: RunPlan, params: Mapping[str, ParamValue]
+) -> dict[str, Any]:
+    """Run notebook path -> notebook, one per source notebook (or per block when isolated)."""
+    groups: dict[str, list[str]] = {}
+    for name in plan.order:
+        groups.setdefault(plan.blocks[name].run_notebook, []).append(name)
+    notebooks: dict[str, Any] = {}
+    for path, names in groups.items():
+        source = plan.blocks[names[0]].source_notebook
+        cells = [
+            _provenance_cell(plan, source),
+            _parameters_cell(plan, path, params),
+            new_code_cell("%load_ext kernel_magics", metadata={"tags": ["blockbook-setup"]}),
+        ]
+        for name in names:
+            block = pipeline.blocks[BlockName(name)]
+            cell = new_code_cell(
+                block.source,
+                metadata={
+                    "tags": [f"block-{name}"],
+                    "blockbook": {"block": name, "source": source, "cell": block.cell},
+                },
+            )
+            cell["id"] = block.cell_id
+            cells.append(cell)
+        notebook = new_notebook(cells=cells)
+        notebook.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
+        notebook.metadata["blockbook"] = {
+            "run_id": plan.run_id,
+            "pipeline": plan.pipeline,
+            "source_notebook": source,
+            "blocks": names,
+            "params": json_params(plan.params),
+            "generated_at": datetime.now(UTC).isoformat(),
+        }
+        notebooks[path] = notebook
+    return notebooks
+
+
+def write_notebook(notebook: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, nbformat.writes(notebook).encode())
+
+
+def _provenance_cell(plan: RunPlan, source: str) -> Any:
+    return new_markdown_cell(
+        f"**Blockbook run `{plan.run_id}`** of pipeline `{plan.pipeline}`, generated from "
+        f"`{source}`. Edit the source notebook, not this copy.",
+        metadata={"tags": ["blockbook-provenance"]},
+    )
+
+
+def _parameters_cell(plan: RunPlan, run_notebook: str, params: Mapping[str, ParamValue]) -> Any:
+    lines = ["import datetime", ""]
+    shown = masked(params)
+    for name, value in params.items():
+        if is_secret_param(name, value):
+            lines.append(f"{name} = {shown[name]!r}  # secret: the kernel receives the real value")
+        else:
+            lines.append(f"{name} = {python_literal(value)}")
+    context = {"run_id": plan.run_id, "run_dir": plan.run_dir, "notebook": run_notebook}
+    lines.append(f"{RUN_CONTEXT_NAME} = {context!r}")
+    return new_code_cell("\n".join(lines), metadata={"tags": ["parameters"]})

@@ -1,0 +1,235 @@
+"""`blockbook debug`: a new notebook that re-creates one block of a past run.
+
+Its first cell sets up what the block saw (working folder, parameters, inputs loaded from the
+run's stored artifacts; secrets from the environment, since runs never store them), the next
+holds the block's code as plain Python, the last the error the run recorded.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from pipelines.assembly.analysis import BlockAnalysis, analyze
+from pipelines.assembly.header import split_block_cell
+from pipelines.errors import BlockbookError
+from pipelines.params import is_secret_param
+from pipelines.rundir.artifacts import ArtifactStore
+from pipelines.rundir.plan import INPUT_DIR, RUN_CONTEXT_NAME, BlockPlan, RunPlan, load_plan
+from pipelines.runs.build import write_notebook
+from pipelines.store.records import RunRecord
+from pipelines.store.run_store import RunStore, StoreError
+
+DEBUG_DIR = "debug"
+
+
+class DebugError(BlockbookError):
+    """The debug notebook cannot be built from what the run left behind."""
+
+
+class DebugUsageError(DebugError):
+    """An unknown run or block, or an output path that would overwrite a run or source file."""
+
+
+def write_debug_notebook(
+    store: RunStore, run_id: str, block: str, output: Path | None = None
+) -> Path:
+    """Write the debug notebook of `block` in run `run_id` (a unique prefix will do)."""
+    record = find_run(store, run_id)
+    run_dir = Path(record.run_dir)
+    plan, block_plan = find_block(run_dir, block)
+    check_inputs(record, block_plan)
+    run_notebook, cell = recorded_cell(run_dir, block_plan)
+    analysis = analyze(split_block_cell(cell.source)[1])  # it ran: validation parsed it
+    params = parameter_lines(plan, run_notebook, analysis)
+    path = checked_output(output or run_dir / DEBUG_DIR / f"{block}.ipynb", plan)
+    provenance = {
+        "debug": True,
+        "run_id": plan.run_id,
+        "pipeline": plan.pipeline,
+        "block": block,
+        "source_notebook": block_plan.source_notebook,
+        "cell": cell.metadata.blockbook.get("cell"),
+        "cell_id": cell.get("id"),
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook = new_notebook(  # type: ignore[no-untyped-call]
+        cells=[
+            intro_cell(plan, block_plan, cell),
+            setup_cell(plan, block_plan, params, analysis),
+            code_cell(cell),
+            error_cell(record, block),
+        ],
+        metadata={"kernelspec": kernel, "blockbook": provenance},
+    )
+    write_notebook(notebook, path)  # temporary file + rename
+    return path
+
+
+def find_run(store: RunStore, run_id: str) -> RunRecord:
+    try:
+        record = store.get_run(run_id)
+    except StoreError as exc:  # an ambiguous prefix
+        raise DebugUsageError(exc.message, exc.hint) from None
+    if record is None:
+        raise DebugUsageError(f"no run `{run_id}`", hint="`blockbook runs` lists run ids")
+    return record
+
+
+def find_block(run_dir: Path, block: str) -> tuple[RunPlan, BlockPlan]:
+    try:
+        plan = load_plan(run_dir)
+    except FileNotFoundError:
+        raise DebugError(f"{run_dir} has no plan.json", "run the pipeline again") from None
+    if block not in plan.blocks:
+        raise DebugUsageError(
+            f"run `{plan.run_id}` has no block `{block}`",
+            hint=f"blocks of the run: {', '.join(plan.order)}",
+        )
+    return plan, plan.blocks[block]
+
+
+def check_inputs(record: RunRecord, block: BlockPlan) -> None:
+    """Every input must have been stored by the run: the notebook loads nothing else."""
+    artifacts = ArtifactStore(Path(record.run_dir))
+    for name, producer in block.sources.items():
+        if artifacts.manifest(producer, name) is not None:
+            continue
+        upstream, own = record.block(producer), record.block(block.name)
+        hint = (
+            f"fix `{producer}` first (`blockbook debug {record.run_id} {producer}` re-creates "
+            f"it), then `blockbook run {record.pipeline} --resume {record.run_id}`"
+        )
+        if not block.run:  # reused from an earlier run, or left out by --only
+            origin = own.reused_from if own and own.reused_from else "RUN_ID"
+            hint = f"`{block.name}` did not run here; debug the run that ran it: "
+            hint += f"`blockbook debug {origin} {block.name}` (`blockbook runs` lists runs)"
+        raise DebugError(
+            f"block `{block.name}` reads `{name}` from block `{producer}`, but run "
+            f"`{record.run_id}` stored no `{name}` (block `{producer}`: "
+            f"{upstream.status if upstream else 'unknown'})",
+            hint,
+        )
+
+
+def recorded_cell(run_dir: Path, block: BlockPlan) -> tuple[Any, Any]:
+    """The block's generated run notebook and cell: the code as it ran (the source notebook
+    may have changed since)."""
+    path = run_dir / INPUT_DIR / Path(block.run_notebook).name
+    try:
+        notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+    except FileNotFoundError:
+        raise DebugError(f"the run notebook {path} is missing", "run it again") from None
+    for cell in notebook.cells:
+        if cell.metadata.get("blockbook", {}).get("block") == block.name:
+            return notebook, cell
+    raise DebugError(f"{path} has no cell of block `{block.name}`", "run it again")
+
+
+def checked_output(path: Path, plan: RunPlan) -> Path:
+    path, run_dir = path.absolute(), Path(plan.run_dir).resolve()
+    folder = Path(plan.pipeline_folder)
+    sources = {(folder / b.source_notebook).resolve() for b in plan.blocks.values()}
+    resolved = path.resolve()
+    in_run = resolved.is_relative_to(run_dir) and not resolved.is_relative_to(run_dir / DEBUG_DIR)
+    if resolved in sources or in_run:
+        raise DebugUsageError(
+            f"{path} belongs to the pipeline or the run; a debug notebook never replaces those",
+            hint="leave out --output, or give a new file",
+        )
+    return path
+
+
+def parameter_lines(plan: RunPlan, run_notebook: Any, analysis: BlockAnalysis) -> list[str]:
+    """The run's parameters cell, typed as it was (dates stay dates). Secrets the block reads
+    come from the environment: the run stored only their masks."""
+    cells = run_notebook.cells
+    source = next(c.source for c in cells if "parameters" in c.metadata.get("tags", []))
+    lines = []
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)):
+            continue
+        name = node.targets[0].id
+        if name == RUN_CONTEXT_NAME:
+            continue
+        if not is_secret_param(name, plan.params.get(name)):
+            lines.append(ast.get_source_segment(source, node) or "")
+        elif name in analysis.inputs:
+            variable = re.sub(r"\W", "_", name).upper()
+            lines.append(
+                f"# a secret the run does not store: export {variable} before Jupyter starts"
+            )
+            lines.append(f"{name} = os.environ[{variable!r}]")
+        else:
+            lines.append(f"# {name}: a secret this block does not read")
+    return lines
+
+
+def intro_cell(plan: RunPlan, block: BlockPlan, cell: Any) -> Any:
+    return _markdown(
+        f"# Debug block `{block.name}` of run `{plan.run_id}`\n\n"
+        f"Made by `blockbook debug` from pipeline `{plan.pipeline}`, `{block.source_notebook}` "
+        f"cell {cell.metadata.blockbook.get('cell')}. The first cell sets up what the block saw "
+        "in that run: working folder, parameters, and its inputs loaded from the run's stored "
+        "outputs. The next cell is the block's code as it ran, as plain Python: run it to "
+        "reproduce the result or the failure in place. The last cell is the run's error.\n\n"
+        f"This is a copy: edits here change nothing. Put fixes in `{block.source_notebook}`.",
+        "blockbook-provenance",
+    )
+
+
+def setup_cell(plan: RunPlan, block: BlockPlan, params: list[str], analysis: BlockAnalysis) -> Any:
+    folder = (Path(plan.pipeline_folder) / block.source_notebook).parent
+    lines = ["import datetime", "import os", "from pathlib import Path", ""]
+    if analysis.tests:
+        lines += ["from kernel_magics import test  # the block defines @test functions"]
+    lines += ["from pipelines.rundir.artifacts import ArtifactStore"]
+    lines += [
+        "",
+        "# The run's kernel worked in the notebook's folder: relative paths in the block need it.",
+        f"os.chdir({str(folder)!r})",
+    ]
+    if params:
+        lines += ["", "# The run's parameters", *params]
+    if block.sources:
+        lines += ["", f"# The block's inputs, as run {plan.run_id} stored them"]
+        lines += [f"_blockbook_run = ArtifactStore(Path({plan.run_dir!r}))"]
+        lines += [f"{n} = _blockbook_run.load({p!r}, {n!r})" for n, p in block.sources.items()]
+    return _code("\n".join(lines), "blockbook-debug-setup")
+
+
+def code_cell(cell: Any) -> Any:
+    header, body = split_block_cell(cell.source)
+    # The header stays, as a comment, so line numbers match the run's traceback.
+    return _code(f"# {header}\n{body}", "blockbook-debug-block", blockbook=cell.metadata.blockbook)
+
+
+def error_cell(record: RunRecord, block: str) -> Any:
+    state = record.block(block)
+    if state is None or state.error is None:
+        status = state.status if state is not None else "unknown"
+        text = f"Block `{block}` ended `{status}` in run `{record.run_id}`, with no error."
+    else:
+        attempts = state.attempt_records
+        trace = (attempts[-1].traceback if attempts else None) or state.error
+        fence = "`" * max([3, *(len(m) + 1 for m in re.findall(r"`+", trace))])
+        text = (
+            f"## The error run `{record.run_id}` recorded\n\nBlock `{block}` ended "
+            f"`{state.status}`: {state.error}\n\n{fence}text\n{trace.rstrip()}\n{fence}"
+        )
+    return _markdown(text, "blockbook-debug-error")
+
+
+def _code(source: str, tag: str, **metadata: Any) -> Any:
+    return new_code_cell(source, metadata={"tags": [tag], **metadata})  # type: ignore[no-untyped-call]
+
+
+def _markdown(source: str, tag: str) -> Any:
+    return new_markdown_cell(source, metadata={"tags": [tag]})  # type: ignore[no-untyped-call]

@@ -1,0 +1,387 @@
+"""Executing a run's notebooks: one papermill thread per run notebook, the block state files
+watched and recorded, timeouts and cancellation enforced on the kernels, and the executed
+notebooks finished off (secrets masked, block cells tagged with their status)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from pipelines.alerts import dispatch as alerts
+from pipelines.assembly.header import BlockHeader, BlockKind, BlockName
+from pipelines.assembly.pipeline import Pipeline
+from pipelines.params import ParamValue, is_secret_param, json_params, mask_text, secret_values
+from pipelines.rundir.plan import INPUT_DIR, SECRETS_ENV, RunPlan
+from pipelines.rundir.state import (
+    CANCEL_FLAG,
+    BlockState,
+    interrupt_reason,
+    now,
+    read_state,
+    record_interrupt,
+    write_state,
+)
+from pipelines.rundir.state import STATE_DIR as BLOCK_STATE_DIR
+from pipelines.runs.build import write_notebook
+from pipelines.status import BlockStatus, RunStatus
+from pipelines.store.queue import heartbeat
+from pipelines.store.run_store import RunStore
+
+HEARTBEAT_SECONDS = 2.0
+LOG_DIR = "logs"
+KERNEL_NAME = "python3"
+
+BlockListener = Callable[[BlockState], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    concurrency: int | None = None
+    """Notebooks executing blocks at once; kernels that only wait for upstream don't count."""
+    grace_seconds: float = 5.0
+    """After a timeout or cancel: how long an interrupted kernel gets before it is killed."""
+
+
+@dataclass(slots=True)
+class _NotebookJob:
+    path: str
+    blocks: list[str]
+    thread: threading.Thread | None = None
+    pid: int | None = None
+    error: BaseException | None = None
+    done: bool = False
+    settled: bool = False
+
+
+class Execution:
+    """Starts notebook threads, watches block states, enforces timeouts and cancellation."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        pipeline: Pipeline,
+        plan: RunPlan,
+        params: Mapping[str, ParamValue],
+        limits: Limits,
+        cancel: threading.Event,
+        on_block: BlockListener | None = None,
+    ) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.plan = plan
+        self.limits = limits
+        self.cancel_requested = cancel
+        self.on_block = on_block
+        self.run_dir = Path(plan.run_dir)
+        self.secrets = {k: v for k, v in params.items() if is_secret_param(k, v)}
+        self.concurrency = (
+            limits.concurrency or pipeline.config.concurrency or max(4, os.cpu_count() or 1)
+        )
+        self._seen: dict[str, int] = {}
+        self._states: dict[str, BlockState] = {}
+        self._interrupted: dict[str, float] = {}
+        self._killed: set[str] = set()
+        self._cancel_sent_at: float | None = None
+        self._wake = threading.Event()
+        self._last_beat = float("-inf")
+
+    def execute(self, notebooks: list[str]) -> RunStatus:
+        jobs = [
+            _NotebookJob(
+                path, [n for n in self.plan.order if self.plan.blocks[n].run_notebook == path]
+            )
+            for path in notebooks
+        ]
+        jobs = [job for job in jobs if any(self.plan.blocks[n].run for n in job.blocks)]
+        waiting = sorted(jobs, key=lambda job: self.plan.order.index(job.blocks[0]))
+        started: list[_NotebookJob] = []
+        sla = alerts.SlaWatch(self.pipeline.config.alerts, self.store, self.plan.run_id)
+        while True:
+            self._poll_states()
+            sla.check()
+            if self.cancel_requested.is_set():
+                self._cancel(started, waiting)
+                waiting = []
+            while waiting and self._busy(started) < self.concurrency:
+                job = waiting.pop(0)
+                self._start(job)
+                started.append(job)
+            self._enforce_timeouts(started)
+            self._beat()
+            for job in started:
+                if job.done and not job.settled:
+                    # Right away, not at the end: other notebooks may be waiting on its blocks.
+                    self._settle(job)
+            if not waiting and all(job.settled for job in started):
+                break
+            self._wake.wait(0.02)
+            self._wake.clear()
+        self._poll_states()
+        return self._status()
+
+    def states(self) -> dict[str, BlockState]:
+        return dict(self._states)
+
+    def _beat(self) -> None:
+        """Tell schedulers this run's runner is alive (they mark silent runs crashed)."""
+        clock = time.monotonic()
+        if clock - self._last_beat >= HEARTBEAT_SECONDS:
+            self._last_beat = clock
+            heartbeat(self.store, self.plan.run_id)
+
+    # ---- notebook threads --------------------------------------------------------------
+
+    def _start(self, job: _NotebookJob) -> None:
+        thread = threading.Thread(
+            target=self._run_notebook, args=(job,), name=f"nb:{job.path}", daemon=True
+        )
+        job.thread = thread
+        thread.start()
+
+    def _run_notebook(self, job: _NotebookJob) -> None:
+        import papermill
+
+        source = self.plan.blocks[job.blocks[0]].source_notebook
+        env = {
+            **os.environ,
+            SECRETS_ENV: json.dumps(json_params(self.secrets)),
+        }
+
+        def kernel_started(km: Any) -> None:
+            job.pid = getattr(km.provisioner, "pid", None)
+
+        # The kernel process's own output (warnings, a crash's last words) goes to the run's logs.
+        log_path = self.run_dir / LOG_DIR / f"{Path(job.path).stem}.kernel.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with log_path.open("ab") as kernel_log:
+                papermill.execute_notebook(
+                    str(self.run_dir / INPUT_DIR / Path(job.path).name),
+                    str(self.run_dir / job.path),
+                    engine_name="blockbook",
+                    kernel_log=kernel_log,
+                    kernel_name=KERNEL_NAME,
+                    progress_bar=False,
+                    log_output=False,
+                    kernel_cwd=str((self.pipeline.folder / source).parent),
+                    kernel_env=env,
+                    kernel_started=kernel_started,
+                )
+        except BaseException as exc:  # recorded and turned into block states by _settle
+            job.error = exc
+        finally:
+            job.done = True
+            self._wake.set()
+
+    def _settle(self, job: _NotebookJob) -> None:
+        """Give every block of a finished notebook a terminal state, with the reason."""
+        if job.thread is not None:
+            job.thread.join()
+        died = _is_dead_kernel(job.error)
+        running = None
+        for name in job.blocks:
+            state = read_state(self.run_dir, name)
+            if state is not None and state.status.is_terminal:
+                continue
+            if state is not None and state.status in (BlockStatus.RUNNING, BlockStatus.RETRYING):
+                running = name
+            reason = self._failure_reason(job, name, running, died)
+            status = BlockStatus.CANCELLED if self.cancel_requested.is_set() else BlockStatus.FAILED
+            base = state or BlockState(name, status, job.path)
+            write_state(self.run_dir, replace(base, status=status, error=reason, ended_at=now()))
+        job.settled = True
+
+    def _failure_reason(self, job: _NotebookJob, name: str, running: str | None, died: bool) -> str:
+        if self.cancel_requested.is_set():
+            return "cancelled"
+        if name in self._killed:
+            return f"{self._interrupt_reason(name)}; the kernel did not stop and was killed"
+        if died and running == name:
+            return "the kernel died while this block ran (out of memory, a crash, or os._exit)"
+        if died:
+            return (
+                f"not run: the kernel died while running `{running}`"
+                if running
+                else "not run: the kernel died"
+            )
+        detail = f": {type(job.error).__name__}: {job.error}" if job.error else ""
+        return f"not run: the notebook stopped early{detail}"
+
+    # ---- watching ----------------------------------------------------------------------
+
+    def _poll_states(self) -> None:
+        folder = self.run_dir / BLOCK_STATE_DIR
+        if not folder.is_dir():
+            return
+        for entry in os.scandir(folder):
+            if not entry.name.endswith(".json"):
+                continue
+            stamp = entry.stat().st_mtime_ns
+            name = entry.name[: -len(".json")]
+            if self._seen.get(name) == stamp:
+                continue
+            state = read_state(self.run_dir, name)
+            if state is None:
+                continue
+            self._seen[name] = stamp
+            if self._states.get(name) == state:
+                continue
+            self._states[name] = state
+            self.store.record_block(self.plan.run_id, _masked_state(state, self.secrets))
+            if self.on_block is not None:
+                self.on_block(state)
+
+    def _busy(self, started: list[_NotebookJob]) -> int:
+        busy = 0
+        for job in started:
+            if job.done:
+                continue
+            current = [self._states.get(n) for n in job.blocks]
+            waiting = any(
+                s is not None and s.waiting_for and s.status is BlockStatus.PENDING for s in current
+            )
+            busy += 0 if waiting else 1
+        return busy
+
+    def _enforce_timeouts(self, started: list[_NotebookJob]) -> None:
+        grace = self.limits.grace_seconds
+        clock = time.time()
+        for job in started:
+            if job.done or job.pid is None:
+                continue
+            for name in job.blocks:
+                state = self._states.get(name)
+                timeout = _time_allowed(self.pipeline.blocks[BlockName(name)].header)
+                if state is None or timeout is None or state.status is not BlockStatus.RUNNING:
+                    continue
+                started_at = state.attempts[-1].started_at.timestamp() if state.attempts else clock
+                overdue = clock - started_at - timeout
+                if overdue > grace and name not in self._interrupted:
+                    self._interrupt(job, name, f"block timed out after {timeout:g} s (--timeout)")
+                elif (
+                    name in self._interrupted
+                    and clock - self._interrupted[name] > grace
+                    and name not in self._killed
+                ):
+                    self._killed.add(name)
+                    _signal(job.pid, signal.SIGKILL)
+
+    def _interrupt(self, job: _NotebookJob, name: str, reason: str) -> None:
+        record_interrupt(self.run_dir, name, reason)
+        self._interrupted[name] = time.time()
+        _signal(job.pid, signal.SIGINT)
+
+    def _interrupt_reason(self, name: str) -> str:
+        return interrupt_reason(self.run_dir, name) or "interrupted"
+
+    def _cancel(self, started: list[_NotebookJob], waiting: list[_NotebookJob]) -> None:
+        if self._cancel_sent_at is None:
+            (self.run_dir / CANCEL_FLAG).write_text("cancelled\n", encoding="utf-8")
+            self._cancel_sent_at = time.time()
+            for job in started:
+                if not job.done:
+                    _signal(job.pid, signal.SIGINT)
+            for job in waiting:
+                for name in job.blocks:
+                    write_state(
+                        self.run_dir,
+                        BlockState(
+                            name, BlockStatus.CANCELLED, job.path, error="cancelled", ended_at=now()
+                        ),
+                    )
+        elif time.time() - self._cancel_sent_at > self.limits.grace_seconds:
+            for job in started:
+                if not job.done:
+                    _signal(job.pid, signal.SIGKILL)
+
+    def _status(self) -> RunStatus:
+        """Success when every block succeeded or was skipped (--skip, --only, a false condition
+        upstream, a skipped upstream). Any failed, upstream_failed or cancelled block fails the
+        run, even when an `--trigger-rule all_done` or `one_success` block ran after it."""
+        if self.cancel_requested.is_set():
+            return RunStatus.CANCELLED
+        fine = {BlockStatus.SUCCESS, BlockStatus.SKIPPED}
+        statuses = [self._states[n].status if n in self._states else None for n in self.plan.order]
+        return RunStatus.SUCCESS if all(s in fine for s in statuses) else RunStatus.FAILED
+
+    # ---- executed notebooks ------------------------------------------------------------
+
+    def finalize_notebooks(self, params: Mapping[str, ParamValue]) -> None:
+        """Mask secrets in executed notebooks and tag each block cell with its final status."""
+        secrets = secret_values(params)
+        paths = {self.plan.blocks[n].run_notebook for n in self.plan.order}
+        for relative in paths:
+            path = self.run_dir / relative
+            if not path.is_file():
+                continue
+            notebook = nbformat.read(path, as_version=4)
+            for cell in notebook.cells:
+                block = cell.get("metadata", {}).get("blockbook", {}).get("block")
+                if block in self._states:
+                    cell.metadata["blockbook"]["status"] = str(self._states[block].status)
+                if secrets and cell.get("cell_type") == "code":
+                    _mask_outputs(cell, secrets)
+            write_notebook(notebook, path)
+
+
+def _mask_outputs(cell: Any, secrets: list[str]) -> None:
+    for output in cell.get("outputs", []):
+        if "text" in output:
+            output["text"] = mask_text(output["text"], secrets)
+        if "traceback" in output:
+            output["traceback"] = [mask_text(line, secrets) for line in output["traceback"]]
+        if "evalue" in output:
+            output["evalue"] = mask_text(output["evalue"], secrets)
+        for kind, value in output.get("data", {}).items():
+            if isinstance(value, str) and kind.startswith("text/"):
+                output["data"][kind] = mask_text(value, secrets)
+
+
+def _masked_state(state: BlockState, secrets: Mapping[str, Any]) -> BlockState:
+    values = secret_values(secrets)
+    if not values:
+        return state
+    attempts = tuple(
+        replace(
+            a,
+            error=None if a.error is None else mask_text(a.error, values),
+            traceback=None if a.traceback is None else mask_text(a.traceback, values),
+            tests=tuple(replace(t, message=mask_text(t.message, values)) for t in a.tests),
+        )
+        for a in state.attempts
+    )
+    error = None if state.error is None else mask_text(state.error, values)
+    return replace(state, attempts=attempts, error=error)
+
+
+def _time_allowed(header: BlockHeader) -> float | None:
+    """How long an attempt may run before the runner steps in (the kernel enforces `--timeout`
+    itself; this is the backstop). A sensor's attempt spans all its pokes."""
+    if header.kind is BlockKind.SENSOR:
+        return header.sensor_timeout + header.poke_interval + (header.timeout or 0)
+    return header.timeout
+
+
+def _is_dead_kernel(error: BaseException | None) -> bool:
+    if error is None:
+        return False
+    from nbclient.exceptions import DeadKernelError
+
+    return isinstance(error, DeadKernelError) or "Kernel died" in str(error)
+
+
+def _signal(pid: int | None, signum: int) -> None:
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):  # already gone: nothing left to stop
+        os.kill(pid, signum)

@@ -1,0 +1,271 @@
+"""Headless runs: one papermill execution per notebook (or per block with `isolate`), in
+parallel, coordinated through block state files, recorded in the run store.
+
+`Runner.run` reads as the recipe; the parts that watch kernels live in `pipelines.runs.execution`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.alerts import dispatch as alerts
+from pipelines.assembly.header import BlockKind, BlockName
+from pipelines.assembly.pipeline import Pipeline, assemble
+from pipelines.assembly.project import STATE_DIR
+from pipelines.errors import BlockbookError
+from pipelines.params import (
+    ParamValue,
+    json_params,
+    mask_text,
+    masked,
+    merge,
+    secret_values,
+)
+from pipelines.rundir.artifacts import ArtifactStore
+from pipelines.rundir.plan import INPUT_DIR, RunPlan, write_plan
+from pipelines.rundir.state import (
+    BlockState,
+    now,
+    write_state,
+)
+from pipelines.runs.build import build_plan, build_run_notebooks, write_notebook
+from pipelines.runs.execution import BlockListener, Execution, Limits
+from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.store.queue import adopt
+from pipelines.store.records import RunRecord
+from pipelines.store.run_store import RunId, RunStore, new_run_id
+
+logger = logging.getLogger(__name__)
+
+RUNS_DIR = "runs"
+
+
+class RunError(BlockbookError):
+    """A run that cannot start: an invalid pipeline, a bad option, an unknown run to resume."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+    only: tuple[str, ...] = ()
+    isolate: bool = False
+    resume: str | None = None
+    trigger: Trigger = Trigger.MANUAL
+    concurrency: int | None = None
+    """Notebooks executing blocks at once; kernels that only wait for upstream don't count."""
+    run_id: str | None = None
+    """Use this id instead of a new one, so a caller can watch a run it starts elsewhere."""
+    grace_seconds: float = 5.0
+    """After a timeout or cancel: how long an interrupted kernel gets before it is killed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_id: RunId
+    status: RunStatus
+    run_dir: Path
+    blocks: Mapping[str, BlockState]
+
+
+class Runner:
+    def __init__(self, root: Path, store: RunStore, on_block: BlockListener | None = None) -> None:
+        self.root = root
+        self.store = store
+        self.on_block = on_block
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the current run to stop: kernels are interrupted, then killed after a grace."""
+        self._cancel.set()
+
+    def run(self, folder: Path, options: RunOptions = RunOptions()) -> RunResult:
+        run_id = _checked_run_id(options.run_id) if options.run_id else new_run_id()
+        queued = self._queued(run_id) if options.run_id else None
+        try:
+            pipeline = self._assemble(folder)
+            reused = self._reusable_blocks(pipeline, options)
+            selected = self._selected_blocks(pipeline, options)
+        except RunError as exc:
+            if queued is not None:
+                # A scheduler or trigger queued it: it must still end, with the reason.
+                self.store.finish_run(run_id, RunStatus.FAILED, now(), error=exc.message)
+            raise
+        params = merge(pipeline.config.params, options.params)
+        run_dir = self.root / STATE_DIR / RUNS_DIR / run_id
+        not_run = frozenset(pipeline.order) - selected | frozenset(reused)
+        plan = build_plan(
+            pipeline, run_id, run_dir, params, isolate=options.isolate, skipped=not_run
+        )
+        blocks = [(name, plan.blocks[name].run_notebook) for name in plan.order]
+        if queued is not None:
+            adopt(
+                self.store,
+                run_id,
+                params=json_params(masked(params)),
+                run_dir=str(run_dir),
+                blocks=blocks,
+            )
+        else:
+            self.store.create_run(
+                run_id,
+                pipeline=pipeline.name,
+                pipeline_path=str(pipeline.folder),
+                trigger=options.trigger,
+                params=json_params(masked(params)),
+                run_dir=str(run_dir),
+                blocks=blocks,
+                resumed_from=options.resume,
+            )
+        write_plan(plan)
+        self._carry_over(plan, reused, not_run)
+        notebooks = build_run_notebooks(pipeline, plan, params)
+        for path, notebook in notebooks.items():
+            write_notebook(notebook, run_dir / INPUT_DIR / Path(path).name)
+            (run_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        self.store.start_run(run_id, now())
+        limits = Limits(concurrency=options.concurrency, grace_seconds=options.grace_seconds)
+        execution = Execution(
+            self.store, pipeline, plan, params, limits, self._cancel, self.on_block
+        )
+        status = execution.execute(list(notebooks))
+        execution.finalize_notebooks(params)
+        states = execution.states()
+        error = _first_error(plan, states)
+        if error is not None:
+            error = mask_text(error, secret_values(params))
+        self.store.finish_run(run_id, status, now(), error=error)
+        alerts.notify_finished(pipeline.config.alerts, self.store, run_id)  # never raises
+        return RunResult(run_id, status, run_dir, states)
+
+    # ---- steps -------------------------------------------------------------------------
+
+    def _queued(self, run_id: RunId) -> RunRecord | None:
+        """The run a scheduler or trigger queued under this id, if there is one."""
+        record = self.store.get_run(run_id)
+        if record is None or record.run_id != run_id:
+            return None
+        if record.status is not RunStatus.QUEUED:
+            raise RunError(
+                f"run `{run_id}` is already {record.status}",
+                hint="start a new run, or `--resume` this one",
+            )
+        return record
+
+    def _assemble(self, folder: Path) -> Pipeline:
+        pipeline = assemble(folder)
+        if not pipeline.ok:
+            problems = "\n".join(p.format() for p in pipeline.errors)
+            raise RunError(
+                f"pipeline `{pipeline.name}` is not valid:\n{problems}",
+                hint=f"fix the errors above; `blockbook validate {folder}` lists them",
+            )
+        if not pipeline.order:
+            raise RunError(f"pipeline `{pipeline.name}` has no blocks", hint="add %%block cells")
+        return pipeline
+
+    def _selected_blocks(self, pipeline: Pipeline, options: RunOptions) -> frozenset[str]:
+        unknown = [name for name in options.only if name not in pipeline.blocks]
+        if unknown:
+            raise RunError(
+                f"--only names unknown block(s): {', '.join(unknown)}",
+                hint=f"blocks of `{pipeline.name}`: {', '.join(pipeline.order)}",
+            )
+        return frozenset(options.only) if options.only else frozenset(pipeline.order)
+
+    def _reusable_blocks(self, pipeline: Pipeline, options: RunOptions) -> dict[str, str]:
+        """Block -> run id whose stored outputs this run reuses instead of running it."""
+        reused: dict[str, str] = {}
+        if options.resume is not None:
+            previous = self.store.get_run(options.resume)
+            if previous is None:
+                raise RunError(
+                    f"no run `{options.resume}` to resume",
+                    hint="`blockbook runs` lists run ids",
+                )
+            if previous.pipeline != pipeline.name:
+                raise RunError(
+                    f"run `{previous.run_id}` belongs to pipeline `{previous.pipeline}`",
+                    hint=f"resume it with `blockbook run {previous.pipeline_path} --resume ...`",
+                )
+            for block in previous.blocks:
+                if (
+                    block.status is BlockStatus.SUCCESS
+                    and block.block in pipeline.blocks
+                    # A condition is decided again: its false result is not kept with the run.
+                    and pipeline.blocks[BlockName(block.block)].header.kind
+                    is not BlockKind.CONDITION
+                ):
+                    reused[block.block] = block.reused_from or previous.run_id
+        if options.only:
+            needed = {
+                parent
+                for name in options.only
+                for parent in pipeline.upstream.get(BlockName(name), ())
+                if parent not in options.only
+            }
+            for parent in sorted(needed):
+                record = self.store.last_success(pipeline.name, parent)
+                if record is None:
+                    raise RunError(
+                        f"--only needs the outputs of `{parent}`, which has never succeeded",
+                        hint=f"run the whole pipeline once, or add --only {parent}",
+                    )
+                reused.setdefault(parent, record.run_id)
+        return reused
+
+    def _carry_over(
+        self, plan: RunPlan, reused: Mapping[str, str], not_run: frozenset[str]
+    ) -> None:
+        """Write the final state of every block this run will not execute."""
+        run_dir = Path(plan.run_dir)
+        artifacts = ArtifactStore(run_dir)
+        # Most reused blocks come from one earlier run: read each run's record once.
+        source_runs = {run_id: self.store.get_run(run_id) for run_id in set(reused.values())}
+        for name in plan.order:
+            if name not in not_run:
+                continue
+            block = plan.blocks[name]
+            if name in reused:
+                source_run = source_runs[reused[name]]
+                if source_run is not None:
+                    artifacts.link_block(ArtifactStore(Path(source_run.run_dir)), name)
+                state = BlockState(
+                    name,
+                    BlockStatus.SUCCESS,
+                    block.run_notebook,
+                    reused_from=reused[name],
+                    started_at=now(),
+                    ended_at=now(),
+                )
+            else:
+                state = BlockState(
+                    name,
+                    BlockStatus.SKIPPED,
+                    block.run_notebook,
+                    error="not selected by --only",
+                    ended_at=now(),
+                )
+            write_state(run_dir, state)
+
+
+def _checked_run_id(run_id: str) -> RunId:
+    # It names a folder under .blockbook/runs: nothing that could climb out of it.
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", run_id):
+        raise RunError(
+            f"invalid run id `{run_id}`",
+            hint="use letters, digits, '.', '_' and '-' only, or leave it out",
+        )
+    return RunId(run_id)
+
+
+def _first_error(plan: RunPlan, states: Mapping[str, BlockState]) -> str | None:
+    for name in plan.order:
+        state = states.get(name)
+        if state is not None and state.status is BlockStatus.FAILED:
+            return f"block {name}: {state.error}"
+    return None

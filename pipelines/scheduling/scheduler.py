@@ -1,0 +1,368 @@
+"""The scheduler: starts runs when pipelines' schedules fire, and cleans up after crashes.
+
+One `tick` is the recipe: notice added, changed and removed schedules; collect finished
+runners; mark runs whose runner died as crashed (and queue a retry when the schedule asks);
+queue each due fire time (the run store's unique constraint makes that exactly-once, across
+restarts and across schedulers); hand queued runs to runner processes within the limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from pipelines.alerts import dispatch as alerts
+from pipelines.assembly.config import PIPELINE_FILE, load_pipeline_config
+from pipelines.assembly.project import STATE_DIR, list_pipelines
+from pipelines.errors import BlockbookError
+from pipelines.params import json_params
+from pipelines.rundir.state import now
+from pipelines.scheduling.fire_times import (
+    Schedule,
+    due_fire_times,
+    fire_times_between,
+    interval_params,
+    next_fire_after,
+    schedule_of,
+)
+from pipelines.scheduling.launcher import LAUNCH_DIR, SubprocessLauncher
+from pipelines.status import Trigger
+from pipelines.store.queue import (
+    QueuedRun,
+    active_counts,
+    adopt_schedule,
+    claim_launch,
+    enqueue,
+    forget_schedule,
+    mark_crashed,
+    orphans,
+    queued_runs,
+    schedule_states,
+)
+from pipelines.store.records import RunRecord
+from pipelines.store.run_store import RunId, RunStore, new_run_id
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerOptions:
+    max_runs: int = 4
+    """Runner processes at once, over all pipelines."""
+    tick_seconds: float = 0.5
+    rescan_seconds: float = 5.0
+    """How often pipeline.toml files are looked at again (added, changed, removed schedules)."""
+    heartbeat_timeout: timedelta = timedelta(seconds=30)
+    """A running run whose runner has been silent this long is marked crashed."""
+
+
+class RunHandle(Protocol):
+    def poll(self) -> int | None: ...
+
+
+class Launcher(Protocol):
+    def start(self, run: RunRecord) -> RunHandle: ...
+
+
+@dataclass(slots=True)
+class _Watched:
+    pipeline: str
+    folder: Path
+    schedule: Schedule
+    fingerprint: str
+    first_seen: datetime
+    last_fired: datetime | None
+    next_fire: datetime
+
+
+@dataclass(slots=True)
+class _Launched:
+    run: RunRecord
+    handle: RunHandle
+    started: float = field(default_factory=time.monotonic)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        root: Path,
+        store: RunStore,
+        options: SchedulerOptions = SchedulerOptions(),
+        launcher: Launcher | None = None,
+        clock: Clock = now,
+    ) -> None:
+        self.root = root
+        self.store = store
+        self.options = options
+        self.launcher = launcher or SubprocessLauncher(root)
+        self.clock = clock
+        self.watched: dict[str, _Watched] = {}
+        self.limits: dict[str, int] = {}
+        """max_active_runs of pipelines this scheduler doesn't watch (backfills)."""
+        self.launched: dict[str, _Launched] = {}
+        self._heap: list[tuple[datetime, str]] = []
+        self._last_scan = float("-inf")
+        self._stop = threading.Event()
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Tick until `stop()`; then wait for the runs this scheduler started (queued ones stay
+        queued for the next scheduler)."""
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.tick()
+            except Exception:
+                # A daemon outlives a database hiccup: say what failed and try again next tick.
+                log.exception("scheduler tick failed; retrying")
+            self._stop.wait(max(0.0, self.options.tick_seconds - (time.monotonic() - started)))
+        while self.launched:
+            self._collect()
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run_once(self) -> None:
+        """Evaluate due work once, start it, and wait for it to finish."""
+        self.tick()
+        self.drain()
+
+    def drain(self, pipeline: str | None = None) -> None:
+        """Keep starting queued runs (of one pipeline, or all) until none is left or running."""
+        while True:
+            self._launch_queued(only=pipeline)
+            self._collect()
+            if not self.launched and not self._has_queued(pipeline):
+                return
+            time.sleep(0.2)
+
+    def tick(self) -> None:
+        moment = self.clock()
+        if time.monotonic() - self._last_scan >= self.options.rescan_seconds:
+            self._last_scan = time.monotonic()
+            self.rescan(moment)
+        self._collect()
+        self._reap(moment)
+        self._fire_due(moment)
+        self._launch_queued()
+
+    # ---- steps -------------------------------------------------------------------------
+
+    def rescan(self, moment: datetime) -> None:
+        """Pick up added, changed and removed schedules."""
+        stored = schedule_states(self.store)
+        seen: set[str] = set()
+        for ref in list_pipelines(self.root):
+            config_file = ref.folder / PIPELINE_FILE
+            if not config_file.is_file():
+                continue
+            config, problems = load_pipeline_config(ref.folder)
+            if any(p.is_error for p in problems):
+                log.warning("%s: not scheduling: %s", ref.name, problems[0].format())
+                continue
+            if config.schedule is None:
+                continue
+            seen.add(ref.name)
+            fingerprint = _fingerprint(config.schedule.model_dump_json())
+            current = self.watched.get(ref.name)
+            if current is not None and current.fingerprint == fingerprint:
+                current.folder = ref.folder
+                continue
+            state = stored.get(ref.name)
+            if state is None or state.fingerprint != fingerprint:
+                # New or changed: fire times before this moment are never run.
+                state = adopt_schedule(self.store, ref.name, fingerprint, moment)
+                log.info(
+                    "%s: schedule %s from %s",
+                    ref.name,
+                    "added" if current is None else "changed",
+                    moment,
+                )
+            schedule = schedule_of(config.schedule)
+            watched = _Watched(
+                ref.name,
+                ref.folder,
+                schedule,
+                fingerprint,
+                state.first_seen_at,
+                state.last_fired,
+                next_fire_after(
+                    schedule,
+                    max(state.first_seen_at, state.last_fired or state.first_seen_at),
+                    state.first_seen_at,
+                ),
+            )
+            self.watched[ref.name] = watched
+            heapq.heappush(self._heap, (watched.next_fire, ref.name))
+        for name in set(self.watched) - seen:
+            log.info("%s: schedule removed", name)
+            del self.watched[name]
+            forget_schedule(self.store, name)
+
+    def _fire_due(self, moment: datetime) -> None:
+        while self._heap and self._heap[0][0] <= moment:
+            _, name = heapq.heappop(self._heap)
+            watched = self.watched.get(name)
+            if watched is None or watched.next_fire > moment:
+                continue  # removed, or a stale heap entry from before a change
+            for fire_time in due_fire_times(
+                watched.schedule,
+                first_seen=watched.first_seen,
+                last_fired=watched.last_fired,
+                now=moment,
+                anchor=watched.first_seen,
+            ):
+                self.queue_fire_time(
+                    watched.pipeline,
+                    watched.folder,
+                    watched.schedule,
+                    fire_time,
+                    watched.first_seen,
+                    Trigger.SCHEDULE,
+                )
+                watched.last_fired = fire_time
+            watched.next_fire = next_fire_after(watched.schedule, moment, watched.first_seen)
+            heapq.heappush(self._heap, (watched.next_fire, name))
+
+    def queue_fire_time(
+        self,
+        pipeline: str,
+        folder: Path,
+        schedule: Schedule,
+        fire_time: datetime,
+        anchor: datetime,
+        trigger: Trigger,
+        attempt: int = 0,
+    ) -> RunId | None:
+        """Queue the run of one fire time; None when some scheduler already did."""
+        run_id = new_run_id()
+        params = json_params({**schedule.params, **interval_params(schedule, fire_time, anchor)})
+        queued = QueuedRun(
+            run_id=run_id,
+            pipeline=pipeline,
+            pipeline_path=str(folder),
+            trigger=trigger,
+            params=params,
+            run_dir="",
+            scheduled_for=fire_time,
+            attempt=attempt,
+        )
+        if enqueue(self.store, queued):
+            log.info("%s: queued run %s for %s", pipeline, run_id, fire_time.isoformat())
+            return run_id
+        log.info("%s: %s was already queued", pipeline, fire_time.isoformat())
+        return None
+
+    def _reap(self, moment: datetime) -> None:
+        for run in orphans(self.store, moment, self.options.heartbeat_timeout):
+            mine = self.launched.get(run.run_id)
+            if mine is not None and mine.handle.poll() is None:
+                continue  # its runner is alive, just slow to beat
+            reason = "the runner stopped sending heartbeats (its process died or was killed)"
+            if not mark_crashed(self.store, run.run_id, reason, moment):
+                continue
+            log.warning("%s: run %s crashed: %s", run.pipeline, run.run_id, reason)
+            self._alert(run)
+            watched = self.watched.get(run.pipeline)
+            retries = watched.schedule.run_retries if watched is not None else 0
+            if run.scheduled_for is not None and watched is not None and run.attempt < retries:
+                self.queue_fire_time(
+                    run.pipeline,
+                    Path(run.pipeline_path),
+                    watched.schedule,
+                    run.scheduled_for,
+                    watched.first_seen,
+                    run.trigger,
+                    attempt=run.attempt + 1,
+                )
+
+    def _launch_queued(self, only: str | None = None) -> None:
+        if len(self.launched) >= self.options.max_runs:
+            return
+        active = active_counts(self.store)
+        for run in queued_runs(self.store):
+            if only is not None and run.pipeline != only:
+                continue
+            if len(self.launched) >= self.options.max_runs:
+                return
+            if active.get(run.pipeline, 0) >= self._limit(run.pipeline):
+                continue
+            if not claim_launch(self.store, run.run_id):
+                continue  # another scheduler took it
+            active[run.pipeline] = active.get(run.pipeline, 0) + 1
+            log.info("%s: starting run %s", run.pipeline, run.run_id)
+            self.launched[run.run_id] = _Launched(run, self.launcher.start(run))
+
+    def _collect(self) -> None:
+        for run_id, launched in list(self.launched.items()):
+            code = launched.handle.poll()
+            if code is None:
+                continue
+            del self.launched[run_id]
+            record = self.store.get_run(run_id)
+            if record is not None and not record.status.is_terminal:
+                reason = (
+                    f"the runner process exited with code {code} before the run ended; see "
+                    f"{self.root / STATE_DIR / LAUNCH_DIR / (run_id + '.log')}"
+                )
+                if mark_crashed(self.store, run_id, reason):
+                    self._alert(launched.run)
+
+    def _alert(self, run: RunRecord) -> None:
+        """A crashed run alerts like a failed one; the runner that would have said so is gone."""
+        config, _ = load_pipeline_config(Path(run.pipeline_path))
+        alerts.notify_finished(config.alerts, self.store, run.run_id)
+
+    def _limit(self, pipeline: str) -> int:
+        watched = self.watched.get(pipeline)
+        if watched is not None:
+            return watched.schedule.max_active_runs
+        return self.limits.get(pipeline, 1)
+
+    def _has_queued(self, pipeline: str | None) -> bool:
+        return any(pipeline is None or run.pipeline == pipeline for run in queued_runs(self.store))
+
+
+def backfill(scheduler: Scheduler, folder: Path, start: datetime, end: datetime) -> list[RunId]:
+    """One run per fire time of the pipeline's schedule in [start, end], run now within its
+    max_active_runs. Fire times that already have a run are skipped, so an interrupted backfill
+    continues where it stopped when started again."""
+    config, problems = load_pipeline_config(folder)
+    errors = [p for p in problems if p.is_error]
+    if errors:
+        raise BlockbookError(errors[0].format(), hint="fix pipeline.toml first")
+    if config.schedule is None:
+        raise BlockbookError(
+            f"pipeline `{folder.name}` has no [schedule] to backfill",
+            hint='add a [schedule] to pipeline.toml, e.g. cron = "0 6 * * *" or every = "1h"',
+        )
+    if end < start:
+        raise BlockbookError("--end is before --start", hint="swap them")
+    schedule = schedule_of(config.schedule)
+    queued: list[RunId] = []
+    fire_times = fire_times_between(schedule, start - timedelta(microseconds=1), end, start)
+    for fire_time in fire_times:
+        run_id = scheduler.queue_fire_time(
+            folder.name, folder, schedule, fire_time, start, Trigger.BACKFILL
+        )
+        if run_id is not None:
+            queued.append(run_id)
+    scheduler.limits[folder.name] = schedule.max_active_runs
+    scheduler.drain(folder.name)
+    return queued
+
+
+def _fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

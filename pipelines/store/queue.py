@@ -1,0 +1,253 @@
+"""The run queue, on top of the run store: fire times claimed exactly once, queued runs handed
+to one runner each, heartbeats, and crash recovery.
+
+Every guarantee here is a database guarantee (a unique constraint, a conditional UPDATE), so
+it holds across processes and across schedulers sharing one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from pipelines.rundir.state import now
+from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.store.records import RunRecord
+from pipelines.store.run_store import RunId, RunStore
+from pipelines.store.schema import BlockRunRow, RunRow, ScheduleRow
+
+_ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRun:
+    run_id: RunId
+    pipeline: str
+    pipeline_path: str
+    trigger: Trigger
+    params: dict[str, Any]
+    run_dir: str
+    scheduled_for: datetime | None = None
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    pipeline: str
+    fingerprint: str
+    first_seen_at: datetime
+    last_fired: datetime | None
+
+
+def enqueue(store: RunStore, run: QueuedRun) -> bool:
+    """Record a queued run; False when its (pipeline, fire time, attempt) is already taken."""
+    row = RunRow(
+        run_id=run.run_id,
+        pipeline=run.pipeline,
+        pipeline_path=run.pipeline_path,
+        status=RunStatus.QUEUED.value,
+        trigger=Trigger(run.trigger).value,
+        params=run.params,
+        run_dir=run.run_dir,
+        created_at=now(),
+        scheduled_for=run.scheduled_for,
+        attempt=run.attempt,
+        blocks=[],
+    )
+    try:
+        with store.writing() as session:
+            session.add(row)
+    except IntegrityError:
+        return False
+    return True
+
+
+def claim_launch(store: RunStore, run_id: str) -> bool:
+    """Take a queued run for one runner; only one caller ever gets True for a run."""
+    with store.writing() as session:
+        result = session.execute(
+            update(RunRow)
+            .where(
+                RunRow.run_id == run_id,
+                RunRow.status == RunStatus.QUEUED.value,
+                RunRow.launched_at.is_(None),
+            )
+            .values(launched_at=now())
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def queued_runs(store: RunStore, limit: int = 100) -> list[RunRecord]:
+    """Queued runs no runner has taken yet, oldest first (fire time, then creation)."""
+    query = (
+        select(RunRow)
+        .where(RunRow.status == RunStatus.QUEUED.value, RunRow.launched_at.is_(None))
+        .order_by(RunRow.scheduled_for.is_(None), RunRow.scheduled_for, RunRow.created_at)
+        .limit(limit)
+    )
+    with store.reading() as session:
+        return [store.record(row) for row in session.scalars(query)]
+
+
+def active_counts(store: RunStore) -> dict[str, int]:
+    """Pipeline -> runs taken by a runner and not finished (queued-and-launched or running)."""
+    query = (
+        select(RunRow.pipeline, func.count())
+        .where(
+            or_(
+                RunRow.status == RunStatus.RUNNING.value,
+                (RunRow.status == RunStatus.QUEUED.value) & RunRow.launched_at.is_not(None),
+            )
+        )
+        .group_by(RunRow.pipeline)
+    )
+    with store.reading() as session:
+        return {pipeline: int(count) for pipeline, count in session.execute(query)}
+
+
+def heartbeat(store: RunStore, run_id: str, at: datetime | None = None) -> None:
+    with store.writing() as session:
+        session.execute(
+            update(RunRow).where(RunRow.run_id == run_id).values(heartbeat_at=at or now())
+        )
+
+
+def orphans(store: RunStore, at: datetime, timeout: timedelta) -> list[RunRecord]:
+    """Runs whose runner stopped beating: running without a heartbeat for `timeout`, or taken
+    by a runner that never started them."""
+    cutoff = at - timeout
+    query = select(RunRow).where(
+        or_(
+            (RunRow.status == RunStatus.RUNNING.value)
+            & (func.coalesce(RunRow.heartbeat_at, RunRow.started_at, RunRow.created_at) < cutoff),
+            (RunRow.status == RunStatus.QUEUED.value) & (RunRow.launched_at < cutoff),
+        )
+    )
+    with store.reading() as session:
+        return [store.record(row) for row in session.scalars(query)]
+
+
+def mark_crashed(store: RunStore, run_id: str, reason: str, at: datetime | None = None) -> bool:
+    """The run and its unfinished blocks end: run `crashed`, blocks `failed` with `reason`."""
+    at = at or now()
+    with store.writing() as session:
+        run = session.get(RunRow, run_id, with_for_update=True)
+        if run is None or run.status not in _ACTIVE:
+            return False
+        run.status = RunStatus.CRASHED.value
+        run.ended_at = at
+        run.error = reason
+        blocks = session.scalars(select(BlockRunRow).where(BlockRunRow.run_id == run_id))
+        for block in blocks:
+            if not BlockStatus(block.status).is_terminal:
+                block.status = BlockStatus.FAILED.value
+                block.error = reason
+                block.ended_at = at
+        return True
+
+
+def adopt(
+    store: RunStore,
+    run_id: str,
+    *,
+    params: dict[str, Any],
+    run_dir: str,
+    blocks: list[tuple[str, str]],
+) -> RunRecord:
+    """Fill in a queued run (made by a scheduler or a trigger) that a runner is about to start."""
+    with store.writing() as session:
+        run = session.get(RunRow, run_id, with_for_update=True)
+        if run is None or run.status != RunStatus.QUEUED.value:
+            status = "missing" if run is None else run.status
+            raise ValueError(f"run {run_id} is {status}, not queued")
+        run.params = params
+        run.run_dir = run_dir
+        run.launched_at = run.launched_at or now()
+        if not run.blocks:
+            run.blocks = [
+                BlockRunRow(
+                    block=name,
+                    notebook=notebook,
+                    position=position,
+                    status=BlockStatus.PENDING.value,
+                    attempts=0,
+                )
+                for position, (name, notebook) in enumerate(blocks)
+            ]
+    record = store.get_run(run_id)
+    assert record is not None
+    return record
+
+
+def schedule_states(store: RunStore) -> dict[str, ScheduleState]:
+    """Each schedule's state; `last_fired` is the newest fire time that has a run, so the
+    scheduler need not write anything but the run when a schedule fires."""
+    fired = (
+        select(RunRow.pipeline, func.max(RunRow.scheduled_for).label("newest"))
+        .where(RunRow.scheduled_for.is_not(None))
+        .group_by(RunRow.pipeline)
+        .subquery()
+    )
+    query = select(ScheduleRow, fired.c.newest).outerjoin(
+        fired, fired.c.pipeline == ScheduleRow.pipeline
+    )
+    with store.reading() as session:
+        states: dict[str, ScheduleState] = {}
+        for row, newest in session.execute(query):
+            candidates = [t for t in (row.last_fired, _aware(newest)) if t is not None]
+            last = max(candidates) if candidates else None
+            states[row.pipeline] = ScheduleState(
+                row.pipeline, row.fingerprint, row.first_seen_at, last
+            )
+        return states
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # An aggregate bypasses the column type: SQLite hands back a naive (UTC) datetime or text.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def adopt_schedule(
+    store: RunStore, pipeline: str, fingerprint: str, moment: datetime
+) -> ScheduleState:
+    """The schedule's state with these settings, recording `moment` as first seen when the
+    settings are new. Every scheduler sharing the database gets the same state back (the first
+    writer wins), so `every` schedules fire at the same instants whichever scheduler fires them.
+    """
+    try:
+        with store.writing() as session:
+            row = session.get(ScheduleRow, pipeline, with_for_update=True)
+            if row is None:
+                session.add(
+                    ScheduleRow(
+                        pipeline=pipeline,
+                        fingerprint=fingerprint,
+                        first_seen_at=moment,
+                        last_fired=None,
+                    )
+                )
+            elif row.fingerprint != fingerprint:
+                row.fingerprint = fingerprint
+                row.first_seen_at = moment
+                row.last_fired = None
+    except IntegrityError:
+        pass  # another scheduler inserted it first: read what it wrote
+    state = schedule_states(store).get(pipeline)
+    if state is None:
+        raise RuntimeError(f"schedule of {pipeline} vanished while it was being recorded")
+    return state
+
+
+def forget_schedule(store: RunStore, pipeline: str) -> None:
+    with store.writing() as session:
+        row = session.get(ScheduleRow, pipeline)
+        if row is not None:
+            session.delete(row)

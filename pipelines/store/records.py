@@ -1,0 +1,115 @@
+"""Run records: the frozen, read-only view of a stored run that the rest of Blockbook works with.
+
+`RunStore` (and the run queue, through `RunStore.record`) makes them from the rows of
+`pipelines.store.schema` with `run_record` while the session is open, so a record needs no
+session to read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NewType
+
+from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.store.schema import BlockRunRow, RunRow
+
+RunId = NewType("RunId", str)
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    number: int
+    status: BlockStatus
+    started_at: datetime | None
+    ended_at: datetime | None
+    error: str | None
+    traceback: str | None
+    tests: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class BlockRunRecord:
+    block: str
+    notebook: str
+    status: BlockStatus
+    attempts: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    error: str | None
+    reused_from: str | None
+    attempt_records: tuple[AttemptRecord, ...]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: RunId
+    pipeline: str
+    pipeline_path: str
+    status: RunStatus
+    trigger: Trigger
+    params: dict[str, Any]
+    run_dir: str
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    error: str | None
+    resumed_from: str | None
+    blocks: tuple[BlockRunRecord, ...]
+    """In the global order given to `RunStore.create_run`."""
+    scheduled_for: datetime | None = None
+    """The fire time of a scheduled or backfill run."""
+    attempt: int = 0
+    """0 for a run's first try; n for the n-th restart after it crashed."""
+    heartbeat_at: datetime | None = None
+
+    def block(self, name: str) -> BlockRunRecord | None:
+        return next((block for block in self.blocks if block.block == name), None)
+
+
+def run_record(row: RunRow) -> RunRecord:
+    return RunRecord(
+        run_id=RunId(row.run_id),
+        pipeline=row.pipeline,
+        pipeline_path=row.pipeline_path,
+        status=RunStatus(row.status),
+        trigger=Trigger(row.trigger),
+        params=dict(row.params),
+        run_dir=row.run_dir,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        error=row.error,
+        resumed_from=row.resumed_from,
+        blocks=tuple(_block_record(block) for block in row.blocks),
+        scheduled_for=row.scheduled_for,
+        attempt=row.attempt,
+        heartbeat_at=row.heartbeat_at,
+    )
+
+
+def _block_record(row: BlockRunRow) -> BlockRunRecord:
+    return BlockRunRecord(
+        block=row.block,
+        notebook=row.notebook,
+        status=BlockStatus(row.status),
+        attempts=row.attempts,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        error=row.error,
+        reused_from=row.reused_from,
+        attempt_records=tuple(
+            AttemptRecord(
+                number=attempt.number,
+                status=BlockStatus(attempt.status),
+                started_at=attempt.started_at,
+                ended_at=attempt.ended_at,
+                error=attempt.error,
+                traceback=attempt.traceback,
+                tests=list(attempt.tests),
+                outputs=list(attempt.outputs),
+            )
+            for attempt in row.attempt_rows
+        ),
+    )

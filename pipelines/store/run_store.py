@@ -1,0 +1,435 @@
+"""The run store: runs, block runs and their attempts, in SQLite by default or PostgreSQL by URL.
+
+The schema is managed with Alembic (`pipelines/migrations/`) and brought to the newest revision
+whenever a store opens, so a project upgraded to a newer Blockbook never needs a manual step.
+The tables are defined in `pipelines.store.schema`; reads return the frozen records of
+`pipelines.store.records`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from pipelines.assembly.config import PROJECT_FILE
+from pipelines.rundir.state import BlockState
+from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.store.db import (
+    DATABASE_FILE,
+    DATABASE_URL_ENV,
+    READ_ONLY,
+    StoreError,
+    create_store_engine,
+    mask_url,
+    normalise_url,
+    project_config,
+    store_url,
+)
+from pipelines.store.records import RunId, RunRecord, run_record
+from pipelines.store.schema import AttemptRow, BlockRunRow, RunRow
+
+__all__ = [
+    "DATABASE_FILE",
+    "DATABASE_URL_ENV",
+    "MIGRATIONS",
+    "RunId",
+    "RunRecord",
+    "RunStore",
+    "StoreError",
+    "mask_url",
+    "new_run_id",
+    "store_url",
+]
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+_MIGRATION_LOCK_KEY = 0x426C6F636B626F6F  # "Blockboo"
+# Alembic's `context` and `op` are process-wide proxies: two threads migrating at once (two
+# stores opened together) would run each other's operations.
+_ALEMBIC_LOCK = threading.Lock()
+_CANDIDATES_SHOWN = 10
+
+
+def new_run_id() -> RunId:
+    """A run id that sorts by creation time: `20261125T001530Z-3f9a1c`."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return RunId(f"{stamp}-{secrets.token_hex(3)}")
+
+
+_LOAD_BLOCKS = selectinload(RunRow.blocks).selectinload(BlockRunRow.attempt_rows)
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+class RunStore:
+    """One database of runs. Safe to share between threads; open one per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        self.masked_url = mask_url(self.url)
+        self._engine = self._create_engine()
+        # Reads begin a plain (deferred) SQLite transaction so they never queue behind a writer.
+        reader = self._engine.execution_options(**{READ_ONLY: True})
+        self._write_session = sessionmaker(self._engine, expire_on_commit=False)
+        self._read_session = sessionmaker(reader, expire_on_commit=False)
+        try:
+            with self._translate_errors():
+                self._upgrade_schema()
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @classmethod
+    def open(cls, root: Path) -> RunStore:
+        """The store of the project at `root` (see `store_url`)."""
+        return cls(store_url(root, project_config(root)))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunStore({self.masked_url!r})"
+
+    # writes
+
+    def create_run(
+        self,
+        run_id: RunId | str,
+        pipeline: str,
+        pipeline_path: str,
+        trigger: Trigger,
+        params: dict[str, Any],
+        run_dir: str,
+        blocks: Sequence[tuple[str, str]],
+        resumed_from: str | None = None,
+    ) -> None:
+        """Record a queued run whose blocks (name, notebook; in global order) are all pending."""
+        names = [name for name, _ in blocks]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"blocks listed twice: {', '.join(duplicates)}")
+        row = RunRow(
+            run_id=run_id,
+            pipeline=pipeline,
+            pipeline_path=pipeline_path,
+            status=RunStatus.QUEUED.value,
+            trigger=Trigger(trigger).value,
+            params=params,
+            run_dir=run_dir,
+            created_at=datetime.now(UTC),
+            resumed_from=resumed_from,
+            blocks=[
+                BlockRunRow(
+                    block=name,
+                    notebook=notebook,
+                    position=position,
+                    status=BlockStatus.PENDING.value,
+                    attempts=0,
+                )
+                for position, (name, notebook) in enumerate(blocks)
+            ],
+        )
+        try:
+            with self._write() as session:
+                if session.get(RunRow, run_id) is not None:
+                    raise _run_exists(run_id)
+                session.add(row)
+        except IntegrityError as exc:
+            # Another process created the same id between the check and the insert.
+            raise _run_exists(run_id) from exc
+
+    def start_run(self, run_id: RunId | str, at: datetime) -> None:
+        """Mark the run running; the first start time is kept if it is started again."""
+        _require_aware(at)
+        with self._write() as session:
+            run = self._locked_run(session, run_id)
+            if RunStatus(run.status).is_terminal:
+                log.debug("run %s is already %s; not starting it", run_id, run.status)
+                return
+            run.status = RunStatus.RUNNING.value
+            run.started_at = run.started_at or at
+
+    def finish_run(
+        self, run_id: RunId | str, status: RunStatus, at: datetime, error: str | None = None
+    ) -> None:
+        """Give the run its terminal status, unless it already has one (which is kept)."""
+        status = RunStatus(status)
+        if not status.is_terminal:
+            raise ValueError(f"finish_run needs a terminal status, not {status}")
+        _require_aware(at)
+        with self._write() as session:
+            run = self._locked_run(session, run_id)
+            if RunStatus(run.status).is_terminal:
+                log.debug("run %s is already %s; ignoring %s", run_id, run.status, status)
+                return
+            run.status = status.value
+            run.ended_at = at
+            run.error = error
+
+    def record_block(self, run_id: RunId | str, state: BlockState) -> None:
+        """Store a block's state snapshot and each of its attempts (matched by number).
+
+        A block (or attempt) that reached a terminal status keeps it: a snapshot with another
+        status is ignored, one with the same status may still fill in details. The notebook given
+        to `create_run` is kept (a snapshot names the executed run notebook instead); a block that
+        `create_run` did not list is added after the others.
+        """
+        with self._write() as session:
+            self._locked_run(session, run_id)
+            row = session.scalar(
+                select(BlockRunRow)
+                .where(BlockRunRow.run_id == run_id, BlockRunRow.block == state.block)
+                .options(selectinload(BlockRunRow.attempt_rows))
+            )
+            if row is None:
+                position = session.scalar(
+                    select(func.coalesce(func.max(BlockRunRow.position), -1) + 1).where(
+                        BlockRunRow.run_id == run_id
+                    )
+                )
+                row = BlockRunRow(
+                    run_id=run_id,
+                    block=state.block,
+                    notebook=state.notebook,
+                    position=position or 0,
+                    attempt_rows=[],
+                )
+                session.add(row)
+            elif _frozen(row.status, state.status):
+                log.debug("block %s of run %s is already %s", state.block, run_id, row.status)
+                return
+            row.status = BlockStatus(state.status).value
+            row.started_at = state.started_at or row.started_at
+            row.ended_at = state.ended_at
+            row.error = state.error
+            row.reused_from = state.reused_from
+            by_number = {attempt.number: attempt for attempt in row.attempt_rows}
+            for attempt in state.attempts:
+                stored = by_number.get(attempt.number)
+                if stored is None:
+                    stored = AttemptRow(number=attempt.number)
+                    row.attempt_rows.append(stored)
+                    by_number[attempt.number] = stored
+                elif _frozen(stored.status, attempt.status):
+                    continue
+                stored.status = BlockStatus(attempt.status).value
+                stored.started_at = attempt.started_at
+                stored.ended_at = attempt.ended_at
+                stored.error = attempt.error
+                stored.traceback = attempt.traceback
+                stored.tests = [asdict(test) for test in attempt.tests]
+                stored.outputs = [dict(output) for output in attempt.outputs]
+            row.attempts = len(by_number)
+
+    # reads
+
+    def get_run(self, run_id: RunId | str) -> RunRecord | None:
+        """The run with this id, or with the only id that starts with it (like git)."""
+        if not run_id:
+            return None
+        with self._read() as session:
+            row = session.scalar(
+                select(RunRow).where(RunRow.run_id == run_id).options(_LOAD_BLOCKS)
+            )
+            if row is not None:
+                return run_record(row)
+            candidates = [
+                candidate
+                for candidate in session.scalars(
+                    select(RunRow.run_id)
+                    .where(RunRow.run_id.startswith(run_id, autoescape=True))
+                    .order_by(RunRow.run_id)
+                    .limit(_CANDIDATES_SHOWN + 1)
+                )
+                # SQLite's LIKE ignores case; ids are case-sensitive everywhere else.
+                if candidate.startswith(run_id)
+            ]
+            if not candidates:
+                return None
+            if len(candidates) > 1:
+                shown = ", ".join(candidates[:_CANDIDATES_SHOWN])
+                more = " and more" if len(candidates) > _CANDIDATES_SHOWN else ""
+                raise StoreError(
+                    f"run id prefix `{run_id}` is ambiguous: it matches {shown}{more}",
+                    "give more characters of the run id",
+                )
+            row = session.scalar(
+                select(RunRow).where(RunRow.run_id == candidates[0]).options(_LOAD_BLOCKS)
+            )
+            return run_record(row) if row is not None else None
+
+    def list_runs(self, pipeline: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """The newest runs first, of one pipeline or of all."""
+        query = select(RunRow).options(_LOAD_BLOCKS)
+        if pipeline is not None:
+            query = query.where(RunRow.pipeline == pipeline)
+        query = query.order_by(RunRow.created_at.desc(), RunRow.run_id.desc()).limit(limit)
+        with self._read() as session:
+            return [run_record(row) for row in session.scalars(query)]
+
+    def last_success(self, pipeline: str, block: str) -> RunRecord | None:
+        """The newest run of `pipeline` that executed `block` successfully.
+
+        Block runs reused from an earlier run are passed over: their outputs live in the run
+        they were reused from, which this finds instead.
+        """
+        query = (
+            select(RunRow)
+            .join(RunRow.blocks)
+            .where(
+                RunRow.pipeline == pipeline,
+                BlockRunRow.block == block,
+                BlockRunRow.status == BlockStatus.SUCCESS.value,
+                BlockRunRow.reused_from.is_(None),
+            )
+            .order_by(RunRow.created_at.desc(), RunRow.run_id.desc())
+            .limit(1)
+            .options(_LOAD_BLOCKS)
+        )
+        with self._read() as session:
+            row = session.scalar(query)
+            return run_record(row) if row is not None else None
+
+    # plumbing
+
+    def _create_engine(self) -> Engine:
+        return create_store_engine(self.url, self.masked_url)
+
+    def _upgrade_schema(self) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        script = ScriptDirectory.from_config(config)
+        heads = set(script.get_heads())
+        with self._read_session() as session:
+            current = set(MigrationContext.configure(session.connection()).get_current_heads())
+        if current == heads:
+            return
+        unknown = current - {revision.revision for revision in script.walk_revisions()}
+        if unknown:
+            raise StoreError(
+                f"the run store at {self.masked_url} has schema revision "
+                f"{', '.join(sorted(unknown))}, which this version of Blockbook does not know",
+                "upgrade Blockbook to the version that last wrote to this database, or point "
+                f"{DATABASE_URL_ENV} at another database",
+            )
+        log.info("upgrading the run store schema at %s", self.masked_url)
+        with _ALEMBIC_LOCK, self._engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Two processes opening a fresh database at once would both create the tables.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A write transaction, for the modules that extend the store (the run queue)."""
+        with self._write() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self._read() as session:
+            yield session
+
+    def record(self, row: RunRow) -> RunRecord:
+        return run_record(row)
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._translate_errors(), self._write_session.begin() as session:
+            yield session
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._translate_errors(), self._read_session() as session:
+            yield session
+
+    @contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (OperationalError, InterfaceError) as exc:
+            raise self._unusable(exc) from exc
+
+    def _unusable(self, exc: OperationalError | InterfaceError) -> StoreError:
+        lines = str(exc.orig).strip().splitlines()
+        detail = lines[0] if lines else type(exc.orig).__name__
+        password = make_url(self.url).password
+        if password:
+            # Drivers do not usually echo the password, but the message ends up in CI logs.
+            detail = detail.replace(str(password), "***")
+        if self._engine.dialect.name == "sqlite":
+            hint = (
+                "check that the folder of the database file exists and is writable and that no "
+                "other program keeps the file locked; "
+            )
+        else:
+            hint = (
+                "check that the database server is running and accepts connections and that the "
+                "URL (host, port, user, password, database) is right; "
+            )
+        hint += f"set {DATABASE_URL_ENV} or `[store] url` in {PROJECT_FILE} to use another database"
+        return StoreError(f"cannot use the run store at {self.masked_url}: {detail}", hint)
+
+    def _locked_run(self, session: Session, run_id: str) -> RunRow:
+        # FOR UPDATE serialises writers of one run on PostgreSQL; SQLite's BEGIN IMMEDIATE does.
+        run = session.get(RunRow, run_id, with_for_update=True)
+        if run is None:
+            raise StoreError(
+                f"no run `{run_id}` in the run store at {self.masked_url}",
+                "create the run first (RunStore.create_run)",
+            )
+        return run
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _require_aware(at: datetime) -> None:
+    if at.tzinfo is None:
+        raise ValueError(f"naive datetime {at.isoformat()}: pass a timezone-aware time")
+
+
+def _frozen(stored: str, incoming: BlockStatus) -> bool:
+    return BlockStatus(stored).is_terminal and stored != BlockStatus(incoming).value
+
+
+def _run_exists(run_id: str) -> StoreError:
+    return StoreError(f"run `{run_id}` already exists", "use a new id (`new_run_id`)")
