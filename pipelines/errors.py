@@ -86,12 +86,25 @@ class Problem:
         }
 
 
+class ErrorKind(enum.StrEnum):
+    """What kind of condition an error reports; each maps to one HTTP status in the server."""
+
+    NOT_FOUND = "not_found"
+    AMBIGUOUS = "ambiguous"
+    CONFLICT = "conflict"
+    INVALID = "invalid"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+
+
 class BlockbookError(Exception):
     """Root of every exception Blockbook raises on purpose.
 
     Carries a `hint` that says how to fix the condition; the message and hint survive pickling
-    because both travel through `args`.
+    because both travel through `args`. `kind` says which of the kinds below it is.
     """
+
+    kind: ErrorKind = ErrorKind.INTERNAL
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message, hint)
@@ -101,10 +114,51 @@ class BlockbookError(Exception):
     def __str__(self) -> str:
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
 
+    def to_json(self) -> dict[str, str]:
+        return {"message": self.message, "hint": self.hint, "kind": str(self.kind)}
 
-class HeaderError(BlockbookError):
+
+class NotFoundError(BlockbookError):
+    """No such pipeline, run, block or output."""
+
+    kind = ErrorKind.NOT_FOUND
+
+
+class AmbiguousError(BlockbookError):
+    """A name or run-id prefix that matches more than one thing."""
+
+    kind = ErrorKind.AMBIGUOUS
+
+
+class ConflictError(BlockbookError):
+    """The request contradicts the current state: cancelling a finished run, a run id taken."""
+
+    kind = ErrorKind.CONFLICT
+
+
+class InvalidInputError(BlockbookError):
+    """Bad input from the caller: a bad header, parameter, option or an invalid pipeline."""
+
+    kind = ErrorKind.INVALID
+
+
+class UnavailableError(BlockbookError):
+    """Something Blockbook needs is not reachable right now: the run store's database."""
+
+    kind = ErrorKind.UNAVAILABLE
+
+
+class HeaderError(InvalidInputError):
     """A `%%block` header that cannot be parsed."""
 
 
 class ProjectError(BlockbookError):
     """A pipeline or project that cannot be found or read at all."""
+
+
+class PipelineNotFound(ProjectError, NotFoundError):
+    """No pipeline folder or pipeline of that name under the project root."""
+
+
+class AmbiguousPipeline(ProjectError, AmbiguousError):
+    """Several pipelines share the name asked for."""

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pipelines.errors import BlockbookError
+from pipelines.errors import InvalidInputError
 
 ParamValue = bool | int | float | str | dt.date | dt.datetime
 
@@ -22,8 +22,8 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 
-class ParameterError(BlockbookError):
-    pass
+class ParameterError(InvalidInputError):
+    """A `-p NAME=VALUE` that cannot be read."""
 
 
 def is_secret(name: str) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 from pipelines import envrefs
 from pipelines.assembly.config import PROJECT_FILE, ConnectionConfig, load_project_config
 from pipelines.assembly.project import find_root
-from pipelines.errors import BlockbookError
+from pipelines.errors import InvalidInputError
 from pipelines.params import is_secret
 
 URL_MASK = "***"
@@ -28,7 +28,7 @@ _EXAMPLE_URL = "postgresql+psycopg://user@host:5432/database"
 _QUERY_ITEM = re.compile(r"(?P<key>[^=&#]+)=(?P<value>[^&#]*)")
 
 
-class ConnectionConfigError(BlockbookError):
+class ConnectionConfigError(InvalidInputError):
     """A connection name that is unknown, badly configured, or needs an unset variable."""
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipelines.assembly.config import PIPELINE_FILE, PROJECT_FILE
 from pipelines.assembly.header import is_block_cell
-from pipelines.errors import ProjectError
+from pipelines.errors import AmbiguousPipeline, PipelineNotFound
 
 STATE_DIR = ".blockbook"
 _SKIPPED_DIRS = frozenset(
@@ -77,7 +77,7 @@ def resolve_pipeline(argument: str, root: Path) -> PipelineRef:
         return matches[0]
     if len(matches) > 1:
         places = ", ".join(str(ref.folder.relative_to(root)) for ref in matches)
-        raise ProjectError(
+        raise AmbiguousPipeline(
             f"several pipelines are named `{argument}`: {places}",
             hint="pass the folder path instead of the name",
         )
@@ -85,7 +85,7 @@ def resolve_pipeline(argument: str, root: Path) -> PipelineRef:
     guess = difflib.get_close_matches(argument, names, n=1)
     suggestion = f"did you mean `{guess[0]}`? " if guess else ""
     listing = ", ".join(names) if names else "none found"
-    raise ProjectError(
+    raise PipelineNotFound(
         f"no pipeline folder or pipeline named `{argument}` under {root}",
         hint=f"{suggestion}pipelines here: {listing}; `blockbook list` shows them",
     )

@@ -17,7 +17,7 @@ from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.header import BlockKind, BlockName
 from pipelines.assembly.pipeline import Pipeline, assemble
 from pipelines.assembly.project import STATE_DIR
-from pipelines.errors import BlockbookError
+from pipelines.errors import InvalidInputError
 from pipelines.params import (
     ParamValue,
     json_params,
@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 RUNS_DIR = "runs"
 
 
-class RunError(BlockbookError):
+class RunError(InvalidInputError):
     """A run that cannot start: an invalid pipeline, a bad option, an unknown run to resume."""
 
 

@@ -16,7 +16,14 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from pipelines.assembly.config import PROJECT_FILE, ProjectConfig, load_project_config
 from pipelines.assembly.connections import describe_url
 from pipelines.assembly.project import STATE_DIR
-from pipelines.errors import BlockbookError
+from pipelines.errors import (
+    AmbiguousError,
+    BlockbookError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    UnavailableError,
+)
 
 DATABASE_URL_ENV = "BLOCKBOOK_DATABASE_URL"
 DATABASE_FILE = "blockbook.db"
@@ -30,6 +37,26 @@ READ_ONLY = "blockbook_read_only"
 
 class StoreError(BlockbookError):
     """The run store cannot be opened or used, or a request to it makes no sense."""
+
+
+class StoreUnavailable(StoreError, UnavailableError):
+    """The run store's database cannot be reached or used right now."""
+
+
+class StoreMisconfigured(StoreError, InvalidInputError):
+    """The settings that say where the run store is are wrong (URL, folder, blockbook.toml)."""
+
+
+class AmbiguousRunId(StoreError, AmbiguousError):
+    """A run-id prefix that matches several runs."""
+
+
+class RunConflict(StoreError, ConflictError):
+    """A write that contradicts a run's state: its id is taken, or it has already ended."""
+
+
+class RunNotFound(StoreError, NotFoundError):
+    """No run with that id."""
 
 
 def store_url(root: Path, config: ProjectConfig | None = None) -> str:
@@ -61,7 +88,7 @@ def create_store_engine(url_text: str, masked: str) -> Engine:
     try:
         url = make_url(url_text)
     except ArgumentError as exc:
-        raise StoreError(
+        raise StoreMisconfigured(
             f"not a database URL: {masked}",
             "use e.g. sqlite:////path/to/blockbook.db or "
             "postgresql+psycopg://user:password@host:5432/database",
@@ -80,7 +107,7 @@ def create_store_engine(url_text: str, masked: str) -> Engine:
             pool_pre_ping=url.get_backend_name() != "sqlite",
         )
     except (NoSuchModuleError, ImportError) as exc:
-        raise StoreError(
+        raise StoreMisconfigured(
             f"cannot use the database at {masked}: {exc}",
             "Blockbook supports sqlite:/// and postgresql+psycopg:// URLs; check the URL in "
             f"{DATABASE_URL_ENV} or in `[store] url` of {PROJECT_FILE}",
@@ -94,7 +121,7 @@ def project_config(root: Path) -> ProjectConfig:
     config, problems = load_project_config(root)
     errors = [problem for problem in problems if problem.is_error]
     if errors:
-        raise StoreError(
+        raise StoreMisconfigured(
             f"cannot find the run store: {PROJECT_FILE} is not valid:\n"
             + "\n".join(problem.format() for problem in errors),
             f"fix {PROJECT_FILE}, or set {DATABASE_URL_ENV} to choose the database",
@@ -136,7 +163,7 @@ def _make_sqlite_folder(url: URL, masked: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(
+        raise StoreMisconfigured(
             f"cannot create the folder of the run store {masked}: {exc}",
             f"check the path, or set {DATABASE_URL_ENV} or `[store] url` in {PROJECT_FILE} "
             "to use another database",

@@ -39,7 +39,11 @@ from pipelines.store.db import (
     DATABASE_FILE,
     DATABASE_URL_ENV,
     READ_ONLY,
+    AmbiguousRunId,
+    RunConflict,
+    RunNotFound,
     StoreError,
+    StoreUnavailable,
     create_store_engine,
     mask_url,
     normalise_url,
@@ -284,7 +288,7 @@ class RunStore:
             if len(candidates) > 1:
                 shown = ", ".join(candidates[:_CANDIDATES_SHOWN])
                 more = " and more" if len(candidates) > _CANDIDATES_SHOWN else ""
-                raise StoreError(
+                raise AmbiguousRunId(
                     f"run id prefix `{run_id}` is ambiguous: it matches {shown}{more}",
                     "give more characters of the run id",
                 )
@@ -341,7 +345,7 @@ class RunStore:
             return
         unknown = current - {revision.revision for revision in script.walk_revisions()}
         if unknown:
-            raise StoreError(
+            raise StoreUnavailable(
                 f"the run store at {self.masked_url} has schema revision "
                 f"{', '.join(sorted(unknown))}, which this version of Blockbook does not know",
                 "upgrade Blockbook to the version that last wrote to this database, or point "
@@ -406,13 +410,13 @@ class RunStore:
                 "URL (host, port, user, password, database) is right; "
             )
         hint += f"set {DATABASE_URL_ENV} or `[store] url` in {PROJECT_FILE} to use another database"
-        return StoreError(f"cannot use the run store at {self.masked_url}: {detail}", hint)
+        return StoreUnavailable(f"cannot use the run store at {self.masked_url}: {detail}", hint)
 
     def _locked_run(self, session: Session, run_id: str) -> RunRow:
         # FOR UPDATE serialises writers of one run on PostgreSQL; SQLite's BEGIN IMMEDIATE does.
         run = session.get(RunRow, run_id, with_for_update=True)
         if run is None:
-            raise StoreError(
+            raise RunNotFound(
                 f"no run `{run_id}` in the run store at {self.masked_url}",
                 "create the run first (RunStore.create_run)",
             )
@@ -432,4 +436,4 @@ def _frozen(stored: str, incoming: BlockStatus) -> bool:
 
 
 def _run_exists(run_id: str) -> StoreError:
-    return StoreError(f"run `{run_id}` already exists", "use a new id (`new_run_id`)")
+    return RunConflict(f"run `{run_id}` already exists", "use a new id (`new_run_id`)")
