@@ -25,6 +25,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
+from pipelines.assembly.pipeline import assemble
 from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import RunStatus
 from pipelines.store.run_store import RunStore
@@ -56,7 +57,7 @@ def time_blockbook(folder: Path, root: Path, isolate: bool, repeat: int) -> floa
     try:
         for _ in range(repeat):
             started = time.perf_counter()
-            result = Runner(root, store).run(folder, RunOptions(isolate=isolate))
+            result = Runner(root, store).run(assemble(folder), RunOptions(isolate=isolate))
             timings.append(time.perf_counter() - started)
             assert result.status is RunStatus.SUCCESS, result
     finally:

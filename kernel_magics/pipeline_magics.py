@@ -13,12 +13,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
-import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
@@ -26,6 +27,10 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from kernel_magics.runview import RunView
 from kernel_magics.views import has_frontend
 from pipelines.rundir.state import seconds_text
+
+if TYPE_CHECKING:
+    from pipelines.api import Project
+    from pipelines.assembly.pipeline import Pipeline
 
 SUBCOMMANDS = ("graph", "run", "wait", "status", "runs", "load")
 
@@ -51,7 +56,9 @@ class PipelineMagics(Magics):
         super().__init__(shell)
         self.views: dict[str, RunView] = {}
         self.last_run_id: str | None = None
-        self.processes: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        self.projects: dict[Path, Project] = {}
+        """One `Project` per project root this kernel has looked at: its store and assembled
+        pipelines are kept between magics."""
         self._parser = _parser()
 
     @line_magic
@@ -60,17 +67,23 @@ class PipelineMagics(Magics):
         args = self._parser.parse_args(shlex.split(line))
         folder = self._folder(args.pipeline)
         command = getattr(self, f"_{args.command}")
-        command(folder, args)
+        with _usage_errors():
+            command(self._project(folder), folder, args)
 
     # ---- subcommands -------------------------------------------------------------------
 
-    def _graph(self, folder: Path, args: argparse.Namespace) -> None:
+    def _graph(self, project: Project, folder: Path, args: argparse.Namespace) -> None:
         from IPython.display import display
 
+        from pipelines.errors import BlockbookError
         from pipelines.forms.diagrams import to_mermaid, to_text
 
-        pipeline = self._assembled(folder)
-        statuses = self._last_statuses(pipeline.name, folder)
+        pipeline = _valid(project, folder)
+        try:
+            last = project.pipeline(folder).last_blocks
+        except BlockbookError:
+            last = {}  # no store to ask: the graph still shows
+        statuses = {name: str(block.status) for name, block in last.items()}
         mermaid = to_mermaid(
             pipeline, statuses=statuses, highlight_notebook=self._this_notebook(folder)
         )
@@ -79,61 +92,40 @@ class PipelineMagics(Magics):
             text += "\nlast run: " + ", ".join(f"{k}={v}" for k, v in statuses.items())
         display({"text/vnd.mermaid": mermaid, "text/plain": text}, raw=True)
 
-    def _run(self, folder: Path, args: argparse.Namespace) -> None:
-        from pipelines.assembly.project import STATE_DIR, find_root
-        from pipelines.store.run_store import new_run_id
+    def _run(self, project: Project, folder: Path, args: argparse.Namespace) -> None:
+        from pipelines.params import parse_assignments
 
-        pipeline = self._assembled(folder)
-        root = find_root(folder)
-        run_id = new_run_id()
-        log = root / STATE_DIR / "launch" / f"{run_id}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pipelines", "--project", str(root), "run", str(folder)]
-        command += ["--run-id", run_id]
-        for item in args.param:
-            command += ["-p", item]
-        with log.open("wb") as stream:
-            # Its own session: interrupting this kernel must not stop the run.
-            process = subprocess.Popen(
-                command,
-                stdout=stream,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=root,
-                start_new_session=True,
-                env={**os.environ, "NO_COLOR": "1"},
-            )
+        pipeline = _valid(project, folder)
+        # Detached: interrupting or restarting this kernel must not stop the run.
+        run_id = project.start(folder, parse_assignments(args.param), detached=True)
         view = RunView(run_id, list(pipeline.order), widgets=has_frontend(self.shell))
         self.views[run_id] = view
         self.last_run_id = run_id
-        self.processes[run_id] = (process, log)
-        view.watch(root, process)
+        view.watch(project.root, project.runner_process(run_id))
         if not has_frontend(self.shell):
             sys.stdout.write(f"started run {run_id}; `%pipeline wait` shows it when it ends\n")
 
-    def _wait(self, folder: Path, args: argparse.Namespace) -> None:
+    def _wait(self, project: Project, folder: Path, args: argparse.Namespace) -> None:
         run_id = args.target or self.last_run_id
         if run_id is None or run_id not in self.views:
             raise UsageError("%pipeline wait: no run started from this kernel; use %pipeline run")
         view = self.views[run_id]
         view.finished.wait()
-        process, log = self.processes.get(run_id, (None, None))
-        if view.record is None and log is not None:
-            raise UsageError(f"run {run_id} did not start:\n{log.read_text(errors='replace')}")
+        process = project.runner_process(run_id)
         if process is not None:
             process.wait()
+        if view.record is None or not view.record.status.is_terminal:
+            # The runner process ended before the run did: what it printed says why.
+            log = project.launch_log(run_id)
+            raise UsageError(f"run {run_id} did not start:\n{log.read_text(errors='replace')}")
         view.print_text()
 
-    def _status(self, folder: Path, args: argparse.Namespace) -> None:
-        from pipelines.assembly.project import find_root
-        from pipelines.store.run_store import RunStore
-
-        root = find_root(folder)
-        with RunStore.open(root) as store:
-            record = store.get_run(args.target) if args.target else None
-            if args.target is None:
-                latest = store.list_runs(self._assembled(folder).name, limit=1)
-                record = latest[0] if latest else None
+    def _status(self, project: Project, folder: Path, args: argparse.Namespace) -> None:
+        if args.target:
+            record = project.store.get_run(args.target)
+        else:
+            latest = project.runs(_valid(project, folder).name, limit=1)
+            record = latest[0] if latest else None
         if record is None:
             sys.stdout.write("no runs yet: `%pipeline run` starts one\n")
             return
@@ -142,18 +134,14 @@ class PipelineMagics(Magics):
         view.show(record)
         if not record.status.is_terminal:
             self.views[record.run_id] = view
-            view.watch(root)
+            view.watch(project.root)
         elif not has_frontend(self.shell):
             view.print_text()
 
-    def _runs(self, folder: Path, args: argparse.Namespace) -> None:
+    def _runs(self, project: Project, folder: Path, args: argparse.Namespace) -> None:
         from IPython.display import display
 
-        from pipelines.assembly.project import find_root
-        from pipelines.store.run_store import RunStore
-
-        with RunStore.open(find_root(folder)) as store:
-            records = store.list_runs(self._assembled(folder).name, limit=20)
+        records = project.runs(_valid(project, folder).name, limit=20)
         if not records:
             sys.stdout.write("no runs yet: `%pipeline run` starts one\n")
             return
@@ -177,73 +165,46 @@ class PipelineMagics(Magics):
         text = "\n".join("  ".join(row) for row in [header, *rows])
         display({"text/html": html_table, "text/plain": text}, raw=True)
 
-    def _load(self, folder: Path, args: argparse.Namespace) -> None:
-        from pipelines.assembly.project import find_root
-        from pipelines.rundir.artifacts import ArtifactStore
-        from pipelines.store.run_store import RunStore
-
+    def _load(self, project: Project, folder: Path, args: argparse.Namespace) -> None:
         block = args.target
         if block is None:
             raise UsageError("%pipeline load BLOCK [--run RUN_ID]")
-        pipeline = self._assembled(folder)
+        pipeline = _valid(project, folder)
         if block not in pipeline.blocks:
             known = ", ".join(pipeline.order) or "none"
             raise UsageError(f"no block `{block}` in pipeline {pipeline.name}; blocks: {known}")
-        root = find_root(folder)
-        with RunStore.open(root) as store:
-            if args.run:
-                record = store.get_run(args.run)
-            else:
-                record = store.last_success(pipeline.name, block)
+        if args.run:
+            record = project.store.get_run(args.run)
+        else:
+            record = project.last_success(pipeline.name, block)
         if record is None:
             where = f"run {args.run}" if args.run else "any successful run"
             raise UsageError(f"block `{block}` has no stored outputs in {where}")
-        artifacts = ArtifactStore(Path(record.run_dir))
-        names = sorted(p.stem for p in artifacts.folder(block).glob("*.json"))
-        if not names:
+        values = project.outputs(record.run_id, block)
+        if not values:
             raise UsageError(
                 f"run {record.run_id} stored no outputs of `{block}` (only outputs other blocks "
                 "read are stored; add `--out NAME` to its header to keep others)"
             )
-        for name in names:
-            self.shell.user_ns[name] = artifacts.load(block, name)
-        sys.stdout.write(f"loaded {', '.join(names)} from {block} (run {record.run_id})\n")
+        self.shell.user_ns.update(values)
+        sys.stdout.write(f"loaded {', '.join(values)} from {block} (run {record.run_id})\n")
 
     # ---- helpers -----------------------------------------------------------------------
 
     def _folder(self, name: str | None) -> Path:
         if name is None:
             return Path.cwd()
-        from pipelines.assembly.project import find_root, resolve_pipeline
-        from pipelines.errors import BlockbookError
+        with _usage_errors():
+            return self._project(Path.cwd()).resolve(name).folder
 
-        try:
-            return resolve_pipeline(name, find_root(Path.cwd())).folder
-        except BlockbookError as exc:
-            raise UsageError(str(exc)) from None
-
-    def _assembled(self, folder: Path) -> Any:
-        from pipelines.assembly.pipeline import assemble
-
-        pipeline = assemble(folder)
-        if not pipeline.ok:
-            problems = "\n".join(problem.format() for problem in pipeline.errors)
-            raise UsageError(f"pipeline {pipeline.name} is not valid:\n{problems}")
-        return pipeline
-
-    def _last_statuses(self, pipeline: str, folder: Path) -> dict[str, str]:
+    def _project(self, folder: Path) -> Project:
+        from pipelines.api import Project
         from pipelines.assembly.project import find_root
-        from pipelines.errors import BlockbookError
-        from pipelines.store.run_store import RunStore
 
-        try:
-            with RunStore.open(find_root(folder)) as store:
-                runs = store.list_runs(pipeline, limit=1)
-        except BlockbookError:
-            return {}  # no store to ask: the graph still shows
-        if not runs:
-            return {}
-        return {block.block: str(block.status) for block in runs[0].blocks}
+        root = find_root(folder)
+        if root not in self.projects:
+            self.projects[root] = Project(root)
+        return self.projects[root]
 
     def _this_notebook(self, folder: Path) -> str | None:
         """This notebook's file name, where the frontend told the kernel (JupyterLab does)."""
@@ -252,6 +213,25 @@ class PipelineMagics(Magics):
             return None
         path = Path(str(session))
         return path.name if path.suffix == ".ipynb" else None
+
+
+def _valid(project: Project, folder: Path) -> Pipeline:
+    pipeline = project.assemble(folder)
+    if not pipeline.ok:
+        problems = "\n".join(problem.format() for problem in pipeline.errors)
+        raise UsageError(f"pipeline {pipeline.name} is not valid:\n{problems}")
+    return pipeline
+
+
+@contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """Blockbook errors become IPython usage errors: a message, not a traceback."""
+    from pipelines.errors import BlockbookError
+
+    try:
+        yield
+    except BlockbookError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _when(value: Any) -> str:

@@ -1,17 +1,429 @@
-"""The Python API: start runs from code (an Airflow task, a web hook, a test)."""
+"""The service layer: `Project`, the one composition root every entry point goes through.
+
+The CLI, `%pipeline`, the scheduler and the REST server hold presentation only; what they show
+and do comes from a `Project`: one run store (opened on first use), a cache of assembled
+pipelines (assembled again only when a file changed), and the launcher of runner processes.
+Collaborators are constructor arguments, which is also how tests swap them.
+
+    with Project.find() as project:
+        run_id = project.start("taxi", {"day": date(2024, 1, 31)})
+        project.run(run_id).status
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from subprocess import Popen
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
-from pipelines.assembly.pipeline import assemble
-from pipelines.assembly.project import find_root, resolve_pipeline
-from pipelines.errors import BlockbookError
+from pipelines.assembly.cache import AssemblyCache
+from pipelines.assembly.config import PipelineConfig, ScheduleConfig, load_pipeline_config
+from pipelines.assembly.pipeline import Pipeline
+from pipelines.assembly.project import (
+    PipelineRef,
+    find_root,
+    list_pipelines,
+    notebook_files,
+    resolve_pipeline,
+)
+from pipelines.errors import ConflictError, InvalidInputError, NotFoundError
 from pipelines.params import ParamValue, json_params, masked, merge
-from pipelines.status import Trigger
-from pipelines.store.queue import QueuedRun, enqueue
-from pipelines.store.run_store import RunId, RunStore, new_run_id
+from pipelines.rundir.artifacts import ArtifactStore
+from pipelines.rundir.layout import executed_notebook, launch_log
+from pipelines.scheduling.fire_times import Schedule, next_fire_after, schedule_of
+from pipelines.scheduling.launcher import LaunchRequest, SubprocessLauncher
+from pipelines.status import RunStatus, Trigger
+from pipelines.store.queue import QueuedRun, claim_launch, enqueue, schedule_states
+from pipelines.store.records import BlockRunRecord, RunId, RunRecord
+from pipelines.store.run_store import RunStore, new_run_id
+
+if TYPE_CHECKING:
+    from pipelines.runs.execution import BlockListener
+    from pipelines.runs.runner import Runner, RunOptions, RunResult
+    from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSummary:
+    """One line of `pipelines()`: enough to list pipelines without assembling twice."""
+
+    ref: PipelineRef
+    pipeline: Pipeline
+    last_run: RunRecord | None
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def schedule(self) -> ScheduleConfig | None:
+        return self.pipeline.config.schedule
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineDetail:
+    """`pipeline(name)`: the graph, its problems and schedule, and how each block last ran."""
+
+    pipeline: Pipeline
+    last_run: RunRecord | None
+
+    @property
+    def last_blocks(self) -> dict[str, BlockRunRecord]:
+        """Block name -> its record in the pipeline's newest run (blocks it had)."""
+        if self.last_run is None:
+            return {}
+        return {block.block: block for block in self.last_run.blocks}
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutedNotebook:
+    """Where a block of a run can be looked at: the executed notebook and the block's cell."""
+
+    path: Path
+    cell_index: int
+    """0-based position of the block's cell in the executed notebook."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    pipeline: str
+    folder: Path
+    config: ScheduleConfig
+    schedule: Schedule
+    next_fire: datetime
+    last_fired: datetime | None
+
+
+class Project:
+    """A project folder and everything Blockbook keeps for it. Safe to share between threads."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        store: RunStore | None = None,
+        assembly: AssemblyCache | None = None,
+        launcher: SubprocessLauncher | None = None,
+    ) -> None:
+        self.root = root.resolve()
+        self.assembly = assembly or AssemblyCache()
+        self.launcher = launcher or SubprocessLauncher(self.root)
+        self._store = store
+        self._store_lock = threading.Lock()
+        self._children: dict[str, Popen[bytes]] = {}
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Project:
+        """The project that `start` (default: the working folder) belongs to (see `find_root`)."""
+        return cls(find_root(start))
+
+    # ---- lifetime ----------------------------------------------------------------------
+
+    @property
+    def store(self) -> RunStore:
+        """The project's run store, opened on first use (raises StoreUnavailable when down)."""
+        with self._store_lock:
+            if self._store is None:
+                self._store = RunStore.open(self.root)
+            return self._store
+
+    def close(self) -> None:
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ---- pipelines ---------------------------------------------------------------------
+
+    def resolve(self, argument: str | Path) -> PipelineRef:
+        """A pipeline folder path, or the name of a pipeline under the root."""
+        return resolve_pipeline(str(argument), self.root)
+
+    def assemble(self, argument: str | Path) -> Pipeline:
+        """The pipeline as saved on disk, valid or not (see `Pipeline.problems`)."""
+        return self.assembly.get(self.resolve(argument).folder)
+
+    def valid_pipeline(self, argument: str | Path) -> Pipeline:
+        """The assembled pipeline; InvalidInputError listing the problems when it has errors."""
+        pipeline = self.assemble(argument)
+        if not pipeline.ok:
+            problems = "\n".join(p.format() for p in pipeline.errors)
+            raise InvalidInputError(
+                f"pipeline `{pipeline.name}` is not valid:\n{problems}",
+                hint=f"`blockbook validate {pipeline.folder}` lists the problems",
+            )
+        return pipeline
+
+    def pipeline_refs(self) -> list[PipelineRef]:
+        return list_pipelines(self.root)
+
+    def notebooks(self, ref: PipelineRef) -> list[Path]:
+        return notebook_files(ref.folder)
+
+    def pipelines(self) -> list[PipelineSummary]:
+        refs = self.pipeline_refs()
+        latest = self._latest_runs([ref.name for ref in refs])
+        return [
+            PipelineSummary(ref, self.assembly.get(ref.folder), latest.get(ref.name))
+            for ref in refs
+        ]
+
+    def pipeline(self, name: str | Path) -> PipelineDetail:
+        pipeline = self.assemble(name)
+        return PipelineDetail(pipeline, self._latest_runs([pipeline.name]).get(pipeline.name))
+
+    def config(self, name: str | Path) -> PipelineConfig:
+        """`pipeline.toml`, raising InvalidInputError when it has errors."""
+        folder = self.resolve(name).folder
+        config, problems = load_pipeline_config(folder)
+        errors = [p for p in problems if p.is_error]
+        if errors:
+            raise InvalidInputError(errors[0].format(), hint="fix pipeline.toml first")
+        return config
+
+    # ---- runs --------------------------------------------------------------------------
+
+    def runs(
+        self, pipeline: str | None = None, *, limit: int = 50, status: RunStatus | None = None
+    ) -> list[RunRecord]:
+        """Runs newest first, of one pipeline (a name or folder) or of all."""
+        name = self.resolve(pipeline).name if pipeline is not None else None
+        return self.store.list_runs(name, limit=limit, status=status)
+
+    def run(self, run_id: str) -> RunRecord:
+        """One run with its blocks, attempts and tests; `run_id` may be a unique prefix."""
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise NotFoundError(f"no run `{run_id}`", hint="`blockbook runs` lists run ids")
+        return record
+
+    def last_success(self, pipeline: str, block: str) -> RunRecord | None:
+        """The newest run of `pipeline` in which `block` succeeded."""
+        return self.store.last_success(pipeline, block)
+
+    def execute(
+        self,
+        pipeline: Pipeline,
+        options: RunOptions,
+        on_block: BlockListener | None = None,
+        on_runner: Callable[[Runner], None] | None = None,
+    ) -> RunResult:
+        """Run `pipeline` in this process until it ends (`blockbook run` in the foreground).
+
+        `on_runner` receives the runner before it starts, so a caller can wire Ctrl-C to
+        `runner.cancel`."""
+        # Imported here for cost: papermill and the runner are only needed by runs.
+        from pipelines.runs.runner import Runner
+
+        runner = Runner(self.root, self.store, on_block=on_block)
+        if on_runner is not None:
+            on_runner(runner)
+        return runner.run(pipeline, options)
+
+    def start(
+        self,
+        name: str | Path,
+        params: Mapping[str, ParamValue] | None = None,
+        *,
+        only: Sequence[str] = (),
+        resume: str | None = None,
+        isolate: bool = False,
+        trigger: Trigger = Trigger.MANUAL,
+        detached: bool = False,
+    ) -> RunId:
+        """Start a run in a runner process of its own and return its id at once; the run is
+        recorded (queued) before this returns, so `run(run_id)` and `cancel(run_id)` work."""
+        pipeline = self.valid_pipeline(name)
+        unknown = [block for block in only if block not in pipeline.blocks]
+        if unknown:
+            raise InvalidInputError(
+                f"--only names unknown block(s): {', '.join(unknown)}",
+                hint=f"blocks of `{pipeline.name}`: {', '.join(pipeline.order)}",
+            )
+        if resume is not None:
+            resume = self.run(resume).run_id
+        run_id = new_run_id()
+        values = merge(pipeline.config.params, dict(params or {}))
+        queued = QueuedRun(
+            run_id=run_id,
+            pipeline=pipeline.name,
+            pipeline_path=str(pipeline.folder),
+            trigger=trigger,
+            params=json_params(masked(values)),
+            run_dir="",
+            resumed_from=resume,
+        )
+        enqueue(self.store, queued)
+        claim_launch(self.store, run_id)  # this process launches it, not a scheduler
+        request = LaunchRequest(
+            run_id,
+            str(pipeline.folder),
+            dict(params or {}),
+            only=tuple(only),
+            resume=resume,
+            isolate=isolate,
+            detached=detached,
+        )
+        self._children[run_id] = self.launcher.launch(request)
+        self._reap_children()
+        return run_id
+
+    def runner_process(self, run_id: str) -> Popen[bytes] | None:
+        """The runner process of a run this `Project` started, while it is known."""
+        return self._children.get(run_id)
+
+    def launch_log(self, run_id: str) -> Path:
+        """What a runner process started in the background printed (why it did not start)."""
+        return launch_log(self.root, run_id)
+
+    def trigger(
+        self,
+        name: str | Path,
+        params: Mapping[str, ParamValue] | None = None,
+        *,
+        trigger: Trigger = Trigger.API,
+    ) -> RunId:
+        """Queue a run for a scheduler to start; returns its id at once.
+
+        Parameters named like secrets are not kept with a queued run (they would be stored):
+        give such values to the pipeline through its environment instead.
+        """
+        pipeline = self.valid_pipeline(name)
+        run_id = new_run_id()
+        values = masked(merge(pipeline.config.params, dict(params or {})))
+        queued = QueuedRun(
+            run_id=run_id,
+            pipeline=pipeline.name,
+            pipeline_path=str(pipeline.folder),
+            trigger=trigger,
+            params=json_params(values),
+            run_dir="",
+        )
+        enqueue(self.store, queued)
+        return run_id
+
+    def cancel(self, run_id: str, by: str) -> RunRecord:
+        """Ask a run to stop, whichever process runs it: a queued run is cancelled at once, a
+        running one at its runner's next heartbeat. ConflictError when it has already ended."""
+        from pipelines.store.queue import request_cancel
+
+        return request_cancel(self.store, self.run(run_id).run_id, by)
+
+    def executed_notebook(self, run_id: str, block: str) -> ExecutedNotebook:
+        """The executed notebook that holds `block` in run `run_id`, and the block's cell."""
+        import nbformat  # for cost: only this call reads notebooks
+
+        record = self.run(run_id)
+        block_record = record.block(block)
+        if block_record is None:
+            known = ", ".join(b.block for b in record.blocks) or "none"
+            raise NotFoundError(
+                f"run `{record.run_id}` has no block `{block}`", hint=f"its blocks: {known}"
+            )
+        path = executed_notebook(Path(record.run_dir), block_record.notebook)
+        if not path.is_file():
+            raise NotFoundError(
+                f"run `{record.run_id}` has no executed notebook for `{block}` ({path})",
+                hint="the block did not start, or the run folder was removed",
+            )
+        notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+        for index, cell in enumerate(notebook.cells):
+            if cell.get("metadata", {}).get("blockbook", {}).get("block") == block:
+                return ExecutedNotebook(path, index)
+        raise NotFoundError(f"{path} has no cell of block `{block}`", hint="run it again")
+
+    def outputs(self, run_id: str, block: str) -> dict[str, Any]:
+        """The stored outputs of `block` in run `run_id`, loaded: name -> value."""
+        record = self.run(run_id)
+        artifacts = ArtifactStore(Path(record.run_dir))
+        return {name: artifacts.load(block, name) for name in artifacts.names(block)}
+
+    def debug_notebook(self, run_id: str, block: str, output: Path | None = None) -> Path:
+        """Write a notebook that re-creates `block` of run `run_id` with its inputs."""
+        from pipelines.runs.debug import write_debug_notebook  # for cost: nbformat
+
+        return write_debug_notebook(self.store, run_id, block, output)
+
+    # ---- schedules ---------------------------------------------------------------------
+
+    def schedules(self, now: datetime | None = None) -> list[ScheduleInfo]:
+        """Every valid `[schedule]` under the root, with its next fire time after `now`."""
+        from pipelines.rundir.state import now as clock
+        from pipelines.scheduling.fire_times import fingerprint
+
+        moment = now or clock()
+        states = schedule_states(self.store)
+        found: list[ScheduleInfo] = []
+        for ref in self.pipeline_refs():
+            config, problems = load_pipeline_config(ref.folder)
+            if config.schedule is None or any(p.is_error for p in problems):
+                continue
+            schedule = schedule_of(config.schedule)
+            state = states.get(ref.name)
+            known = state is not None and state.fingerprint == fingerprint(config.schedule)
+            anchor = state.first_seen_at if state is not None and known else moment
+            last_fired = state.last_fired if state is not None and known else None
+            found.append(
+                ScheduleInfo(
+                    ref.name,
+                    ref.folder,
+                    config.schedule,
+                    schedule,
+                    next_fire_after(schedule, max(moment, anchor), anchor),
+                    last_fired,
+                )
+            )
+        return found
+
+    def scheduler(self, options: SchedulerOptions) -> Scheduler:
+        """A scheduler daemon over this project's store, starting runs through its launcher."""
+        from pipelines.scheduling.scheduler import Scheduler  # for cost: only daemons need it
+
+        return Scheduler(self.root, self.store, options, launcher=self.launcher)
+
+    def backfill(
+        self, name: str | Path, start: datetime, end: datetime, *, max_runs: int = 4
+    ) -> list[RunRecord]:
+        """Run every fire time of the pipeline's schedule in [start, end] that has no run yet,
+        within its max_active_runs, and return those runs once they ended."""
+        from pipelines.scheduling.scheduler import SchedulerOptions, backfill
+
+        folder = self.resolve(name).folder
+        daemon = self.scheduler(SchedulerOptions(max_runs=max_runs))
+        queued = backfill(daemon, folder, start, end)
+        return [self.run(run_id) for run_id in queued]
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def _latest_runs(self, names: Sequence[str]) -> dict[str, RunRecord]:
+        latest: dict[str, RunRecord] = {}
+        for name in names:
+            runs = self.store.list_runs(name, limit=1)
+            if runs:
+                latest[name] = runs[0]
+        return latest
+
+    def _reap_children(self) -> None:
+        """Forget runner processes that ended, so a long-lived process collects them."""
+        for run_id, process in list(self._children.items()):
+            if process.poll() is not None:
+                del self._children[run_id]
 
 
 def trigger(
@@ -22,32 +434,18 @@ def trigger(
     trigger: Trigger = Trigger.API,
 ) -> RunId:
     """Queue a run of `pipeline` (a folder, or a pipeline name under the project root) for the
-    scheduler to start; returns its run id at once.
+    scheduler to start; returns its run id at once (see `Project.trigger`)."""
+    start = Path(pipeline) if Path(pipeline).is_dir() else None
+    with Project(root or find_root(start)) as project:
+        return project.trigger(pipeline, params, trigger=trigger)
 
-    Parameters named like secrets are not kept with a queued run (they would be stored):
-    give such values to the pipeline through its environment instead.
-    """
-    root = root or find_root(Path(pipeline) if Path(pipeline).is_dir() else None)
-    ref = resolve_pipeline(str(pipeline), root)
-    assembled = assemble(ref.folder)
-    if not assembled.ok:
-        problems = "\n".join(p.format() for p in assembled.errors)
-        raise BlockbookError(
-            f"pipeline `{ref.name}` is not valid:\n{problems}",
-            hint=f"`blockbook validate {ref.folder}` lists the problems",
-        )
-    run_id = new_run_id()
-    values = masked(merge(assembled.config.params, dict(params or {})))
-    with RunStore.open(root) as store:
-        enqueue(
-            store,
-            QueuedRun(
-                run_id=run_id,
-                pipeline=ref.name,
-                pipeline_path=str(ref.folder),
-                trigger=trigger,
-                params=json_params(values),
-                run_dir="",
-            ),
-        )
-    return run_id
+
+__all__ = [
+    "ConflictError",
+    "ExecutedNotebook",
+    "PipelineDetail",
+    "PipelineSummary",
+    "Project",
+    "ScheduleInfo",
+    "trigger",
+]

@@ -4,5 +4,6 @@ Owns the project (its root, its pipelines, `blockbook.toml` and `pipeline.toml`,
 the `%%block` header, reading notebooks, static analysis, compiled blocks, the graph algorithms
 and the assembled `Pipeline`.
 
-May import: the foundation modules (`pipelines.errors`, `status`, `params`, `envrefs`).
+May import: the foundation modules (`pipelines.errors`, `status`, `params`, `envrefs`) and
+`pipelines.rundir` (the layout of the state folder it skips).
 """

@@ -11,8 +11,8 @@ from pathlib import Path
 from pipelines.assembly.config import PIPELINE_FILE, PROJECT_FILE
 from pipelines.assembly.header import is_block_cell
 from pipelines.errors import AmbiguousPipeline, PipelineNotFound
+from pipelines.rundir.layout import STATE_DIR
 
-STATE_DIR = ".blockbook"
 _SKIPPED_DIRS = frozenset(
     {STATE_DIR, ".git", ".ipynb_checkpoints", "node_modules", "__pycache__", "site-packages"}
 )

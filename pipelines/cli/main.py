@@ -1,37 +1,34 @@
-"""The `blockbook` command line."""
+"""The `blockbook` command line: arguments in, presentation out; the work is `Project`'s."""
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 
-from pipelines.assembly.pipeline import assemble
-from pipelines.assembly.project import (
-    find_root,
-    list_pipelines,
-    notebook_files,
-)
+from pipelines.api import Project
 from pipelines.cli.schedule import backfill, scheduler, trigger
 from pipelines.cli.support import (
     EXIT_INVALID,
     assemble_argument,
-    open_store,
     relative,
     resolve,
     stop_on_signals,
+    store_errors,
+    usage_errors,
 )
-from pipelines.errors import BlockbookError
 from pipelines.forms.diagrams import RENDERERS, counted, size
+from pipelines.forms.json_forms import run_json
 from pipelines.params import parse_assignments
 from pipelines.status import RunStatus
 
 if TYPE_CHECKING:
-    pass
+    from pipelines.runs.runner import Runner
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,14 +43,15 @@ if TYPE_CHECKING:
 @click.pass_context
 def main(context: click.Context, project_dir: Path | None) -> None:
     """Blockbook: run the %%block cells of your notebooks as one pipeline."""
-    context.obj = find_root(project_dir)
+    context.obj = context.with_resource(Project.find(project_dir))
 
 
 @main.command("list")
 @click.pass_obj
-def list_command(root: Path) -> None:
+def list_command(project: Project) -> None:
     """List the pipelines under the project root."""
-    pipelines = list_pipelines(root)
+    root = project.root
+    pipelines = project.pipeline_refs()
     if not pipelines:
         click.echo(
             f"no pipelines under {root} (a pipeline is a folder of notebooks with %%block cells)"
@@ -61,7 +59,7 @@ def list_command(root: Path) -> None:
         return
     width = max(len(ref.name) for ref in pipelines)
     for ref in pipelines:
-        count = len(notebook_files(ref.folder))
+        count = len(project.notebooks(ref))
         notebooks = counted(count, "notebook")
         click.echo(f"{ref.name:<{width}}  {relative(ref.folder, root)}  ({notebooks})")
 
@@ -69,9 +67,9 @@ def list_command(root: Path) -> None:
 @main.command()
 @click.argument("pipeline")
 @click.pass_obj
-def validate(root: Path, pipeline: str) -> None:
+def validate(project: Project, pipeline: str) -> None:
     """Check a pipeline's notebooks, headers and graph; exit 1 when anything is wrong."""
-    assembled = assemble_argument(root, pipeline)
+    assembled = assemble_argument(project, pipeline)
     for problem in assembled.problems:
         click.echo(problem.format(), err=problem.is_error)
     if assembled.errors:
@@ -90,9 +88,9 @@ def validate(root: Path, pipeline: str) -> None:
     show_default=True,
 )
 @click.pass_obj
-def graph(root: Path, pipeline: str, output_format: str) -> None:
+def graph(project: Project, pipeline: str, output_format: str) -> None:
     """Show a pipeline's blocks, edges and global order."""
-    assembled = assemble_argument(root, pipeline)
+    assembled = assemble_argument(project, pipeline)
     if assembled.errors:
         for problem in assembled.problems:
             click.echo(problem.format(), err=True)
@@ -114,7 +112,7 @@ def graph(root: Path, pipeline: str, output_format: str) -> None:
 @click.option("--run-id", hidden=True, help="Id for the new run (for tools that watch it).")
 @click.pass_obj
 def run(
-    root: Path,
+    project: Project,
     pipeline: str,
     params: tuple[str, ...],
     only: tuple[str, ...],
@@ -123,11 +121,12 @@ def run(
     run_id: str | None,
 ) -> None:
     """Run a pipeline headlessly; exit 0 on success, 1 on failure, 130 when cancelled."""
+    # Imported here for cost: only this command shows live progress.
     from pipelines.cli.progress import LiveProgress, run_summary
-    from pipelines.runs.runner import Runner, RunOptions
+    from pipelines.runs.runner import RunOptions
 
-    ref = resolve(root, pipeline)
-    try:
+    with usage_errors():
+        assembled = project.assemble(pipeline)
         options = RunOptions(
             params=parse_assignments(params),
             only=only,
@@ -135,23 +134,19 @@ def run(
             resume=resume,
             run_id=run_id,
         )
-    except BlockbookError as exc:
-        raise click.UsageError(str(exc)) from None
     console = Console()
-    order = [str(name) for name in assemble(ref.folder).order]
-    with open_store(root) as store, LiveProgress(console, order) as progress:
-        runner = Runner(root, store, on_block=progress.update)
-        with stop_on_signals(
-            runner.cancel, "cancelling: stopping kernels (Ctrl-C again to stop at once)"
-        ):
-            try:
-                result = runner.run(ref.folder, options)
-            except BlockbookError as exc:
-                raise click.UsageError(str(exc)) from None
-    with open_store(root) as store:
-        record = store.get_run(result.run_id)
-    if record is not None:
-        run_summary(console, record)
+    with store_errors():
+        project.store  # noqa: B018 (opened before the live view: its errors print plainly)
+    cancelling = "cancelling: stopping kernels (Ctrl-C again to stop at once)"
+    order = [str(name) for name in assembled.order]
+    with LiveProgress(console, order) as progress, ExitStack() as signals, usage_errors():
+
+        def cancel_on_signals(runner: Runner) -> None:
+            signals.enter_context(stop_on_signals(runner.cancel, cancelling))
+
+        result = project.execute(assembled, options, progress.update, cancel_on_signals)
+    with store_errors():
+        run_summary(console, project.run(result.run_id))
     sys.exit(_RUN_EXIT_CODES.get(result.status, EXIT_INVALID))
 
 
@@ -160,13 +155,13 @@ def run(
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.pass_obj
-def runs(root: Path, pipeline: str | None, output_format: str, limit: int) -> None:
+def runs(project: Project, pipeline: str | None, output_format: str, limit: int) -> None:
     """List recent runs, newest first."""
-    from pipelines.cli.progress import run_json, runs_table
+    from pipelines.cli.progress import runs_table
 
-    name = resolve(root, pipeline).name if pipeline else None
-    with open_store(root) as store:
-        records = store.list_runs(name, limit=limit)
+    name = resolve(project, pipeline).name if pipeline else None
+    with store_errors():
+        records = project.runs(name, limit=limit)
     if output_format == "json":
         click.echo(json.dumps([run_json(r, with_blocks=False) for r in records], indent=2))
     elif records:
@@ -179,17 +174,14 @@ def runs(root: Path, pipeline: str | None, output_format: str, limit: int) -> No
 @click.argument("run_id")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 @click.pass_obj
-def show(root: Path, run_id: str, output_format: str) -> None:
+def show(project: Project, run_id: str, output_format: str) -> None:
     """Show one run and its blocks (RUN_ID may be a unique prefix)."""
-    from pipelines.cli.progress import run_json, run_summary
+    from pipelines.cli.progress import run_summary
 
-    with open_store(root) as store:
-        try:
-            record = store.get_run(run_id)
-        except BlockbookError as exc:
-            raise click.UsageError(str(exc)) from None
-    if record is None:
-        raise click.UsageError(f"no run `{run_id}`; `blockbook runs` lists run ids")
+    with store_errors():
+        project.store  # noqa: B018 (a store that cannot open is not a usage error)
+    with usage_errors():
+        record = project.run(run_id)
     if output_format == "json":
         click.echo(json.dumps(run_json(record, with_blocks=True), indent=2))
     else:
@@ -206,18 +198,16 @@ def show(root: Path, run_id: str, output_format: str) -> None:
     help="Where to write the notebook (default: RUN_DIR/debug/BLOCK.ipynb).",
 )
 @click.pass_obj
-def debug(root: Path, run_id: str, block: str, output: Path | None) -> None:
+def debug(project: Project, run_id: str, block: str, output: Path | None) -> None:
     """Write a notebook that re-creates BLOCK of run RUN_ID, with its inputs; print its path."""
-    from pipelines.runs.debug import DebugUsageError, write_debug_notebook
+    from pipelines.runs.debug import DebugUsageError
 
-    with open_store(root) as store:
+    with store_errors():
+        project.store  # noqa: B018 (a store that cannot open is not a usage error)
         try:
-            path = write_debug_notebook(store, run_id, block, output)
+            path = project.debug_notebook(run_id, block, output)
         except DebugUsageError as exc:
             raise click.UsageError(str(exc)) from None
-        except BlockbookError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_INVALID)
     click.echo(str(path))
 
 

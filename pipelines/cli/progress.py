@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -103,42 +101,6 @@ def run_summary(console: Console, record: RunRecord) -> None:
         )
 
 
-def run_json(record: RunRecord, *, with_blocks: bool) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "run_id": record.run_id,
-        "pipeline": record.pipeline,
-        "pipeline_path": record.pipeline_path,
-        "status": str(record.status),
-        "trigger": str(record.trigger),
-        "params": record.params,
-        "created_at": _iso(record.created_at),
-        "started_at": _iso(record.started_at),
-        "ended_at": _iso(record.ended_at),
-        "resumed_from": record.resumed_from,
-        "scheduled_for": _iso(record.scheduled_for),
-        "attempt": record.attempt,
-        "error": record.error,
-        "run_dir": record.run_dir,
-    }
-    if with_blocks:
-        data["blocks"] = [
-            {
-                "name": block.block,
-                "status": str(block.status),
-                "attempts": block.attempts,
-                "error": block.error,
-                "notebook": str(Path(record.run_dir) / block.notebook),
-                "started_at": _iso(block.started_at),
-                "ended_at": _iso(block.ended_at),
-                "reused_from": block.reused_from,
-                "tests": block.attempt_records[-1].tests if block.attempt_records else [],
-                "outputs": block.attempt_records[-1].outputs if block.attempt_records else [],
-            }
-            for block in record.blocks
-        ]
-    return data
-
-
 def runs_table(console: Console, records: list[RunRecord]) -> None:
     table = Table(box=None, pad_edge=False)
     for column in ("run", "pipeline", "status", "trigger", "started", "seconds"):
@@ -153,7 +115,3 @@ def runs_table(console: Console, records: list[RunRecord]) -> None:
             seconds_text(record.started_at, record.ended_at),
         )
     console.print(table)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from datetime import date, datetime, time
-from pathlib import Path
 
 import click
 
-from pipelines.cli.support import open_store, resolve, stop_on_signals
-from pipelines.errors import BlockbookError
+from pipelines.api import Project
+from pipelines.assembly.config import PipelineConfig
+from pipelines.cli.support import stop_on_signals, store_errors, usage_errors
+from pipelines.errors import InvalidInputError
 from pipelines.params import parse_assignments
 from pipelines.status import RunStatus
 
@@ -26,27 +27,29 @@ from pipelines.status import RunStatus
     help="Seconds without a heartbeat after which a running run is marked crashed.",
 )
 @click.pass_obj
-def scheduler(root: Path, once: bool, max_runs: int, tick: float, heartbeat_timeout: float) -> None:
+def scheduler(
+    project: Project, once: bool, max_runs: int, tick: float, heartbeat_timeout: float
+) -> None:
     """Start runs when schedules fire (and queued runs); stops cleanly on Ctrl-C or SIGTERM."""
     from datetime import timedelta
 
-    from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions
+    from pipelines.scheduling.scheduler import SchedulerOptions
 
     _log_to_stderr()
     options = SchedulerOptions(
         max_runs=max_runs, tick_seconds=tick, heartbeat_timeout=timedelta(seconds=heartbeat_timeout)
     )
-    with open_store(root) as store:
-        daemon = Scheduler(root, store, options)
-        if once:
-            daemon.run_once()
-            return
-        stopping = "scheduler: stopping; waiting for running runs (again to quit now)"
-        try:
-            with stop_on_signals(daemon.stop, stopping):
-                daemon.serve()
-        except KeyboardInterrupt:
-            sys.exit(130)
+    with store_errors():
+        daemon = project.scheduler(options)
+    if once:
+        daemon.run_once()
+        return
+    stopping = "scheduler: stopping; waiting for running runs (again to quit now)"
+    try:
+        with stop_on_signals(daemon.stop, stopping):
+            daemon.serve()
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 @click.command()
@@ -55,31 +58,28 @@ def scheduler(root: Path, once: bool, max_runs: int, tick: float, heartbeat_time
 @click.option("--end", "end_text", required=True, metavar="DATE", help="Last day or instant.")
 @click.option("--max-runs", type=click.IntRange(min=1), default=4, show_default=True)
 @click.pass_obj
-def backfill(root: Path, pipeline: str, start_text: str, end_text: str, max_runs: int) -> None:
+def backfill(
+    project: Project, pipeline: str, start_text: str, end_text: str, max_runs: int
+) -> None:
     """One run per fire time between --start and --end (inclusive, in the schedule's timezone);
     starting it again skips fire times that already have a run."""
-    from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions
-    from pipelines.scheduling.scheduler import backfill as run_backfill
-
-    ref = resolve(root, pipeline)
     _log_to_stderr()
-    with open_store(root) as store:
-        try:
-            start, end = (
-                _instant(ref.folder, text, end=flag)
-                for text, flag in ((start_text, False), (end_text, True))
-            )
-            daemon = Scheduler(root, store, SchedulerOptions(max_runs=max_runs))
-            queued = run_backfill(daemon, ref.folder, start, end)
-        except BlockbookError as exc:
-            raise click.UsageError(str(exc)) from None
-        records = [store.get_run(run_id) for run_id in queued]
-    failed = [r for r in records if r is not None and r.status is not RunStatus.SUCCESS]
-    click.echo(f"backfill of {ref.name}: {len(queued)} new run(s), {len(failed)} not successful")
+    with usage_errors():
+        ref = project.resolve(pipeline)
+        config = project.config(ref.folder)
+        start, end = (
+            _instant(config, text, end=flag)
+            for text, flag in ((start_text, False), (end_text, True))
+        )
+    with store_errors():
+        project.store  # noqa: B018 (a store that cannot open is not a usage error)
+    with usage_errors():
+        records = project.backfill(ref.folder, start, end, max_runs=max_runs)
+    failed = [r for r in records if r.status is not RunStatus.SUCCESS]
+    click.echo(f"backfill of {ref.name}: {len(records)} new run(s), {len(failed)} not successful")
     for record in records:
-        if record is not None:
-            when = record.scheduled_for.isoformat() if record.scheduled_for else ""
-            click.echo(f"  {when}  {record.run_id}  {record.status}")
+        when = record.scheduled_for.isoformat() if record.scheduled_for else ""
+        click.echo(f"  {when}  {record.run_id}  {record.status}")
     sys.exit(1 if failed else 0)
 
 
@@ -89,26 +89,25 @@ def backfill(root: Path, pipeline: str, start_text: str, end_text: str, max_runs
     "-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Set a parameter."
 )
 @click.pass_obj
-def trigger(root: Path, pipeline: str, params: tuple[str, ...]) -> None:
+def trigger(project: Project, pipeline: str, params: tuple[str, ...]) -> None:
     """Queue a run for the scheduler to start; prints its run id."""
-    from pipelines.api import trigger as queue_run
     from pipelines.status import Trigger
 
-    ref = resolve(root, pipeline)
-    try:
-        run_id = queue_run(ref.folder, parse_assignments(params), root=root, trigger=Trigger.MANUAL)
-    except BlockbookError as exc:
-        raise click.UsageError(str(exc)) from None
+    with usage_errors():
+        ref = project.resolve(pipeline)
+        values = parse_assignments(params)
+        pipeline_ok = project.valid_pipeline(ref.folder)
+    with store_errors():
+        project.store  # noqa: B018 (a store that cannot open is not a usage error)
+    with usage_errors():
+        run_id = project.trigger(pipeline_ok.folder, values, trigger=Trigger.MANUAL)
     click.echo(run_id)
 
 
-def _instant(folder: Path, text: str, *, end: bool) -> datetime:
+def _instant(config: PipelineConfig, text: str, *, end: bool) -> datetime:
     """A --start/--end value: an ISO date (the whole day) or datetime, in the schedule's zone."""
     from zoneinfo import ZoneInfo
 
-    from pipelines.assembly.config import load_pipeline_config
-
-    config, _ = load_pipeline_config(folder)
     zone = ZoneInfo(config.schedule.timezone if config.schedule else "UTC")
     try:
         if len(text) == 10:
@@ -117,7 +116,7 @@ def _instant(folder: Path, text: str, *, end: bool) -> datetime:
         else:
             moment = datetime.fromisoformat(text)
     except ValueError:
-        raise BlockbookError(
+        raise InvalidInputError(
             f"`{text}` is not a date or datetime", hint="write 2024-01-31 or 2024-01-31T06:00"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=zone)

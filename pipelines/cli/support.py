@@ -1,4 +1,4 @@
-"""Helpers shared by the command modules: the run store, and PIPELINE arguments."""
+"""Helpers shared by the command modules: turning Blockbook errors into exits, signals."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
-from pipelines.assembly.pipeline import Pipeline, assemble
-from pipelines.assembly.project import PipelineRef, resolve_pipeline
-from pipelines.errors import BlockbookError
-from pipelines.store.run_store import RunStore
+from pipelines.api import Project
+from pipelines.assembly.pipeline import Pipeline
+from pipelines.assembly.project import PipelineRef
+from pipelines.errors import BlockbookError, ErrorKind
 
 EXIT_INVALID = 1
 
@@ -43,28 +44,38 @@ def stop_on_signals(first: Callable[[], None], message: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def open_store(root: Path) -> Iterator[RunStore]:
+def usage_errors() -> Iterator[None]:
+    """Blockbook errors of what the user typed become click usage errors (exit 2)."""
     try:
-        store = RunStore.open(root)
+        yield
     except BlockbookError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_INVALID)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-def assemble_argument(root: Path, argument: str) -> Pipeline:
-    ref = resolve(root, argument)
-    return assemble(ref.folder)
-
-
-def resolve(root: Path, argument: str) -> PipelineRef:
-    try:
-        return resolve_pipeline(argument, root)
-    except BlockbookError as exc:
+        if exc.kind is ErrorKind.UNAVAILABLE:
+            fail(exc)
         raise click.UsageError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def store_errors() -> Iterator[None]:
+    """Errors of the run store (down, misconfigured) print `error: ...` and exit 1."""
+    try:
+        yield
+    except BlockbookError as exc:
+        fail(exc)
+
+
+def fail(exc: BlockbookError) -> NoReturn:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def resolve(project: Project, argument: str) -> PipelineRef:
+    with usage_errors():
+        return project.resolve(argument)
+
+
+def assemble_argument(project: Project, argument: str) -> Pipeline:
+    with usage_errors():
+        return project.assemble(argument)
 
 
 def relative(path: Path, root: Path) -> str:

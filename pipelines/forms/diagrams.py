@@ -4,40 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from pipelines.assembly.blocks import Block
 from pipelines.assembly.pipeline import Pipeline
-
-
-def to_json_data(pipeline: Pipeline) -> dict[str, Any]:
-    """The stable machine interface of `blockbook graph --format json`."""
-    return {
-        "pipeline": pipeline.name,
-        "blocks": [_block_data(pipeline, block) for block in pipeline.blocks.values()],
-        "order": list(pipeline.order),
-        "problems": [problem.to_json() for problem in pipeline.problems],
-    }
-
-
-def _block_data(pipeline: Pipeline, block: Block) -> dict[str, Any]:
-    return {
-        "name": block.name,
-        "notebook": block.notebook,
-        "cell": block.cell,
-        "cell_id": block.cell_id,
-        "kind": str(block.header.kind),
-        "upstream": list(pipeline.upstream.get(block.name, ())),
-        "outputs": list(block.outputs),
-        "inputs": list(block.inputs),
-        "sources": dict(sorted(pipeline.sources.get(block.name, {}).items())),
-        "stored_outputs": list(pipeline.stored_outputs(block.name)),
-        "tests": list(block.analysis.tests),
-    }
+from pipelines.forms.json_forms import graph_json
 
 
 def to_json(pipeline: Pipeline) -> str:
-    return json.dumps(to_json_data(pipeline), indent=2)
+    return json.dumps(graph_json(pipeline), indent=2)
 
 
 def to_text(pipeline: Pipeline) -> str:

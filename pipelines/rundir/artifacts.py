@@ -114,6 +114,10 @@ class ArtifactStore:
         write_json_atomic(folder / f"{name}.json", manifest.to_json())
         return manifest
 
+    def names(self, block: str) -> list[str]:
+        """The outputs of `block` stored here (those with a manifest: complete), sorted."""
+        return sorted(path.stem for path in self.folder(block).glob("*.json"))
+
     def manifest(self, block: str, name: str) -> OutputManifest | None:
         path = self.folder(block) / f"{name}.json"
         try:

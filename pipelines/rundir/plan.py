@@ -16,8 +16,6 @@ from pipelines.params import json_params
 from pipelines.rundir.state import write_json_atomic
 
 PLAN_FILE = "plan.json"
-INPUT_DIR = "input"
-NOTEBOOK_DIR = "notebooks"
 RUN_CONTEXT_NAME = "__blockbook_run__"
 SECRETS_ENV = "BLOCKBOOK_SECRETS"
 
@@ -67,9 +65,3 @@ def write_plan(plan: RunPlan) -> None:
 
 def load_plan(run_dir: Path) -> RunPlan:
     return RunPlan.from_json(json.loads((run_dir / PLAN_FILE).read_text(encoding="utf-8")))
-
-
-def run_notebook_path(source_notebook: str, block: str | None) -> str:
-    stem = source_notebook.removesuffix(".ipynb")
-    name = f"{stem}.{block}.ipynb" if block else f"{stem}.ipynb"
-    return f"{NOTEBOOK_DIR}/{name}"

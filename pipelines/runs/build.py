@@ -18,11 +18,11 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from pipelines.assembly.header import BlockName
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.params import ParamValue, is_secret_param, json_params, masked, python_literal
+from pipelines.rundir.layout import KERNELSPEC, run_notebook_path
 from pipelines.rundir.plan import (
     RUN_CONTEXT_NAME,
     BlockPlan,
     RunPlan,
-    run_notebook_path,
 )
 from pipelines.rundir.state import write_bytes_atomic
 
@@ -91,11 +91,7 @@ def build_run_notebooks(
             cell["id"] = block.cell_id
             cells.append(cell)
         notebook = new_notebook(cells=cells)
-        notebook.metadata["kernelspec"] = {
-            "name": "python3",
-            "display_name": "Python 3",
-            "language": "python",
-        }
+        notebook.metadata["kernelspec"] = dict(KERNELSPEC)
         notebook.metadata["blockbook"] = {
             "run_id": plan.run_id,
             "pipeline": plan.pipeline,

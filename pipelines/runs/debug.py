@@ -21,12 +21,11 @@ from pipelines.assembly.header import split_block_cell
 from pipelines.errors import BlockbookError
 from pipelines.params import is_secret_param
 from pipelines.rundir.artifacts import ArtifactStore
-from pipelines.rundir.plan import INPUT_DIR, RUN_CONTEXT_NAME, BlockPlan, RunPlan, load_plan
+from pipelines.rundir.layout import DEBUG_DIR, KERNELSPEC, debug_notebook, input_notebook
+from pipelines.rundir.plan import RUN_CONTEXT_NAME, BlockPlan, RunPlan, load_plan
 from pipelines.runs.build import write_notebook
 from pipelines.store.records import RunRecord
 from pipelines.store.run_store import RunStore, StoreError
-
-DEBUG_DIR = "debug"
 
 
 class DebugError(BlockbookError):
@@ -48,7 +47,7 @@ def write_debug_notebook(
     run_notebook, cell = recorded_cell(run_dir, block_plan)
     analysis = analyze(split_block_cell(cell.source)[1])  # it ran: validation parsed it
     params = parameter_lines(plan, run_notebook, analysis)
-    path = checked_output(output or run_dir / DEBUG_DIR / f"{block}.ipynb", plan)
+    path = checked_output(output or debug_notebook(run_dir, block), plan)
     provenance = {
         "debug": True,
         "run_id": plan.run_id,
@@ -59,7 +58,6 @@ def write_debug_notebook(
         "cell_id": cell.get("id"),
         "created_at": datetime.now(UTC).isoformat(),
     }
-    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook = new_notebook(  # type: ignore[no-untyped-call]
         cells=[
             intro_cell(plan, block_plan, cell),
@@ -67,7 +65,7 @@ def write_debug_notebook(
             code_cell(cell),
             error_cell(record, block),
         ],
-        metadata={"kernelspec": kernel, "blockbook": provenance},
+        metadata={"kernelspec": dict(KERNELSPEC), "blockbook": provenance},
     )
     write_notebook(notebook, path)  # temporary file + rename
     return path
@@ -122,7 +120,7 @@ def check_inputs(record: RunRecord, block: BlockPlan) -> None:
 def recorded_cell(run_dir: Path, block: BlockPlan) -> tuple[Any, Any]:
     """The block's generated run notebook and cell: the code as it ran (the source notebook
     may have changed since)."""
-    path = run_dir / INPUT_DIR / Path(block.run_notebook).name
+    path = input_notebook(run_dir, block.run_notebook)
     try:
         notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     except FileNotFoundError:

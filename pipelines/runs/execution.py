@@ -21,7 +21,8 @@ from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.header import BlockHeader, BlockKind, BlockName
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.params import ParamValue, is_secret_param, json_params, mask_text, secret_values
-from pipelines.rundir.plan import INPUT_DIR, SECRETS_ENV, RunPlan
+from pipelines.rundir.layout import KERNEL_NAME, executed_notebook, input_notebook, kernel_log
+from pipelines.rundir.plan import SECRETS_ENV, RunPlan
 from pipelines.rundir.state import (
     CANCEL_FLAG,
     BlockState,
@@ -38,8 +39,6 @@ from pipelines.store.queue import heartbeat
 from pipelines.store.run_store import RunStore
 
 HEARTBEAT_SECONDS = 2.0
-LOG_DIR = "logs"
-KERNEL_NAME = "python3"
 
 BlockListener = Callable[[BlockState], None]
 
@@ -161,15 +160,15 @@ class Execution:
             job.pid = getattr(km.provisioner, "pid", None)
 
         # The kernel process's own output (warnings, a crash's last words) goes to the run's logs.
-        log_path = self.run_dir / LOG_DIR / f"{Path(job.path).stem}.kernel.log"
+        log_path = kernel_log(self.run_dir, job.path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with log_path.open("ab") as kernel_log:
+            with log_path.open("ab") as kernel_output:
                 papermill.execute_notebook(
-                    str(self.run_dir / INPUT_DIR / Path(job.path).name),
-                    str(self.run_dir / job.path),
+                    str(input_notebook(self.run_dir, job.path)),
+                    str(executed_notebook(self.run_dir, job.path)),
                     engine_name="blockbook",
-                    kernel_log=kernel_log,
+                    kernel_log=kernel_output,
                     kernel_name=KERNEL_NAME,
                     progress_bar=False,
                     log_output=False,

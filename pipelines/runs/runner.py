@@ -15,8 +15,7 @@ from pathlib import Path
 
 from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.header import BlockKind, BlockName
-from pipelines.assembly.pipeline import Pipeline, assemble
-from pipelines.assembly.project import STATE_DIR
+from pipelines.assembly.pipeline import Pipeline
 from pipelines.errors import InvalidInputError
 from pipelines.params import (
     ParamValue,
@@ -27,7 +26,9 @@ from pipelines.params import (
     secret_values,
 )
 from pipelines.rundir.artifacts import ArtifactStore
-from pipelines.rundir.plan import INPUT_DIR, RunPlan, write_plan
+from pipelines.rundir.layout import executed_notebook, input_notebook
+from pipelines.rundir.layout import run_dir as run_folder
+from pipelines.rundir.plan import RunPlan, write_plan
 from pipelines.rundir.state import (
     BlockState,
     now,
@@ -42,8 +43,6 @@ from pipelines.store.run_store import RunId, RunStore, new_run_id
 
 logger = logging.getLogger(__name__)
 
-RUNS_DIR = "runs"
-
 
 class RunError(InvalidInputError):
     """A run that cannot start: an invalid pipeline, a bad option, an unknown run to resume."""
@@ -56,12 +55,9 @@ class RunOptions:
     isolate: bool = False
     resume: str | None = None
     trigger: Trigger = Trigger.MANUAL
-    concurrency: int | None = None
-    """Notebooks executing blocks at once; kernels that only wait for upstream don't count."""
     run_id: str | None = None
     """Use this id instead of a new one, so a caller can watch a run it starts elsewhere."""
-    grace_seconds: float = 5.0
-    """After a timeout or cancel: how long an interrupted kernel gets before it is killed."""
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +79,13 @@ class Runner:
         """Ask the current run to stop: kernels are interrupted, then killed after a grace."""
         self._cancel.set()
 
-    def run(self, folder: Path, options: RunOptions = RunOptions()) -> RunResult:
+    def run(self, pipeline: Pipeline, options: RunOptions = RunOptions()) -> RunResult:
+        """Run an assembled pipeline to its end; RunError (before anything is recorded, unless
+        the run was queued) when the pipeline or the options don't allow a run."""
         run_id = _checked_run_id(options.run_id) if options.run_id else new_run_id()
         queued = self._queued(run_id) if options.run_id else None
         try:
-            pipeline = self._assemble(folder)
+            self._check(pipeline)
             reused = self._reusable_blocks(pipeline, options)
             selected = self._selected_blocks(pipeline, options)
         except RunError as exc:
@@ -96,7 +94,7 @@ class Runner:
                 self.store.finish_run(run_id, RunStatus.FAILED, now(), error=exc.message)
             raise
         params = merge(pipeline.config.params, options.params)
-        run_dir = self.root / STATE_DIR / RUNS_DIR / run_id
+        run_dir = run_folder(self.root, run_id)
         not_run = frozenset(pipeline.order) - selected | frozenset(reused)
         plan = build_plan(
             pipeline, run_id, run_dir, params, isolate=options.isolate, skipped=not_run
@@ -125,12 +123,11 @@ class Runner:
         self._carry_over(plan, reused, not_run)
         notebooks = build_run_notebooks(pipeline, plan, params)
         for path, notebook in notebooks.items():
-            write_notebook(notebook, run_dir / INPUT_DIR / Path(path).name)
-            (run_dir / path).parent.mkdir(parents=True, exist_ok=True)
+            write_notebook(notebook, input_notebook(run_dir, path))
+            executed_notebook(run_dir, path).parent.mkdir(parents=True, exist_ok=True)
         self.store.start_run(run_id, now())
-        limits = Limits(concurrency=options.concurrency, grace_seconds=options.grace_seconds)
         execution = Execution(
-            self.store, pipeline, plan, params, limits, self._cancel, self.on_block
+            self.store, pipeline, plan, params, options.limits, self._cancel, self.on_block
         )
         status = execution.execute(list(notebooks))
         execution.finalize_notebooks(params)
@@ -156,17 +153,15 @@ class Runner:
             )
         return record
 
-    def _assemble(self, folder: Path) -> Pipeline:
-        pipeline = assemble(folder)
+    def _check(self, pipeline: Pipeline) -> None:
         if not pipeline.ok:
             problems = "\n".join(p.format() for p in pipeline.errors)
             raise RunError(
                 f"pipeline `{pipeline.name}` is not valid:\n{problems}",
-                hint=f"fix the errors above; `blockbook validate {folder}` lists them",
+                hint=f"fix the errors above; `blockbook validate {pipeline.folder}` lists them",
             )
         if not pipeline.order:
             raise RunError(f"pipeline `{pipeline.name}` has no blocks", hint="add %%block cells")
-        return pipeline
 
     def _selected_blocks(self, pipeline: Pipeline, options: RunOptions) -> frozenset[str]:
         unknown = [name for name in options.only if name not in pipeline.blocks]

@@ -42,6 +42,7 @@ A run at fire time t processes the interval that just ended: `interval_params` g
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -90,6 +91,11 @@ class Schedule:
     def fixed_time(self) -> bool:
         """A cron entry whose minute and hour fields don't start with `*` (see the DST rules)."""
         return self.cron is not None and not any(f.startswith("*") for f in self.cron.split()[:2])
+
+
+def fingerprint(config: ScheduleConfig) -> str:
+    """Changes whenever the schedule does; a changed schedule starts afresh (no catch-up)."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
 def schedule_of(config: ScheduleConfig) -> Schedule:

@@ -1,4 +1,9 @@
-"""Starting runs in runner processes: what the scheduler hands queued runs to."""
+"""Starting runs in runner processes: the one way a run gets a process of its own.
+
+The scheduler hands it queued runs; `Project.start` (the CLI, `%pipeline run`, the server) hands
+it runs it has just queued. Either way the child is `python -m pipelines run ... --run-id ID`,
+which adopts the queued run and records everything else itself.
+"""
 
 from __future__ import annotations
 
@@ -7,54 +12,80 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from pipelines.assembly.project import STATE_DIR
-from pipelines.params import MASK
+from pipelines.params import MASK, ParamValue
+from pipelines.rundir.layout import launch_log
 from pipelines.store.records import RunRecord
 
-LAUNCH_DIR = "launch"
+
+@dataclass(frozen=True, slots=True)
+class LaunchRequest:
+    run_id: str
+    pipeline_path: str
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+    only: tuple[str, ...] = ()
+    resume: str | None = None
+    isolate: bool = False
+    detached: bool = False
+    """Its own session, outliving the process that started it: a run started from a notebook
+    must not stop when the kernel is interrupted or restarted. Otherwise the runner dies with
+    its parent (a killed scheduler leaves its runs for the next one to mark crashed, instead of
+    runners nobody watches)."""
 
 
 class SubprocessLauncher:
-    """Runs each run in its own `python -m pipelines run` process, which dies with the
-    scheduler (so a killed scheduler leaves runs for the next one to mark crashed, instead of
-    runners nobody watches)."""
-
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def start(self, run: RunRecord) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "pipelines", "--project", str(self.root), "run"]
-        command += [run.pipeline_path, "--run-id", run.run_id]
-        for name, value in run.params.items():
-            if value != MASK:  # secrets are not kept with a queued run
-                command += ["-p", f"{name}={_param_text(value)}"]
-        log_path = self.root / STATE_DIR / LAUNCH_DIR / f"{run.run_id}.log"
+        """Start a queued run as the scheduler does: secrets are not kept with queued runs."""
+        params = {name: value for name, value in run.params.items() if value != MASK}
+        return self.launch(LaunchRequest(run.run_id, run.pipeline_path, params))
+
+    def launch(self, request: LaunchRequest) -> subprocess.Popen[bytes]:
+        log_path = launch_log(self.root, request.run_id)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as stream:
             return subprocess.Popen(
-                command,
+                _command(self.root, request),
                 stdout=stream,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.root,
                 env={**os.environ, "NO_COLOR": "1"},
-                preexec_fn=_die_with_parent,
+                start_new_session=request.detached,
+                preexec_fn=None if request.detached else _die_with_parent,
             )
 
 
-def _param_text(value: Any) -> str:
+def _command(root: Path, request: LaunchRequest) -> list[str]:
+    command = [sys.executable, "-m", "pipelines", "--project", str(root), "run"]
+    command += [request.pipeline_path, "--run-id", request.run_id]
+    for name, value in request.params.items():
+        command += ["-p", f"{name}={_param_text(value)}"]
+    for block in request.only:
+        command += ["--only", block]
+    if request.resume:
+        command += ["--resume", request.resume]
+    if request.isolate:
+        command.append("--isolate")
+    return command
+
+
+def _param_text(value: ParamValue) -> str:
+    """The `-p` text that `parse_value` types back into `value`."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
 
 
 def _die_with_parent() -> None:
-    """Linux: the runner gets SIGKILL when the scheduler process dies, however it dies."""
+    """Linux: the runner gets SIGKILL when its parent process dies, however it dies."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
-        pass  # not Linux: runners outlive a killed scheduler and finish on their own
+        pass  # not Linux: runners outlive a killed parent and finish on their own

@@ -8,7 +8,6 @@ restarts and across schedulers); hand queued runs to runner processes within the
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import logging
 import threading
@@ -21,9 +20,10 @@ from typing import Protocol
 
 from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.config import PIPELINE_FILE, load_pipeline_config
-from pipelines.assembly.project import STATE_DIR, list_pipelines
+from pipelines.assembly.project import list_pipelines
 from pipelines.errors import BlockbookError
 from pipelines.params import json_params
+from pipelines.rundir.layout import launch_log
 from pipelines.rundir.state import now
 from pipelines.scheduling.fire_times import (
     Schedule,
@@ -33,7 +33,10 @@ from pipelines.scheduling.fire_times import (
     next_fire_after,
     schedule_of,
 )
-from pipelines.scheduling.launcher import LAUNCH_DIR, SubprocessLauncher
+from pipelines.scheduling.fire_times import (
+    fingerprint as schedule_fingerprint,
+)
+from pipelines.scheduling.launcher import SubprocessLauncher
 from pipelines.status import Trigger
 from pipelines.store.queue import (
     QueuedRun,
@@ -175,7 +178,7 @@ class Scheduler:
             if config.schedule is None:
                 continue
             seen.add(ref.name)
-            fingerprint = _fingerprint(config.schedule.model_dump_json())
+            fingerprint = schedule_fingerprint(config.schedule)
             current = self.watched.get(ref.name)
             if current is not None and current.fingerprint == fingerprint:
                 current.folder = ref.folder
@@ -315,7 +318,7 @@ class Scheduler:
             if record is not None and not record.status.is_terminal:
                 reason = (
                     f"the runner process exited with code {code} before the run ended; see "
-                    f"{self.root / STATE_DIR / LAUNCH_DIR / (run_id + '.log')}"
+                    f"{launch_log(self.root, run_id)}"
                 )
                 if mark_crashed(self.store, run_id, reason):
                     self._alert(launched.run)
@@ -362,7 +365,3 @@ def backfill(scheduler: Scheduler, folder: Path, start: datetime, end: datetime)
     scheduler.limits[folder.name] = schedule.max_active_runs
     scheduler.drain(folder.name)
     return queued
-
-
-def _fingerprint(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

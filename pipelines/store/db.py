@@ -15,7 +15,6 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from pipelines.assembly.config import PROJECT_FILE, ProjectConfig, load_project_config
 from pipelines.assembly.connections import describe_url
-from pipelines.assembly.project import STATE_DIR
 from pipelines.errors import (
     AmbiguousError,
     BlockbookError,
@@ -24,6 +23,7 @@ from pipelines.errors import (
     NotFoundError,
     UnavailableError,
 )
+from pipelines.rundir.layout import STATE_DIR
 
 DATABASE_URL_ENV = "BLOCKBOOK_DATABASE_URL"
 DATABASE_FILE = "blockbook.db"

@@ -33,6 +33,7 @@ class QueuedRun:
     run_dir: str
     scheduled_for: datetime | None = None
     attempt: int = 0
+    resumed_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ def enqueue(store: RunStore, run: QueuedRun) -> bool:
         created_at=now(),
         scheduled_for=run.scheduled_for,
         attempt=run.attempt,
+        resumed_from=run.resumed_from,
         blocks=[],
     )
     try:

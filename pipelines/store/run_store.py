@@ -23,7 +23,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import (
     IntegrityError,
@@ -297,11 +297,30 @@ class RunStore:
             )
             return run_record(row) if row is not None else None
 
-    def list_runs(self, pipeline: str | None = None, limit: int = 50) -> list[RunRecord]:
-        """The newest runs first, of one pipeline or of all."""
+    def list_runs(
+        self,
+        pipeline: str | None = None,
+        limit: int = 50,
+        *,
+        status: RunStatus | None = None,
+        before: str | None = None,
+    ) -> list[RunRecord]:
+        """The newest runs first, of one pipeline or of all; `before` pages on (a run id: the
+        runs created before it)."""
         query = select(RunRow).options(_LOAD_BLOCKS)
         if pipeline is not None:
             query = query.where(RunRow.pipeline == pipeline)
+        if status is not None:
+            query = query.where(RunRow.status == status.value)
+        if before is not None:
+            # Keyset paging in the listing's own order: (created_at, run_id) descending.
+            anchor = select(RunRow.created_at).where(RunRow.run_id == before).scalar_subquery()
+            query = query.where(
+                or_(
+                    RunRow.created_at < anchor,
+                    and_(RunRow.created_at == anchor, RunRow.run_id < before),
+                )
+            )
         query = query.order_by(RunRow.created_at.desc(), RunRow.run_id.desc()).limit(limit)
         with self._read() as session:
             return [run_record(row) for row in session.scalars(query)]

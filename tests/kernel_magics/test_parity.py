@@ -14,6 +14,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from pandas.testing import assert_frame_equal
 
+from pipelines.assembly.pipeline import assemble
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import RunStatus
@@ -112,7 +113,7 @@ def test_interactive_and_headless_store_the_same_outputs(
     interactive = stored_outputs(dev)
 
     with RunStore.open(tmp_path) as store:
-        result = Runner(tmp_path, store).run(folder, RunOptions())
+        result = Runner(tmp_path, store).run(assemble(folder), RunOptions())
     assert result.status is RunStatus.SUCCESS
     headless = stored_outputs(result.run_dir)
 

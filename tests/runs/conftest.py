@@ -25,8 +25,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from pipelines.assembly.pipeline import assemble
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.state import BlockState
+from pipelines.runs.execution import Limits
 from pipelines.runs.runner import Runner, RunOptions, RunResult
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
 from tests.conftest import Cell, make_pipeline
@@ -112,10 +114,16 @@ class RunHelper:
     def __call__(self, folder: Path, **options: Any) -> RunResult:
         before = source_hashes(folder)
         try:
-            return self.runner.run(folder, RunOptions(**options))
+            return self.runner.run(assemble(folder), run_options(**options))
         finally:
             assert source_hashes(folder) == before, "a run modified the source notebooks"
             assert_no_kernels(self.project)
+
+
+def run_options(**fields: Any) -> RunOptions:
+    """RunOptions from flat keyword arguments, the limits among them."""
+    limits = {name: fields.pop(name) for name in ("concurrency", "grace_seconds") if name in fields}
+    return RunOptions(**fields, limits=Limits(**limits))
 
 
 @pytest.fixture

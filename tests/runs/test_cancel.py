@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 
+from pipelines.assembly.pipeline import assemble
 from pipelines.rundir.state import BlockState
 from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import BlockStatus, RunStatus
@@ -45,7 +46,7 @@ def test_cancel_stops_a_running_pipeline(project, pipeline, store, tmp_path) -> 
     runner = Runner(project, store, on_block=on_block)
     outcome: dict[str, object] = {}
     thread = threading.Thread(
-        target=lambda: outcome.setdefault("result", runner.run(folder, RunOptions())),
+        target=lambda: outcome.setdefault("result", runner.run(assemble(folder), RunOptions())),
         daemon=True,
     )
     thread.start()

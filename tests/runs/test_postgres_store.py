@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipelines.assembly.pipeline import assemble
 from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.run_store import RunStore
@@ -27,7 +28,7 @@ def test_run_recorded_in_postgresql(project, pipeline, pg_url, tmp_path) -> None
     with RunStore(pg_url) as store:
         assert store.masked_url.startswith("postgresql+psycopg://")
         result = Runner(project, store).run(
-            folder, RunOptions(params={"day": "2024-05-06"}, trigger=Trigger.API)
+            assemble(folder), RunOptions(params={"day": "2024-05-06"}, trigger=Trigger.API)
         )
         record = store.get_run(result.run_id)
         listed = store.list_runs("pipe")

@@ -1,0 +1,67 @@
+"""Where Blockbook keeps things under a project's `.blockbook/` folder: every path in one place.
+
+.blockbook/
+  blockbook.db                  the run store (SQLite default)
+  dev/PIPELINE/                 outputs of blocks run by hand in notebooks
+  launch/RUN_ID.log             output of a runner process started in the background
+  runs/RUN_ID/                  one run: plan.json, input/, notebooks/, blocks/, logs/, debug/
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+STATE_DIR = ".blockbook"
+RUNS_DIR = "runs"
+DEV_DIR = "dev"
+LAUNCH_DIR = "launch"
+INPUT_DIR = "input"
+NOTEBOOK_DIR = "notebooks"
+DEBUG_DIR = "debug"
+LOG_DIR = "logs"
+
+KERNEL_NAME = "python3"
+"""The kernelspec run notebooks and debug notebooks are written for and executed with."""
+KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
+
+
+def state_dir(root: Path) -> Path:
+    return root / STATE_DIR
+
+
+def run_dir(root: Path, run_id: str) -> Path:
+    return root / STATE_DIR / RUNS_DIR / run_id
+
+
+def dev_dir(root: Path, pipeline: str) -> Path:
+    return root / STATE_DIR / DEV_DIR / pipeline
+
+
+def launch_log(root: Path, run_id: str) -> Path:
+    return root / STATE_DIR / LAUNCH_DIR / f"{run_id}.log"
+
+
+def run_notebook_path(source_notebook: str, block: str | None) -> str:
+    """A run notebook relative to its run folder: one per source notebook, or per block when
+    the run isolates blocks."""
+    stem = source_notebook.removesuffix(".ipynb")
+    name = f"{stem}.{block}.ipynb" if block else f"{stem}.ipynb"
+    return f"{NOTEBOOK_DIR}/{name}"
+
+
+def executed_notebook(run_folder: Path, run_notebook: str) -> Path:
+    """The executed notebook that holds a block (`run_notebook` as the plan and store keep it)."""
+    return run_folder / run_notebook
+
+
+def input_notebook(run_folder: Path, run_notebook: str) -> Path:
+    """The generated notebook papermill executed to produce `executed_notebook`."""
+    return run_folder / INPUT_DIR / Path(run_notebook).name
+
+
+def kernel_log(run_folder: Path, run_notebook: str) -> Path:
+    return run_folder / LOG_DIR / f"{Path(run_notebook).stem}.kernel.log"
+
+
+def debug_notebook(run_folder: Path, block: str) -> Path:
+    return run_folder / DEBUG_DIR / f"{block}.ipynb"
