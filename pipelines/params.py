@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.errors import InvalidInputError
@@ -101,6 +102,33 @@ def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         text = text.replace(secret, MASK)
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """A run's secret parameters and the literal strings to mask, worked out once per run."""
+
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Name -> real value of each parameter to hide (see `is_secret_param`)."""
+    values: tuple[str, ...] = ()
+    """The strings `mask` replaces, longest first."""
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any], *, whole_values: bool = False) -> Secrets:
+        """The secrets among `params`. `whole_values` also masks each secret parameter's whole
+        value (the kernel's view: it only ever receives the secret parameters)."""
+        hidden = {name: value for name, value in params.items() if is_secret_param(name, value)}
+        values = set(secret_values(hidden))
+        if whole_values:
+            values.update(str(v) for v in hidden.values() if len(str(v)) >= MIN_SECRET_LENGTH)
+        return cls(hidden, tuple(sorted(values, key=len, reverse=True)))
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def mask(self, text: str) -> str:
+        """`text` with URL passwords and every secret value masked."""
+        return mask_text(text, self.values)
 
 
 def json_value(value: Any) -> Any:

@@ -10,7 +10,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import nbformat
 from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.header import BlockHeader, BlockKind, BlockName
 from pipelines.assembly.pipeline import Pipeline
-from pipelines.params import ParamValue, is_secret_param, json_params, mask_text, secret_values
+from pipelines.params import Secrets, json_params
 from pipelines.rundir.layout import KERNEL_NAME, executed_notebook, input_notebook, kernel_log
 from pipelines.rundir.plan import SECRETS_ENV, RunPlan
 from pipelines.rundir.state import (
@@ -70,7 +70,7 @@ class Execution:
         store: RunStore,
         pipeline: Pipeline,
         plan: RunPlan,
-        params: Mapping[str, ParamValue],
+        secrets: Secrets,
         limits: Limits,
         cancel: threading.Event,
         on_block: BlockListener | None = None,
@@ -82,7 +82,7 @@ class Execution:
         self.cancel_requested = cancel
         self.on_block = on_block
         self.run_dir = Path(plan.run_dir)
-        self.secrets = {k: v for k, v in params.items() if is_secret_param(k, v)}
+        self.secrets = secrets
         self.concurrency = (
             limits.concurrency or pipeline.config.concurrency or max(4, os.cpu_count() or 1)
         )
@@ -153,7 +153,7 @@ class Execution:
         source = self.plan.blocks[job.blocks[0]].source_notebook
         env = {
             **os.environ,
-            SECRETS_ENV: json.dumps(json_params(self.secrets)),
+            SECRETS_ENV: json.dumps(json_params(self.secrets.params)),
         }
 
         def kernel_started(km: Any) -> None:
@@ -315,9 +315,8 @@ class Execution:
 
     # ---- executed notebooks ------------------------------------------------------------
 
-    def finalize_notebooks(self, params: Mapping[str, ParamValue]) -> None:
+    def finalize_notebooks(self) -> None:
         """Mask secrets in executed notebooks and tag each block cell with its final status."""
-        secrets = secret_values(params)
         paths = {self.plan.blocks[n].run_notebook for n in self.plan.order}
         for relative in paths:
             path = self.run_dir / relative
@@ -328,38 +327,37 @@ class Execution:
                 block = cell.get("metadata", {}).get("blockbook", {}).get("block")
                 if block in self._states:
                     cell.metadata["blockbook"]["status"] = str(self._states[block].status)
-                if secrets and cell.get("cell_type") == "code":
-                    _mask_outputs(cell, secrets)
+                if self.secrets and cell.get("cell_type") == "code":
+                    _mask_outputs(cell, self.secrets)
             write_notebook(notebook, path)
 
 
-def _mask_outputs(cell: Any, secrets: list[str]) -> None:
+def _mask_outputs(cell: Any, secrets: Secrets) -> None:
     for output in cell.get("outputs", []):
         if "text" in output:
-            output["text"] = mask_text(output["text"], secrets)
+            output["text"] = secrets.mask(output["text"])
         if "traceback" in output:
-            output["traceback"] = [mask_text(line, secrets) for line in output["traceback"]]
+            output["traceback"] = [secrets.mask(line) for line in output["traceback"]]
         if "evalue" in output:
-            output["evalue"] = mask_text(output["evalue"], secrets)
+            output["evalue"] = secrets.mask(output["evalue"])
         for kind, value in output.get("data", {}).items():
             if isinstance(value, str) and kind.startswith("text/"):
-                output["data"][kind] = mask_text(value, secrets)
+                output["data"][kind] = secrets.mask(value)
 
 
-def _masked_state(state: BlockState, secrets: Mapping[str, Any]) -> BlockState:
-    values = secret_values(secrets)
-    if not values:
+def _masked_state(state: BlockState, secrets: Secrets) -> BlockState:
+    if not secrets:
         return state
     attempts = tuple(
         replace(
             a,
-            error=None if a.error is None else mask_text(a.error, values),
-            traceback=None if a.traceback is None else mask_text(a.traceback, values),
-            tests=tuple(replace(t, message=mask_text(t.message, values)) for t in a.tests),
+            error=None if a.error is None else secrets.mask(a.error),
+            traceback=None if a.traceback is None else secrets.mask(a.traceback),
+            tests=tuple(replace(t, message=secrets.mask(t.message)) for t in a.tests),
         )
         for a in state.attempts
     )
-    error = None if state.error is None else mask_text(state.error, values)
+    error = None if state.error is None else secrets.mask(state.error)
     return replace(state, attempts=attempts, error=error)
 
 

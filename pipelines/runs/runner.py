@@ -19,11 +19,10 @@ from pipelines.assembly.pipeline import Pipeline
 from pipelines.errors import InvalidInputError
 from pipelines.params import (
     ParamValue,
+    Secrets,
     json_params,
-    mask_text,
     masked,
     merge,
-    secret_values,
 )
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.layout import executed_notebook, input_notebook
@@ -126,15 +125,16 @@ class Runner:
             write_notebook(notebook, input_notebook(run_dir, path))
             executed_notebook(run_dir, path).parent.mkdir(parents=True, exist_ok=True)
         self.store.start_run(run_id, now())
+        secrets = Secrets.of(params)
         execution = Execution(
-            self.store, pipeline, plan, params, options.limits, self._cancel, self.on_block
+            self.store, pipeline, plan, secrets, options.limits, self._cancel, self.on_block
         )
         status = execution.execute(list(notebooks))
-        execution.finalize_notebooks(params)
+        execution.finalize_notebooks()
         states = execution.states()
         error = _first_error(plan, states)
         if error is not None:
-            error = mask_text(error, secret_values(params))
+            error = secrets.mask(error)
         self.store.finish_run(run_id, status, now(), error=error)
         alerts.notify_finished(pipeline.config.alerts, self.store, run_id)  # never raises
         return RunResult(run_id, status, run_dir, states)
