@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import ast
 import builtins
-import functools
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from pipelines.assembly.bindings import all_args, is_test_decorator, local_bindings
+from pipelines.assembly.cell_source import magic_statement, parse_body
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | {
     # Names an IPython kernel provides to every cell.
@@ -59,55 +59,6 @@ def analyze(body: str) -> BlockAnalysis:
         # CPython's parser reports nesting it can't handle this way; the kernel can't run it either.
         raise SyntaxError("the code is nested too deeply to analyze (or to run)") from None
     return visitor.result()
-
-
-def parse_body(body: str) -> ast.Module:
-    """Parse a cell body as the kernel would see it after IPython's input transformation."""
-    try:
-        return ast.parse(body)
-    except SyntaxError:
-        pass
-    # Only bodies that aren't plain Python pay for IPython: for those the transformer rewrites
-    # magics and shell escapes into calls, keeping line numbers.
-    transformed: str = _transformer().transform_cell(body)
-    return ast.parse(transformed)
-
-
-@functools.cache
-def _transformer() -> Any:
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    return TransformerManager()  # type: ignore[no-untyped-call]
-
-
-# Line magics whose argument is a statement that runs in the user namespace.
-_STATEMENT_MAGICS = frozenset({"time"})
-
-
-def _is_string(node: ast.expr) -> bool:
-    return isinstance(node, ast.Constant) and isinstance(node.value, str)
-
-
-def _magic_statement(node: ast.Call) -> ast.Module | None:
-    """The statement inside `%time x = f()`, which IPython turns into a run_line_magic call."""
-    func = node.func
-    if not (
-        isinstance(func, ast.Attribute)
-        and func.attr == "run_line_magic"
-        and isinstance(func.value, ast.Call)
-        and isinstance(func.value.func, ast.Name)
-        and func.value.func.id == "get_ipython"
-        and len(node.args) >= 2
-        and all(_is_string(arg) for arg in node.args[:2])
-    ):
-        return None
-    name, argument = (arg.value for arg in node.args[:2])  # type: ignore[attr-defined]
-    if name not in _STATEMENT_MAGICS:
-        return None
-    try:
-        return parse_body(argument)
-    except SyntaxError:
-        return None
 
 
 _ScopeKind = Literal["module", "function", "class", "comprehension"]
@@ -204,7 +155,7 @@ class _ModuleVisitor(ast.NodeVisitor):
             scope.names.discard(name) if scope.kind != "function" else None
 
     def visit_Call(self, node: ast.Call) -> None:
-        statement = _magic_statement(node)
+        statement = magic_statement(node)
         if statement is None:
             self.generic_visit(node)
         elif self.scopes[-1] is self.module:
