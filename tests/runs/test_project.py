@@ -83,13 +83,15 @@ def test_pipelines_and_pipeline_show_graph_problems_and_last_statuses(
 
     summaries = {s.name: s for s in service.pipelines()}
     assert set(summaries) == {"flaky", "invalid"}
-    assert summaries["flaky"].pipeline.ok and summaries["flaky"].last_run is None
+    assert summaries["flaky"].pipeline.ok
+    assert summaries["flaky"].last_run is None
     assert not summaries["invalid"].pipeline.ok
 
     run_id = service.start("flaky")
     assert wait_for_end(service, run_id).status is RunStatus.FAILED
     detail = service.pipeline("flaky")
-    assert detail.last_run is not None and detail.last_run.run_id == run_id
+    assert detail.last_run is not None
+    assert detail.last_run.run_id == run_id
     assert {name: str(b.status) for name, b in detail.last_blocks.items()} == {
         "load": "success",
         "broken": "failed",
