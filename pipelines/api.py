@@ -35,6 +35,7 @@ from pipelines.errors import ConflictError, InvalidInputError, NotFoundError
 from pipelines.params import ParamValue, json_params, masked, merge
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.layout import executed_notebook, launch_log
+from pipelines.runs.selection import check_only, check_runnable
 from pipelines.scheduling.fire_times import Schedule, next_fire_after, schedule_of
 from pipelines.scheduling.launcher import LaunchRequest, SubprocessLauncher
 from pipelines.status import RunStatus, Trigger
@@ -249,13 +250,9 @@ class Project:
     ) -> RunId:
         """Start a run in a runner process of its own and return its id at once; the run is
         recorded (queued) before this returns, so `run(run_id)` and `cancel(run_id)` work."""
-        pipeline = self.valid_pipeline(name)
-        unknown = [block for block in only if block not in pipeline.blocks]
-        if unknown:
-            raise InvalidInputError(
-                f"--only names unknown block(s): {', '.join(unknown)}",
-                hint=f"blocks of `{pipeline.name}`: {', '.join(pipeline.order)}",
-            )
+        pipeline = self.assemble(name)
+        check_runnable(pipeline)
+        check_only(pipeline, only)
         if resume is not None:
             resume = self.run(resume).run_id
         run_id = new_run_id()

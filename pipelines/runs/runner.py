@@ -16,7 +16,6 @@ from pathlib import Path
 from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.header import BlockKind, BlockName
 from pipelines.assembly.pipeline import Pipeline
-from pipelines.errors import InvalidInputError
 from pipelines.params import (
     ParamValue,
     Secrets,
@@ -35,16 +34,13 @@ from pipelines.rundir.state import (
 )
 from pipelines.runs.build import build_plan, build_run_notebooks, write_notebook
 from pipelines.runs.execution import BlockListener, Execution, Limits
+from pipelines.runs.selection import RunError, check_only, check_runnable
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.queue import adopt
 from pipelines.store.records import RunRecord
 from pipelines.store.run_store import RunId, RunStore, new_run_id
 
 logger = logging.getLogger(__name__)
-
-
-class RunError(InvalidInputError):
-    """A run that cannot start: an invalid pipeline, a bad option, an unknown run to resume."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +80,7 @@ class Runner:
         run_id = _checked_run_id(options.run_id) if options.run_id else new_run_id()
         queued = self._queued(run_id) if options.run_id else None
         try:
-            self._check(pipeline)
+            check_runnable(pipeline)
             reused = self._reusable_blocks(pipeline, options)
             selected = self._selected_blocks(pipeline, options)
         except RunError as exc:
@@ -153,23 +149,8 @@ class Runner:
             )
         return record
 
-    def _check(self, pipeline: Pipeline) -> None:
-        if not pipeline.ok:
-            problems = "\n".join(p.format() for p in pipeline.errors)
-            raise RunError(
-                f"pipeline `{pipeline.name}` is not valid:\n{problems}",
-                hint=f"fix the errors above; `blockbook validate {pipeline.folder}` lists them",
-            )
-        if not pipeline.order:
-            raise RunError(f"pipeline `{pipeline.name}` has no blocks", hint="add %%block cells")
-
     def _selected_blocks(self, pipeline: Pipeline, options: RunOptions) -> frozenset[str]:
-        unknown = [name for name in options.only if name not in pipeline.blocks]
-        if unknown:
-            raise RunError(
-                f"--only names unknown block(s): {', '.join(unknown)}",
-                hint=f"blocks of `{pipeline.name}`: {', '.join(pipeline.order)}",
-            )
+        check_only(pipeline, options.only)
         return frozenset(options.only) if options.only else frozenset(pipeline.order)
 
     def _reusable_blocks(self, pipeline: Pipeline, options: RunOptions) -> dict[str, str]:
