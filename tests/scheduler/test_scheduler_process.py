@@ -17,8 +17,8 @@ import psutil
 
 from pipelines.api import trigger
 from pipelines.store.run_store import DATABASE_URL_ENV
-from tests.conftest import make_pipeline
-from tests.runs.conftest import BLOCKBOOK, cli_env
+from tests.helpers.notebooks import make_pipeline
+from tests.helpers.runs import BLOCKBOOK, cli_env
 
 WORK = "%%block work\nimport time\nwindow = (interval_start, interval_end)\ntime.sleep({sleep})"
 
