@@ -19,7 +19,7 @@ from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import RunStatus
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
-from tests.conftest import make_pipeline
+from tests.helpers.notebooks import make_pipeline
 
 LOAD = """%%block load
 import pandas as pd

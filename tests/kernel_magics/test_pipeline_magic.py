@@ -13,7 +13,7 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 from pipelines.store.run_store import DATABASE_URL_ENV
-from tests.conftest import make_pipeline
+from tests.helpers.notebooks import make_pipeline
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

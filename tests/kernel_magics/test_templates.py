@@ -31,7 +31,7 @@ from kernel_magics.templates import TEMPLATES, Template, find_template, listing
 from pipelines.assembly.analysis import analyze
 from pipelines.assembly.header import parse_header, split_block_cell
 from pipelines.store.run_store import DATABASE_URL_ENV
-from tests.conftest import POSTGRES_URL, postgres_schema, schema_url
+from tests.helpers.postgres import POSTGRES_URL, postgres_schema, schema_url
 
 # Which kernel test runs each template as inserted; a new template needs a test here.
 RUN_IN_A_KERNEL = {

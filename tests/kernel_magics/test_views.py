@@ -12,7 +12,7 @@ import pytest
 from nbclient import NotebookClient
 
 from pipelines.store.run_store import DATABASE_URL_ENV
-from tests.conftest import make_pipeline
+from tests.helpers.notebooks import make_pipeline
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pipelines.cli.main import main
-from tests.conftest import REPO_ROOT, Markdown, make_pipeline
+from tests.helpers.notebooks import Markdown, make_pipeline
+from tests.helpers.paths import REPO_ROOT
 
 TAXI = REPO_ROOT / "notebooks" / "taxi"
 

@@ -10,7 +10,7 @@ import pytest
 from pipelines.assembly.config import PipelineConfig, load_pipeline_config, load_project_config
 from pipelines.assembly.pipeline import assemble
 from pipelines.errors import ProblemKind
-from tests.conftest import MakePipeline
+from tests.helpers.notebooks import MakePipeline
 
 
 def load(tmp_path: Path, text: str | bytes) -> tuple[PipelineConfig, list[str]]:

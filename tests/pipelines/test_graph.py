@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.assembly.pipeline import Pipeline, assemble
 from pipelines.errors import Location, Problem, ProblemKind, Severity
-from tests.conftest import MakePipeline, Markdown, NotebookSpec
+from tests.helpers.notebooks import MakePipeline, Markdown, NotebookSpec
 
 # ---- valid graphs ----------------------------------------------------------------------------
 

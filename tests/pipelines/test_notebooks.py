@@ -14,7 +14,7 @@ import pytest
 from pipelines.assembly.notebooks import CodeCell, read_notebook
 from pipelines.assembly.pipeline import assemble
 from pipelines.errors import Location, ProblemKind
-from tests.conftest import Markdown, write_notebook
+from tests.helpers.notebooks import Markdown, write_notebook
 
 MALFORMED = Path(__file__).resolve().parents[1] / "fixtures" / "malformed"
 

@@ -14,7 +14,7 @@ from pipelines.assembly.project import (
     resolve_pipeline,
 )
 from pipelines.errors import ProjectError
-from tests.conftest import Markdown, make_pipeline, write_notebook
+from tests.helpers.notebooks import Markdown, make_pipeline, write_notebook
 
 BLOCK = ["%%block step\nx = 1"]
 

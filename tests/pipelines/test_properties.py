@@ -24,7 +24,7 @@ from pipelines.assembly.header import TestPolicy as Policy  # not `Test*`: pytes
 from pipelines.assembly.pipeline import Pipeline, assemble
 from pipelines.assembly.project import list_pipelines
 from pipelines.errors import Problem
-from tests.conftest import make_pipeline, write_notebook
+from tests.helpers.notebooks import make_pipeline, write_notebook
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

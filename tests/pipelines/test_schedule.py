@@ -30,7 +30,7 @@ from pipelines.scheduling.fire_times import (
     previous_fire_before,
     schedule_of,
 )
-from tests.conftest import make_pipeline
+from tests.helpers.notebooks import make_pipeline
 
 UTC_ZONE = ZoneInfo("UTC")
 PARIS = ZoneInfo("Europe/Paris")

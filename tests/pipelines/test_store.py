@@ -34,7 +34,7 @@ from pipelines.store.run_store import (
     store_url,
 )
 from pipelines.store.schema import Base
-from tests.conftest import postgres_schema, schema_url
+from tests.helpers.postgres import postgres_schema, schema_url
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 BLOCKS = [("load", "a.ipynb"), ("clean", "a.ipynb"), ("report", "b.ipynb")]

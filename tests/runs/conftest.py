@@ -1,46 +1,23 @@
-"""Helpers for headless-run tests: a throwaway project, its run store, a checked `run`, the CLI.
+"""Fixtures for headless-run tests: a throwaway project, its run store, a checked `run`.
 
 Everything real: kernels through papermill, SQLite files in tmp_path, PostgreSQL at
 127.0.0.1:5432 in a schema of the test's own. Every run made through the `run` fixture also
 checks two promises that hold for any run: the user's source files are byte-identical
-afterwards, and no kernel process outlives the run.
+afterwards, and no kernel process outlives the run. The helpers the tests import (`nb`,
+`statuses`, `blockbook`, ...) are in `tests.helpers`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
-import psutil
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
 
-from pipelines.assembly.pipeline import assemble
-from pipelines.rundir.artifacts import ArtifactStore
-from pipelines.rundir.state import BlockState
-from pipelines.runs.execution import Limits
-from pipelines.runs.runner import Runner, RunOptions, RunResult
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
-from tests.conftest import Cell, make_pipeline
-
-LOAD_EXT = "%load_ext kernel_magics"
-BLOCKBOOK = Path(sys.executable).parent / "blockbook"
-
-
-def nb(*cells: Cell) -> list[Cell]:
-    """A notebook's cells: `%load_ext kernel_magics` first, as every pipeline notebook has."""
-    return [LOAD_EXT, *cells]
-
+from tests.helpers.notebooks import make_pipeline
+from tests.helpers.runs import RunHelper
 
 # ---- the project -------------------------------------------------------------------------------
 
@@ -73,157 +50,7 @@ def pipeline(project: Path) -> Callable[..., Path]:
 # ---- running -----------------------------------------------------------------------------------
 
 
-def source_hashes(folder: Path) -> dict[str, str]:
-    return {
-        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
-
-
-def kernels_in(folder: Path) -> list[psutil.Process]:
-    """Live ipykernel processes whose working folder is inside `folder` (zombies don't count)."""
-    found = []
-    target = str(folder.resolve())
-    for process in psutil.process_iter(["cmdline", "cwd", "status"]):
-        info = process.info
-        if info["status"] == psutil.STATUS_ZOMBIE or not info["cwd"] or not info["cmdline"]:
-            continue
-        if "ipykernel" in " ".join(info["cmdline"]) and info["cwd"].startswith(target):
-            found.append(process)
-    return found
-
-
-def assert_no_kernels(folder: Path, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while kernels_in(folder) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = kernels_in(folder)
-    assert not left, f"kernel processes outlived the run: {[p.info['cmdline'] for p in left]}"
-
-
-class RunHelper:
-    """Runs pipelines of one project and checks what every run must leave behind."""
-
-    def __init__(self, project: Path, store: RunStore) -> None:
-        self.project = project
-        self.store = store
-        self.events: list[BlockState] = []
-        self.runner = Runner(project, store, on_block=self.events.append)
-
-    def __call__(self, folder: Path, **options: Any) -> RunResult:
-        before = source_hashes(folder)
-        try:
-            return self.runner.run(assemble(folder), run_options(**options))
-        finally:
-            assert source_hashes(folder) == before, "a run modified the source notebooks"
-            assert_no_kernels(self.project)
-
-
-def run_options(**fields: Any) -> RunOptions:
-    """RunOptions from flat keyword arguments, the limits among them."""
-    limits = {name: fields.pop(name) for name in ("concurrency", "grace_seconds") if name in fields}
-    return RunOptions(**fields, limits=Limits(**limits))
-
-
 @pytest.fixture
 def run(project: Path, store: RunStore) -> RunHelper:
     """`run(folder, **RunOptions fields) -> RunResult`, on the project's store."""
     return RunHelper(project, store)
-
-
-def statuses(result: RunResult) -> dict[str, str]:
-    """Block -> status (and error), for assertion messages."""
-    return {
-        name: f"{state.status}" + (f" ({state.error})" if state.error else "")
-        for name, state in result.blocks.items()
-    }
-
-
-def load_output(result: RunResult, block: str, name: str) -> Any:
-    return ArtifactStore(result.run_dir).load(block, name)
-
-
-def manifest(result: RunResult, block: str, name: str) -> dict[str, Any]:
-    path = result.run_dir / "artifacts" / block / f"{name}.json"
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
-
-
-def block_cell(notebook_path: Path, block: str) -> Any:
-    """The cell of `block` in an executed (or input) run notebook."""
-    notebook = nbformat.read(notebook_path, as_version=4)
-    cells = [
-        cell
-        for cell in notebook.cells
-        if cell.get("metadata", {}).get("blockbook", {}).get("block") == block
-    ]
-    assert len(cells) == 1, f"{notebook_path} holds {len(cells)} cells of block {block}"
-    return cells[0]
-
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def cell_text(cell: Any) -> str:
-    """Everything a cell shows: streams, results, errors (tracebacks without colour codes)."""
-    parts = []
-    for output in cell.get("outputs", []):
-        parts.append(output.get("text", ""))
-        parts.extend(str(v) for v in output.get("data", {}).values())
-        if output.get("output_type") == "error":
-            parts += [output["ename"], output["evalue"], *output["traceback"]]
-    return ANSI.sub("", "\n".join(parts))
-
-
-# ---- the command line --------------------------------------------------------------------------
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != DATABASE_URL_ENV}
-    env.update(extra)
-    return env
-
-
-def blockbook(
-    project: Path, *args: str, timeout: float = 120, **popen: Any
-) -> subprocess.CompletedProcess[str]:
-    """Run the installed `blockbook` command on `project` (its default SQLite store)."""
-    return subprocess.run(
-        [str(BLOCKBOOK), "--project", str(project), *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=timeout,
-        check=False,
-        **popen,
-    )
-
-
-def blockbook_json(project: Path, *args: str) -> Any:
-    result = blockbook(project, *args, "--format", "json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-# ---- PostgreSQL --------------------------------------------------------------------------------
-
-
-def pg_scalar(url: str, query: str) -> Any:
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(text(query)).scalar_one()
-    finally:
-        engine.dispose()
-
-
-def files_containing(folder: Path, needles: Sequence[str]) -> list[str]:
-    """Files under `folder` whose bytes contain any of `needles`, as `path: needle`."""
-    hits = []
-    for path in sorted([folder, *folder.rglob("*")]):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        hits += [f"{path}: {needle}" for needle in needles if needle.encode() in data]
-    return hits

@@ -26,7 +26,8 @@ from pipelines.alerts import dispatch as alerts
 from pipelines.alerts.sending import Notifier
 from pipelines.assembly.config import AlertsConfig
 from pipelines.status import BlockStatus, RunStatus, Trigger
-from tests.runs.conftest import files_containing, nb, statuses
+from tests.helpers.notebooks import nb
+from tests.helpers.runs import files_containing, statuses
 
 FAILING = nb(
     "%%block load_trips\nrows = [1, 2, 0]",

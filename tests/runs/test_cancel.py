@@ -11,14 +11,8 @@ from pipelines.assembly.pipeline import assemble
 from pipelines.rundir.state import BlockState
 from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import BlockStatus, RunStatus
-from tests.runs.conftest import (
-    BLOCKBOOK,
-    assert_no_kernels,
-    blockbook_json,
-    cli_env,
-    nb,
-    source_hashes,
-)
+from tests.helpers.notebooks import nb
+from tests.helpers.runs import BLOCKBOOK, assert_no_kernels, blockbook_json, cli_env, source_hashes
 
 
 def sleepy_pipeline(pipeline, marker) -> object:

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from pipelines.status import BlockStatus, RunStatus
-from tests.runs.conftest import block_cell, cell_text, nb, statuses
+from tests.helpers.notebooks import nb
+from tests.helpers.runs import block_cell, cell_text, statuses
 
 STRICT = """%%block strict --retries 2 --retry-delay 0
 values = [3, -1, 2]

@@ -20,8 +20,8 @@ from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.runs.runner import RunResult
 from pipelines.status import BlockStatus, RunStatus
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
-from tests.conftest import make_pipeline
-from tests.runs.conftest import RunHelper, assert_no_kernels, blockbook, nb, source_hashes, statuses
+from tests.helpers.notebooks import make_pipeline, nb
+from tests.helpers.runs import RunHelper, assert_no_kernels, blockbook, source_hashes, statuses
 
 TOKEN = "tok-D3BUG-4242-plugh"
 TOKEN_SHA = hashlib.sha256(TOKEN.encode()).hexdigest()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from pipelines.status import BlockStatus, RunStatus
-from tests.runs.conftest import block_cell, cell_text, nb, statuses
+from tests.helpers.notebooks import nb
+from tests.helpers.runs import block_cell, cell_text, statuses
 
 
 def test_retry_then_success_and_retries_exhausted(pipeline, run, store, tmp_path) -> None:

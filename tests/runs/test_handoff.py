@@ -9,7 +9,8 @@ import pandas as pd
 from pandas.testing import assert_frame_equal
 
 from pipelines.status import BlockStatus, RunStatus
-from tests.runs.conftest import load_output, manifest, nb, statuses
+from tests.helpers.notebooks import nb
+from tests.helpers.runs import load_output, manifest, statuses
 
 PRODUCE = """%%block produce
 import pandas as pd

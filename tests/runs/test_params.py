@@ -9,7 +9,8 @@ import hashlib
 
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.store.run_store import RunStore
-from tests.runs.conftest import blockbook, blockbook_json, files_containing, nb
+from tests.helpers.notebooks import nb
+from tests.helpers.runs import blockbook, blockbook_json, files_containing
 
 PARAMS_TOML = """\
 [params]

@@ -6,7 +6,8 @@ from pipelines.assembly.pipeline import assemble
 from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.run_store import RunStore
-from tests.runs.conftest import assert_no_kernels, nb, statuses
+from tests.helpers.notebooks import nb
+from tests.helpers.runs import assert_no_kernels, statuses
 
 
 def test_run_recorded_in_postgresql(project, pipeline, pg_url, tmp_path) -> None:

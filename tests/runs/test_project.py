@@ -20,7 +20,7 @@ from pipelines.errors import (
 )
 from pipelines.status import RunStatus, Trigger
 from pipelines.store.records import RunRecord
-from tests.runs.conftest import nb
+from tests.helpers.notebooks import nb
 
 LOAD = "%%block load\nrows = [1, 2, 3]"
 DOUBLE = "%%block double\ndoubled = [2 * r for r in rows]\nprint(label, sum(doubled))"

@@ -9,7 +9,8 @@ from pandas.testing import assert_frame_equal
 
 from pipelines.runs.runner import RunError
 from pipelines.status import BlockStatus, RunStatus
-from tests.runs.conftest import load_output, nb, statuses
+from tests.helpers.notebooks import nb
+from tests.helpers.runs import load_output, statuses
 
 
 def logging_block(name: str, log, body: str, header: str = "") -> str:

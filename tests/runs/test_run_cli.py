@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.runs.conftest import assert_no_kernels, blockbook, blockbook_json, nb
+from tests.helpers.notebooks import nb
+from tests.helpers.runs import assert_no_kernels, blockbook, blockbook_json
 
 
 @pytest.fixture

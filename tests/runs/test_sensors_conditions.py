@@ -15,7 +15,8 @@ from kernel_magics.contexts import Readiness, judge_upstream
 from pipelines.assembly.header import TriggerRule
 from pipelines.rundir.state import BlockState
 from pipelines.status import BlockStatus, RunStatus
-from tests.runs.conftest import block_cell, cell_text, load_output, nb, statuses
+from tests.helpers.notebooks import nb
+from tests.helpers.runs import block_cell, cell_text, load_output, statuses
 
 # ---- sensors -----------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from pipelines.status import RunStatus
-from tests.runs.conftest import nb, source_hashes
+from tests.helpers.notebooks import nb
+from tests.helpers.runs import source_hashes
 
 
 def test_source_notebooks_are_byte_identical_after_runs(pipeline, run, tmp_path) -> None:

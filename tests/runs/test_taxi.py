@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.status import BlockStatus, RunStatus
-from tests.runs.conftest import pg_scalar, statuses
+from tests.helpers.postgres import pg_scalar
+from tests.helpers.runs import statuses
 
 TAXI = Path(__file__).resolve().parents[2] / "notebooks" / "taxi"
 EXPECTED_ROWS = 2_896

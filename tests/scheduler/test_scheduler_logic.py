@@ -20,7 +20,7 @@ from pipelines.status import RunStatus, Trigger
 from pipelines.store.queue import heartbeat, queued_runs
 from pipelines.store.records import RunRecord
 from pipelines.store.run_store import RunStore
-from tests.conftest import make_pipeline
+from tests.helpers.notebooks import make_pipeline
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 NOTEBOOK = {"a.ipynb": ["%load_ext kernel_magics", "%%block work\nx = 1"]}

@@ -4,21 +4,23 @@ two schedulers on one PostgreSQL database, `trigger` and `--once`."""
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from pipelines.api import trigger
-from pipelines.store.run_store import DATABASE_URL_ENV
-from tests.conftest import make_pipeline
-from tests.runs.conftest import BLOCKBOOK, cli_env
+from pipelines.cli.progress import run_json
+from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
+from tests.helpers.notebooks import make_pipeline
+from tests.helpers.runs import BLOCKBOOK, cli_env
 
 WORK = "%%block work\nimport time\nwindow = (interval_start, interval_end)\ntime.sleep({sleep})"
 
@@ -44,24 +46,42 @@ def start_scheduler(root: Path, *args: str, env: dict[str, str] | None = None) -
     )
 
 
-def runs(root: Path, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    result = subprocess.run(
-        [str(BLOCKBOOK), "--project", str(root), "runs", "--format", "json", "--limit", "500"],
-        capture_output=True,
-        text=True,
-        env=env or cli_env(),
-        check=True,
-    )
-    return list(json.loads(result.stdout))
+OpenStore = Callable[..., RunStore]
+
+
+@pytest.fixture
+def open_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenStore]:
+    """`open_store(root, env=None)`: the run store a scheduler started with `env` uses (the URL
+    in `env`, else the project's own), opened once and read directly by the test; closed at the
+    end. Schedulers run with `cli_env()`, without $BLOCKBOOK_DATABASE_URL unless a test gives
+    one, so this process must not see that variable either."""
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    opened: list[RunStore] = []
+
+    def open_(root: Path, env: dict[str, str] | None = None) -> RunStore:
+        url = (env or {}).get(DATABASE_URL_ENV)
+        store = RunStore(url) if url else RunStore.open(root)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        store.close()
+
+
+def runs(store: RunStore) -> list[dict[str, Any]]:
+    """The newest 500 runs, in the form `blockbook runs --format json` prints them."""
+    return [run_json(record, with_blocks=False) for record in store.list_runs(limit=500)]
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    """Poll `predicate` until it holds; `timeout` is a deadline for a loaded machine, not a pace."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} ({timeout:.0f} s)")
 
 
 def no_kernels_left(root: Path) -> bool:
@@ -75,39 +95,43 @@ def no_kernels_left(root: Path) -> bool:
     return True
 
 
-def test_schedules_fire_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
+def test_schedules_fire_and_sigterm_stops_cleanly(tmp_path: Path, open_store: OpenStore) -> None:
     root = project_with(tmp_path, '[schedule]\nevery = "2s"\nmax_active_runs = 3\n')
+    store = open_store(root)  # before the scheduler: the schema is in place when it starts
     daemon = start_scheduler(root)
     try:
-        wait_for(lambda: sum(r["status"] == "success" for r in runs(root)) >= 2, 40, "two runs")
+        wait_for(lambda: sum(r["status"] == "success" for r in runs(store)) >= 2, 120, "two runs")
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=60) == 0
-    done = [r for r in runs(root) if r["status"] == "success"]
+    done = [r for r in runs(store) if r["status"] == "success"]
     assert {r["trigger"] for r in done} == {"schedule"}
     fire_times = sorted(r["scheduled_for"] for r in done)
     assert len(fire_times) == len(set(fire_times))
     first = done[-1]
     assert first["params"]["interval_end"] == first["scheduled_for"]
-    assert all(r["status"] in ("success", "queued") for r in runs(root))
-    wait_for(lambda: no_kernels_left(root), 10, "kernels to exit")
+    assert all(r["status"] in ("success", "queued") for r in runs(store))
+    wait_for(lambda: no_kernels_left(root), 60, "kernels to exit")
 
 
-def test_kill_9_then_restart_loses_no_fire_time_and_marks_the_orphan(tmp_path: Path) -> None:
+def test_kill_9_then_restart_loses_no_fire_time_and_marks_the_orphan(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
     root = project_with(
         tmp_path,
         '[schedule]\nevery = "3s"\ncatchup = "all"\nrun_retries = 1\nmax_active_runs = 5\n',
         sleep=3,
     )
+    store = open_store(root)
     daemon = start_scheduler(root, "--heartbeat-timeout", "3")
     try:
-        wait_for(lambda: any(r["status"] == "running" for r in runs(root)), 40, "a running run")
+        wait_for(lambda: any(r["status"] == "running" for r in runs(store)), 120, "a running run")
     finally:
         daemon.kill()  # kill -9: no clean-up of any kind
         daemon.wait(timeout=10)
-    orphan = next(r for r in runs(root) if r["status"] == "running")
+    orphan = next(r for r in runs(store) if r["status"] == "running")
     # Its runner died with the scheduler, and the runner's kernels with it.
-    wait_for(lambda: no_kernels_left(root), 15, "orphaned kernels to exit")
+    wait_for(lambda: no_kernels_left(root), 60, "orphaned kernels to exit")
     time.sleep(3)  # fire times pass while no scheduler runs
 
     restarted = start_scheduler(root, "--heartbeat-timeout", "3")
@@ -117,15 +141,15 @@ def test_kill_9_then_restart_loses_no_fire_time_and_marks_the_orphan(tmp_path: P
                 r["scheduled_for"] == orphan["scheduled_for"]
                 and r["attempt"] == 1
                 and r["status"] == "success"
-                for r in runs(root)
+                for r in runs(store)
             ),
-            60,
+            180,
             "the crashed fire time to be retried",
         )
     finally:
         restarted.send_signal(signal.SIGTERM)
         restarted.wait(timeout=90)
-    everything = runs(root)
+    everything = runs(store)
     crashed = next(r for r in everything if r["run_id"] == orphan["run_id"])
     assert crashed["status"] == "crashed"
     assert "heartbeats" in crashed["error"]
@@ -140,18 +164,22 @@ def test_kill_9_then_restart_loses_no_fire_time_and_marks_the_orphan(tmp_path: P
     assert steps == {3}, fire_times
 
 
-def test_two_schedulers_on_postgresql_run_each_fire_time_once(tmp_path: Path, pg_url: str) -> None:
+def test_two_schedulers_on_postgresql_run_each_fire_time_once(
+    tmp_path: Path, pg_url: str, open_store: OpenStore
+) -> None:
     root = project_with(tmp_path, '[schedule]\nevery = "1s"\nmax_active_runs = 10\n', sleep=0)
     env = cli_env(**{DATABASE_URL_ENV: pg_url})
     daemons = [start_scheduler(root, "--max-runs", "2", env=env) for _ in range(2)]
+    # Opened after the schedulers start, so that they still meet a fresh database together.
+    store = open_store(root, env)
     try:
-        wait_for(lambda: len(runs(root, env)) >= 6, 40, "six fire times")
+        wait_for(lambda: len(runs(store)) >= 6, 120, "six fire times")
     finally:
         for daemon in daemons:
             daemon.send_signal(signal.SIGTERM)
         for daemon in daemons:
             assert daemon.wait(timeout=120) == 0
-    everything = runs(root, env)
+    everything = runs(store)
     keys = Counter((r["scheduled_for"], r["attempt"]) for r in everything)
     assert max(keys.values()) == 1
     finished = [r for r in everything if r["status"] != "queued"]
@@ -167,7 +195,7 @@ def test_two_schedulers_on_postgresql_run_each_fire_time_once(tmp_path: Path, pg
     assert max(started.values()) == 1
 
 
-def test_trigger_and_once(tmp_path: Path) -> None:
+def test_trigger_and_once(tmp_path: Path, open_store: OpenStore) -> None:
     root = project_with(
         tmp_path, 'description = "unscheduled"\n[params]\ninterval_start = 0\ninterval_end = 0\n'
     )
@@ -186,7 +214,8 @@ def test_trigger_and_once(tmp_path: Path) -> None:
     finally:
         if env_before is not None:
             os.environ[DATABASE_URL_ENV] = env_before
-    assert {r["status"] for r in runs(root)} == {"queued"}
+    store = open_store(root)
+    assert {r["status"] for r in runs(store)} == {"queued"}
     once = subprocess.run(
         [str(BLOCKBOOK), "--project", str(root), "scheduler", "--once"],
         capture_output=True,
@@ -195,7 +224,7 @@ def test_trigger_and_once(tmp_path: Path) -> None:
         timeout=120,
     )
     assert once.returncode == 0, once.stderr
-    by_id = {r["run_id"]: r for r in runs(root)}
+    by_id = {r["run_id"]: r for r in runs(store)}
     assert by_id[manual]["status"] == "success"
     assert by_id[manual]["trigger"] == "manual"
     assert by_id[manual]["params"]["interval_end"] == 5
