@@ -1,7 +1,7 @@
 """The run store's schema: the SQLAlchemy tables of runs, block runs, attempts and schedules.
 
-Alembic revisions (`pipelines/migrations/`) are generated from `Base.metadata`: after changing a
-table here, add one as `pipelines/migrations/env.py` explains.
+Alembic revisions (`pipelines/store/migrations/`) are generated from `Base.metadata`: after
+changing a table here, add one as `pipelines/store/migrations/env.py` explains.
 Statuses and triggers are stored as their strings: adding a status later needs no migration.
 Timestamps go in and come out timezone-aware in UTC whatever the backend keeps.
 """

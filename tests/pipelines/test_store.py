@@ -24,7 +24,7 @@ from sqlalchemy.pool import NullPool
 from pipelines.rundir import state as runstate
 from pipelines.rundir.state import Attempt, BlockState
 from pipelines.status import BlockStatus, RunStatus, Trigger
-from pipelines.store import run_store as store_module
+from pipelines.store import migrate
 from pipelines.store.run_store import (
     DATABASE_URL_ENV,
     RunId,
@@ -158,13 +158,13 @@ def test_migrations_create_the_schema_and_reopening_is_a_no_op(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     upgrades: list[str] = []
-    real_upgrade = store_module.command.upgrade
+    real_upgrade = migrate.command.upgrade
 
     def counting_upgrade(config: Any, revision: str, **kwargs: Any) -> None:
         upgrades.append(revision)
         real_upgrade(config, revision, **kwargs)
 
-    monkeypatch.setattr(store_module.command, "upgrade", counting_upgrade)
+    monkeypatch.setattr(migrate.command, "upgrade", counting_upgrade)
     RunStore(db_url).close()
     assert upgrades == ["head"]
     RunStore(db_url).close()
@@ -178,7 +178,7 @@ def test_migrations_create_the_schema_and_reopening_is_a_no_op(
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == [], (
                 "the models and the migrations disagree: generate a revision (see "
-                "pipelines/migrations/env.py)"
+                "pipelines/store/migrations/env.py)"
             )
     finally:
         engine.dispose()
