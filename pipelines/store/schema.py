@@ -27,6 +27,8 @@ from sqlalchemy.types import TypeDecorator
 
 _STATUS_LENGTH = 32
 _ID_LENGTH = 64
+REQUESTER_LENGTH = 255
+"""Longest `cancel_requested_by` kept (PostgreSQL refuses longer text; SQLite would keep it)."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -95,6 +97,10 @@ class RunRow(Base):
     heartbeat_at: Mapped[datetime | None]
     launched_at: Mapped[datetime | None]
     """When a scheduler handed the queued run to a runner process (claimed, so only once)."""
+    cancel_requested_at: Mapped[datetime | None]
+    """When someone first asked the run to stop; its runner sees it on its next heartbeat."""
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(REQUESTER_LENGTH))
+    """Who asked: `user@host` from the command line, `api`, `server`."""
 
     blocks: Mapped[list[BlockRunRow]] = relationship(
         back_populates="run",
