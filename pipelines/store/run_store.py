@@ -185,6 +185,10 @@ class RunStore:
             if RunStatus(run.status).is_terminal:
                 log.debug("run %s is already %s; ignoring %s", run_id, run.status, status)
                 return
+            if status is RunStatus.CANCELLED and run.cancel_requested_at is not None:
+                # The runner only knows that it stopped; the store knows who asked, and when.
+                reason = cancel_reason(run.cancel_requested_by or "?", run.cancel_requested_at)
+                error = reason if error is None else f"{reason}; {error}"
             run.status = status.value
             run.ended_at = at
             run.error = error
@@ -254,31 +258,13 @@ class RunStore:
             row = session.scalar(
                 select(RunRow).where(RunRow.run_id == run_id).options(_LOAD_BLOCKS)
             )
-            if row is not None:
-                return run_record(row)
-            candidates = [
-                candidate
-                for candidate in session.scalars(
-                    select(RunRow.run_id)
-                    .where(RunRow.run_id.startswith(run_id, autoescape=True))
-                    .order_by(RunRow.run_id)
-                    .limit(_CANDIDATES_SHOWN + 1)
+            if row is None:
+                match = prefix_match(session, run_id)
+                if match is None:
+                    return None
+                row = session.scalar(
+                    select(RunRow).where(RunRow.run_id == match).options(_LOAD_BLOCKS)
                 )
-                # SQLite's LIKE ignores case; ids are case-sensitive everywhere else.
-                if candidate.startswith(run_id)
-            ]
-            if not candidates:
-                return None
-            if len(candidates) > 1:
-                shown = ", ".join(candidates[:_CANDIDATES_SHOWN])
-                more = " and more" if len(candidates) > _CANDIDATES_SHOWN else ""
-                raise AmbiguousRunId(
-                    f"run id prefix `{run_id}` is ambiguous: it matches {shown}{more}",
-                    "give more characters of the run id",
-                )
-            row = session.scalar(
-                select(RunRow).where(RunRow.run_id == candidates[0]).options(_LOAD_BLOCKS)
-            )
             return run_record(row) if row is not None else None
 
     def list_runs(self, pipeline: str | None = None, limit: int = 50) -> list[RunRecord]:
@@ -361,6 +347,40 @@ class RunStore:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def prefix_match(session: Session, prefix: str) -> str | None:
+    """The only run id that starts with `prefix`, or None; several raise `AmbiguousRunId`.
+
+    For a `prefix` that is not itself a run id (callers look that up first, with what they need
+    of the row). An empty prefix matches nothing rather than every run.
+    """
+    if not prefix:
+        return None
+    candidates = [
+        candidate
+        for candidate in session.scalars(
+            select(RunRow.run_id)
+            .where(RunRow.run_id.startswith(prefix, autoescape=True))
+            .order_by(RunRow.run_id)
+            .limit(_CANDIDATES_SHOWN + 1)
+        )
+        # SQLite's LIKE ignores case; ids are case-sensitive everywhere else.
+        if candidate.startswith(prefix)
+    ]
+    if len(candidates) > 1:
+        shown = ", ".join(candidates[:_CANDIDATES_SHOWN])
+        more = " and more" if len(candidates) > _CANDIDATES_SHOWN else ""
+        raise AmbiguousRunId(
+            f"run id prefix `{prefix}` is ambiguous: it matches {shown}{more}",
+            "give more characters of the run id",
+        )
+    return candidates[0] if candidates else None
+
+
+def cancel_reason(by: str, at: datetime) -> str:
+    """The error of a run cancelled on request: `cancelled by cli at 2026-12-01T23:34:56+00:00`."""
+    return f"cancelled by {by} at {at.astimezone(UTC).isoformat(timespec='seconds')}"
 
 
 def _require_aware(at: datetime) -> None:
