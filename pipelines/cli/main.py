@@ -16,6 +16,7 @@ from pipelines.assembly.project import (
     list_pipelines,
     notebook_files,
 )
+from pipelines.cli.cancel import cancel
 from pipelines.cli.schedule import backfill, scheduler, trigger
 from pipelines.cli.support import (
     EXIT_INVALID,
@@ -224,5 +225,5 @@ def debug(root: Path, run_id: str, block: str, output: Path | None) -> None:
 _RUN_EXIT_CODES = {RunStatus.SUCCESS: 0, RunStatus.FAILED: 1, RunStatus.CANCELLED: 130}
 
 
-for _command in (scheduler, backfill, trigger):
+for _command in (scheduler, backfill, trigger, cancel):
     main.add_command(_command)
