@@ -219,12 +219,20 @@ def adopt(
     run_dir: str,
     blocks: list[tuple[str, str]],
 ) -> RunRecord:
-    """Fill in a queued run (made by a scheduler or a trigger) that a runner is about to start."""
+    """Fill in a queued run (made by a scheduler or a trigger) that a runner is about to start.
+
+    Raises `RunConflict` when the run is no longer queued: cancelled (`request_cancel`) or
+    marked crashed between the runner's look at it and now, so the runner says why it stops.
+    """
     with store.writing() as session:
         run = session.get(RunRow, run_id, with_for_update=True)
-        if run is None or run.status != RunStatus.QUEUED.value:
-            status = "missing" if run is None else run.status
-            raise ValueError(f"run {run_id} is {status}, not queued")
+        if run is None:
+            raise RunNotFound(f"no run `{run_id}` to start", "queue it first (`enqueue`)")
+        if run.status != RunStatus.QUEUED.value:
+            raise RunConflict(
+                f"run {run_id} is {run.status}, not queued: it is not started",
+                f"`blockbook show {run_id}` tells why it ended",
+            )
         run.params = params
         run.run_dir = run_dir
         run.launched_at = run.launched_at or now()
