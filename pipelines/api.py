@@ -39,7 +39,13 @@ from pipelines.runs.selection import check_only, check_runnable
 from pipelines.scheduling.fire_times import Schedule, next_fire_after, schedule_of
 from pipelines.scheduling.launcher import LaunchRequest, SubprocessLauncher
 from pipelines.status import RunStatus, Trigger
-from pipelines.store.queue import QueuedRun, claim_launch, enqueue, schedule_states
+from pipelines.store.queue import (
+    QueuedRun,
+    claim_launch,
+    enqueue,
+    request_cancel,
+    schedule_states,
+)
 from pipelines.store.records import BlockRunRecord, RunId, RunRecord
 from pipelines.store.run_store import RunStore, new_run_id
 
@@ -315,12 +321,11 @@ class Project:
         enqueue(self.store, queued)
         return run_id
 
-    def cancel(self, run_id: str, by: str) -> RunRecord:
+    def cancel(self, run_id: str, by: str, at: datetime | None = None) -> RunRecord:
         """Ask a run to stop, whichever process runs it: a queued run is cancelled at once, a
-        running one at its runner's next heartbeat. ConflictError when it has already ended."""
-        from pipelines.store.queue import request_cancel
-
-        return request_cancel(self.store, self.run(run_id).run_id, by)
+        running one at its runner's next heartbeat. `by` says who asks (`user@host`, `api`).
+        ConflictError when it has already ended; `run_id` may be a unique prefix."""
+        return request_cancel(self.store, run_id, by, at)
 
     def executed_notebook(self, run_id: str, block: str) -> ExecutedNotebook:
         """The executed notebook that holds `block` in run `run_id`, and the block's cell."""

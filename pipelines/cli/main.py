@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 
 from pipelines.api import Project
+from pipelines.cli.cancel import cancel
 from pipelines.cli.schedule import backfill, scheduler, trigger
 from pipelines.cli.support import (
     EXIT_INVALID,
@@ -214,5 +215,5 @@ def debug(project: Project, run_id: str, block: str, output: Path | None) -> Non
 _RUN_EXIT_CODES = {RunStatus.SUCCESS: 0, RunStatus.FAILED: 1, RunStatus.CANCELLED: 130}
 
 
-for _command in (scheduler, backfill, trigger):
+for _command in (scheduler, backfill, trigger, cancel):
     main.add_command(_command)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import threading
@@ -37,6 +38,8 @@ from pipelines.runs.build import write_notebook
 from pipelines.status import BlockStatus, RunStatus
 from pipelines.store.queue import heartbeat
 from pipelines.store.run_store import RunStore
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
 
@@ -108,6 +111,9 @@ class Execution:
         while True:
             self._poll_states()
             sla.check()
+            # Before the cancel check: a request made before the run started stops it before any
+            # kernel starts.
+            self._beat()
             if self.cancel_requested.is_set():
                 self._cancel(started, waiting)
                 waiting = []
@@ -116,7 +122,6 @@ class Execution:
                 self._start(job)
                 started.append(job)
             self._enforce_timeouts(started)
-            self._beat()
             for job in started:
                 if job.done and not job.settled:
                     # Right away, not at the end: other notebooks may be waiting on its blocks.
@@ -132,11 +137,14 @@ class Execution:
         return dict(self._states)
 
     def _beat(self) -> None:
-        """Tell schedulers this run's runner is alive (they mark silent runs crashed)."""
+        """Tell schedulers this run's runner is alive (they mark silent runs crashed), and learn
+        whether someone asked the run to stop (`blockbook cancel`, from any process)."""
         clock = time.monotonic()
         if clock - self._last_beat >= HEARTBEAT_SECONDS:
             self._last_beat = clock
-            heartbeat(self.store, self.plan.run_id)
+            if heartbeat(self.store, self.plan.run_id) and not self.cancel_requested.is_set():
+                log.info("run %s: a cancel was requested; stopping it", self.plan.run_id)
+                self.cancel_requested.set()
 
     # ---- notebook threads --------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Where the run store lives and how its database is opened: URL resolution, password masking,
-engine set-up for SQLite (WAL, busy timeout) and PostgreSQL (connect timeout, pre-ping)."""
+engine set-up for SQLite (WAL, busy timeout) and PostgreSQL (connect timeout, pre-ping), and
+the store's errors."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 
 from pipelines.assembly.config import PROJECT_FILE, ProjectConfig, load_project_config
 from pipelines.assembly.connections import describe_url
@@ -30,7 +31,6 @@ DATABASE_FILE = "blockbook.db"
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Without it a black-holed host makes `blockbook run` hang for minutes before saying anything.
 _CONNECT_TIMEOUT_S = 10
-# Any constant works; it only has to be the same for every Blockbook that migrates this database.
 READ_ONLY = "blockbook_read_only"
 """Execution option marking a read-only session's engine (SQLite begins those deferred)."""
 
@@ -115,6 +115,31 @@ def create_store_engine(url_text: str, masked: str) -> Engine:
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     return engine
+
+
+def unusable(
+    exc: OperationalError | InterfaceError, url: str, masked: str, backend: str
+) -> StoreError:
+    """The error to raise when the database at `url` fails `exc`: the driver's first line,
+    without the password, and a hint for the backend (`sqlite` or another dialect name)."""
+    lines = str(exc.orig).strip().splitlines()
+    detail = lines[0] if lines else type(exc.orig).__name__
+    password = make_url(url).password
+    if password:
+        # Drivers do not usually echo the password, but the message ends up in CI logs.
+        detail = detail.replace(str(password), "***")
+    if backend == "sqlite":
+        hint = (
+            "check that the folder of the database file exists and is writable and that no "
+            "other program keeps the file locked; "
+        )
+    else:
+        hint = (
+            "check that the database server is running and accepts connections and that the "
+            "URL (host, port, user, password, database) is right; "
+        )
+    hint += f"set {DATABASE_URL_ENV} or `[store] url` in {PROJECT_FILE} to use another database"
+    return StoreUnavailable(f"cannot use the run store at {masked}: {detail}", hint)
 
 
 def project_config(root: Path) -> ProjectConfig:

@@ -1,5 +1,5 @@
 """The run queue, on top of the run store: fire times claimed exactly once, queued runs handed
-to one runner each, heartbeats, and crash recovery.
+to one runner each, heartbeats, cancel requests, and crash recovery.
 
 Every guarantee here is a database guarantee (a unique constraint, a conditional UPDATE), so
 it holds across processes and across schedulers sharing one PostgreSQL database.
@@ -16,9 +16,10 @@ from sqlalchemy.exc import IntegrityError
 
 from pipelines.rundir.state import now
 from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.store.db import RunConflict, RunNotFound
 from pipelines.store.records import RunRecord
-from pipelines.store.run_store import RunId, RunStore
-from pipelines.store.schema import BlockRunRow, RunRow, ScheduleRow
+from pipelines.store.run_store import RunId, RunStore, cancel_reason, prefix_match
+from pipelines.store.schema import REQUESTER_LENGTH, BlockRunRow, RunRow, ScheduleRow
 
 _ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 
@@ -111,11 +112,71 @@ def active_counts(store: RunStore) -> dict[str, int]:
         return {pipeline: int(count) for pipeline, count in session.execute(query)}
 
 
-def heartbeat(store: RunStore, run_id: str, at: datetime | None = None) -> None:
+def heartbeat(store: RunStore, run_id: str, at: datetime | None = None) -> bool:
+    """Record that the run's runner is alive; True when someone asked the run to stop.
+
+    One round trip where the database can return what it updated (PostgreSQL, SQLite 3.35+),
+    since every running run beats every few seconds.
+    """
+    beat = update(RunRow).where(RunRow.run_id == run_id).values(heartbeat_at=at or now())
     with store.writing() as session:
-        session.execute(
-            update(RunRow).where(RunRow.run_id == run_id).values(heartbeat_at=at or now())
-        )
+        if session.get_bind().dialect.update_returning:
+            requested = session.scalar(beat.returning(RunRow.cancel_requested_at))
+        else:
+            session.execute(beat)
+            requested = session.scalar(
+                select(RunRow.cancel_requested_at).where(RunRow.run_id == run_id)
+            )
+    return requested is not None
+
+
+def request_cancel(store: RunStore, run_id: str, by: str, at: datetime | None = None) -> RunRecord:
+    """Ask a run to stop, from any process; `run_id` may be a unique prefix (like `get_run`).
+
+    A queued run that no runner has taken yet is cancelled at once (it and its blocks), so it is
+    never launched. A run with a runner (running, or taken and starting) gets the request
+    recorded, and its runner stops it on its next heartbeat. The first request wins: asking
+    again returns the run as it is. `by` says who asked (`user@host`, `api`, `server`).
+    Raises `RunNotFound`, `AmbiguousRunId`, or `RunConflict` for a run that already ended.
+    """
+    at = at or now()
+    if at.tzinfo is None:
+        raise ValueError(f"naive datetime {at.isoformat()}: pass a timezone-aware time")
+    by = by.strip()[:REQUESTER_LENGTH]
+    if not by:
+        raise ValueError("say who asks to cancel the run (`by`)")
+    with store.writing() as session:
+        # Locked (FOR UPDATE; BEGIN IMMEDIATE on SQLite) so no runner or scheduler can take,
+        # start or finish the run between the check of its status and the change.
+        run = session.get(RunRow, run_id, with_for_update=True)
+        if run is None:
+            match = prefix_match(session, run_id)
+            run = session.get(RunRow, match, with_for_update=True) if match else None
+        if run is None:
+            raise RunNotFound(
+                f"no run `{run_id}` in the run store at {store.masked_url}",
+                "`blockbook runs` lists run ids",
+            )
+        status = RunStatus(run.status)
+        if status.is_terminal:
+            raise RunConflict(
+                f"run {run.run_id} already ended: {status}",
+                f"nothing is left to cancel; `blockbook show {run.run_id}` tells how it ended",
+            )
+        if run.cancel_requested_at is not None:
+            return store.record(run)
+        run.cancel_requested_at = at
+        run.cancel_requested_by = by
+        if status is RunStatus.QUEUED and run.launched_at is None:
+            run.status = RunStatus.CANCELLED.value
+            run.ended_at = at
+            run.error = cancel_reason(by, at)
+            for block in run.blocks:
+                if not BlockStatus(block.status).is_terminal:
+                    block.status = BlockStatus.CANCELLED.value
+                    block.error = "cancelled"
+                    block.ended_at = at
+        return store.record(run)
 
 
 def orphans(store: RunStore, at: datetime, timeout: timedelta) -> list[RunRecord]:
@@ -160,12 +221,20 @@ def adopt(
     run_dir: str,
     blocks: list[tuple[str, str]],
 ) -> RunRecord:
-    """Fill in a queued run (made by a scheduler or a trigger) that a runner is about to start."""
+    """Fill in a queued run (made by a scheduler or a trigger) that a runner is about to start.
+
+    Raises `RunConflict` when the run is no longer queued: cancelled (`request_cancel`) or
+    marked crashed between the runner's look at it and now, so the runner says why it stops.
+    """
     with store.writing() as session:
         run = session.get(RunRow, run_id, with_for_update=True)
-        if run is None or run.status != RunStatus.QUEUED.value:
-            status = "missing" if run is None else run.status
-            raise ValueError(f"run {run_id} is {status}, not queued")
+        if run is None:
+            raise RunNotFound(f"no run `{run_id}` to start", "queue it first (`enqueue`)")
+        if run.status != RunStatus.QUEUED.value:
+            raise RunConflict(
+                f"run {run_id} is {run.status}, not queued: it is not started",
+                f"`blockbook show {run_id}` tells why it ended",
+            )
         run.params = params
         run.run_dir = run_dir
         run.launched_at = run.launched_at or now()

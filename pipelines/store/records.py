@@ -63,6 +63,10 @@ class RunRecord:
     attempt: int = 0
     """0 for a run's first try; n for the n-th restart after it crashed."""
     heartbeat_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    """When someone first asked the run to stop (kept once it ended, whatever it ended as)."""
+    cancel_requested_by: str | None = None
+    """Who asked: `user@host` from the command line, `api`, `server`."""
 
     def block(self, name: str) -> BlockRunRecord | None:
         return next((block for block in self.blocks if block.block == name), None)
@@ -86,6 +90,8 @@ def run_record(row: RunRow) -> RunRecord:
         scheduled_for=row.scheduled_for,
         attempt=row.attempt,
         heartbeat_at=row.heartbeat_at,
+        cancel_requested_at=row.cancel_requested_at,
+        cancel_requested_by=row.cancel_requested_by,
     )
 
 

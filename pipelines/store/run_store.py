@@ -1,16 +1,14 @@
 """The run store: runs, block runs and their attempts, in SQLite by default or PostgreSQL by URL.
 
-The schema is managed with Alembic (`pipelines/migrations/`) and brought to the newest revision
-whenever a store opens, so a project upgraded to a newer Blockbook never needs a manual step.
-The tables are defined in `pipelines.store.schema`; reads return the frozen records of
-`pipelines.store.records`.
+Opening a store brings its database to the newest schema revision (`pipelines.store.migrate`),
+so a project upgraded to a newer Blockbook never needs a manual step. The tables are defined in
+`pipelines.store.schema`; reads return the frozen records of `pipelines.store.records`.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -19,20 +17,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import and_, func, or_, select, text
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import (
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-)
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from pipelines.assembly.config import PROJECT_FILE
 from pipelines.rundir.state import BlockState
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.db import (
@@ -43,13 +32,14 @@ from pipelines.store.db import (
     RunConflict,
     RunNotFound,
     StoreError,
-    StoreUnavailable,
     create_store_engine,
     mask_url,
     normalise_url,
     project_config,
     store_url,
+    unusable,
 )
+from pipelines.store.migrate import MIGRATIONS, upgrade_schema
 from pipelines.store.records import RunId, RunRecord, run_record
 from pipelines.store.schema import AttemptRow, BlockRunRow, RunRow
 
@@ -68,12 +58,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-_MIGRATION_LOCK_KEY = 0x426C6F636B626F6F  # "Blockboo"
-# Alembic's `context` and `op` are process-wide proxies: two threads migrating at once (two
-# stores opened together) would run each other's operations.
-_ALEMBIC_LOCK = threading.Lock()
 _CANDIDATES_SHOWN = 10
 
 
@@ -102,7 +86,7 @@ class RunStore:
         self._read_session = sessionmaker(reader, expire_on_commit=False)
         try:
             with self._translate_errors():
-                self._upgrade_schema()
+                upgrade_schema(self._engine, self.masked_url)
         except BaseException:
             self._engine.dispose()
             raise
@@ -201,6 +185,10 @@ class RunStore:
             if RunStatus(run.status).is_terminal:
                 log.debug("run %s is already %s; ignoring %s", run_id, run.status, status)
                 return
+            if status is RunStatus.CANCELLED and run.cancel_requested_at is not None:
+                # The runner only knows that it stopped; the store knows who asked, and when.
+                reason = cancel_reason(run.cancel_requested_by or "?", run.cancel_requested_at)
+                error = reason if error is None else f"{reason}; {error}"
             run.status = status.value
             run.ended_at = at
             run.error = error
@@ -270,31 +258,13 @@ class RunStore:
             row = session.scalar(
                 select(RunRow).where(RunRow.run_id == run_id).options(_LOAD_BLOCKS)
             )
-            if row is not None:
-                return run_record(row)
-            candidates = [
-                candidate
-                for candidate in session.scalars(
-                    select(RunRow.run_id)
-                    .where(RunRow.run_id.startswith(run_id, autoescape=True))
-                    .order_by(RunRow.run_id)
-                    .limit(_CANDIDATES_SHOWN + 1)
+            if row is None:
+                match = prefix_match(session, run_id)
+                if match is None:
+                    return None
+                row = session.scalar(
+                    select(RunRow).where(RunRow.run_id == match).options(_LOAD_BLOCKS)
                 )
-                # SQLite's LIKE ignores case; ids are case-sensitive everywhere else.
-                if candidate.startswith(run_id)
-            ]
-            if not candidates:
-                return None
-            if len(candidates) > 1:
-                shown = ", ".join(candidates[:_CANDIDATES_SHOWN])
-                more = " and more" if len(candidates) > _CANDIDATES_SHOWN else ""
-                raise AmbiguousRunId(
-                    f"run id prefix `{run_id}` is ambiguous: it matches {shown}{more}",
-                    "give more characters of the run id",
-                )
-            row = session.scalar(
-                select(RunRow).where(RunRow.run_id == candidates[0]).options(_LOAD_BLOCKS)
-            )
             return run_record(row) if row is not None else None
 
     def list_runs(
@@ -353,33 +323,6 @@ class RunStore:
     def _create_engine(self) -> Engine:
         return create_store_engine(self.url, self.masked_url)
 
-    def _upgrade_schema(self) -> None:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        script = ScriptDirectory.from_config(config)
-        heads = set(script.get_heads())
-        with self._read_session() as session:
-            current = set(MigrationContext.configure(session.connection()).get_current_heads())
-        if current == heads:
-            return
-        unknown = current - {revision.revision for revision in script.walk_revisions()}
-        if unknown:
-            raise StoreUnavailable(
-                f"the run store at {self.masked_url} has schema revision "
-                f"{', '.join(sorted(unknown))}, which this version of Blockbook does not know",
-                "upgrade Blockbook to the version that last wrote to this database, or point "
-                f"{DATABASE_URL_ENV} at another database",
-            )
-        log.info("upgrading the run store schema at %s", self.masked_url)
-        with _ALEMBIC_LOCK, self._engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # Two processes opening a fresh database at once would both create the tables.
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
-                )
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-
     @contextmanager
     def writing(self) -> Iterator[Session]:
         """A write transaction, for the modules that extend the store (the run queue)."""
@@ -409,27 +352,7 @@ class RunStore:
         try:
             yield
         except (OperationalError, InterfaceError) as exc:
-            raise self._unusable(exc) from exc
-
-    def _unusable(self, exc: OperationalError | InterfaceError) -> StoreError:
-        lines = str(exc.orig).strip().splitlines()
-        detail = lines[0] if lines else type(exc.orig).__name__
-        password = make_url(self.url).password
-        if password:
-            # Drivers do not usually echo the password, but the message ends up in CI logs.
-            detail = detail.replace(str(password), "***")
-        if self._engine.dialect.name == "sqlite":
-            hint = (
-                "check that the folder of the database file exists and is writable and that no "
-                "other program keeps the file locked; "
-            )
-        else:
-            hint = (
-                "check that the database server is running and accepts connections and that the "
-                "URL (host, port, user, password, database) is right; "
-            )
-        hint += f"set {DATABASE_URL_ENV} or `[store] url` in {PROJECT_FILE} to use another database"
-        return StoreUnavailable(f"cannot use the run store at {self.masked_url}: {detail}", hint)
+            raise unusable(exc, self.url, self.masked_url, self._engine.dialect.name) from exc
 
     def _locked_run(self, session: Session, run_id: str) -> RunRow:
         # FOR UPDATE serialises writers of one run on PostgreSQL; SQLite's BEGIN IMMEDIATE does.
@@ -443,6 +366,40 @@ class RunStore:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def prefix_match(session: Session, prefix: str) -> str | None:
+    """The only run id that starts with `prefix`, or None; several raise `AmbiguousRunId`.
+
+    For a `prefix` that is not itself a run id (callers look that up first, with what they need
+    of the row). An empty prefix matches nothing rather than every run.
+    """
+    if not prefix:
+        return None
+    candidates = [
+        candidate
+        for candidate in session.scalars(
+            select(RunRow.run_id)
+            .where(RunRow.run_id.startswith(prefix, autoescape=True))
+            .order_by(RunRow.run_id)
+            .limit(_CANDIDATES_SHOWN + 1)
+        )
+        # SQLite's LIKE ignores case; ids are case-sensitive everywhere else.
+        if candidate.startswith(prefix)
+    ]
+    if len(candidates) > 1:
+        shown = ", ".join(candidates[:_CANDIDATES_SHOWN])
+        more = " and more" if len(candidates) > _CANDIDATES_SHOWN else ""
+        raise AmbiguousRunId(
+            f"run id prefix `{prefix}` is ambiguous: it matches {shown}{more}",
+            "give more characters of the run id",
+        )
+    return candidates[0] if candidates else None
+
+
+def cancel_reason(by: str, at: datetime) -> str:
+    """The error of a run cancelled on request: `cancelled by cli at 2026-12-01T23:34:56+00:00`."""
+    return f"cancelled by {by} at {at.astimezone(UTC).isoformat(timespec='seconds')}"
 
 
 def _require_aware(at: datetime) -> None:

@@ -1,7 +1,7 @@
 """The run store's schema: the SQLAlchemy tables of runs, block runs, attempts and schedules.
 
-Alembic revisions (`pipelines/migrations/`) are generated from `Base.metadata`: after changing a
-table here, add one as `pipelines/migrations/env.py` explains.
+Alembic revisions (`pipelines/store/migrations/`) are generated from `Base.metadata`: after
+changing a table here, add one as `pipelines/store/migrations/env.py` explains.
 Statuses and triggers are stored as their strings: adding a status later needs no migration.
 Timestamps go in and come out timezone-aware in UTC whatever the backend keeps.
 """
@@ -27,6 +27,8 @@ from sqlalchemy.types import TypeDecorator
 
 _STATUS_LENGTH = 32
 _ID_LENGTH = 64
+REQUESTER_LENGTH = 255
+"""Longest `cancel_requested_by` kept (PostgreSQL refuses longer text; SQLite would keep it)."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -95,6 +97,10 @@ class RunRow(Base):
     heartbeat_at: Mapped[datetime | None]
     launched_at: Mapped[datetime | None]
     """When a scheduler handed the queued run to a runner process (claimed, so only once)."""
+    cancel_requested_at: Mapped[datetime | None]
+    """When someone first asked the run to stop; its runner sees it on its next heartbeat."""
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(REQUESTER_LENGTH))
+    """Who asked: `user@host` from the command line, `api`, `server`."""
 
     blocks: Mapped[list[BlockRunRow]] = relationship(
         back_populates="run",

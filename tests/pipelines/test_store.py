@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, inspect, text
@@ -24,7 +27,8 @@ from sqlalchemy.pool import NullPool
 from pipelines.rundir import state as runstate
 from pipelines.rundir.state import Attempt, BlockState
 from pipelines.status import BlockStatus, RunStatus, Trigger
-from pipelines.store import run_store as store_module
+from pipelines.store import migrate
+from pipelines.store.db import create_store_engine
 from pipelines.store.run_store import (
     DATABASE_URL_ENV,
     RunId,
@@ -33,7 +37,7 @@ from pipelines.store.run_store import (
     new_run_id,
     store_url,
 )
-from pipelines.store.schema import Base
+from pipelines.store.schema import Base, RunRow
 from tests.helpers.postgres import postgres_schema, schema_url
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
@@ -158,13 +162,13 @@ def test_migrations_create_the_schema_and_reopening_is_a_no_op(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     upgrades: list[str] = []
-    real_upgrade = store_module.command.upgrade
+    real_upgrade = migrate.command.upgrade
 
     def counting_upgrade(config: Any, revision: str, **kwargs: Any) -> None:
         upgrades.append(revision)
         real_upgrade(config, revision, **kwargs)
 
-    monkeypatch.setattr(store_module.command, "upgrade", counting_upgrade)
+    monkeypatch.setattr(migrate.command, "upgrade", counting_upgrade)
     RunStore(db_url).close()
     assert upgrades == ["head"]
     RunStore(db_url).close()
@@ -178,7 +182,7 @@ def test_migrations_create_the_schema_and_reopening_is_a_no_op(
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == [], (
                 "the models and the migrations disagree: generate a revision (see "
-                "pipelines/migrations/env.py)"
+                "pipelines/store/migrations/env.py)"
             )
     finally:
         engine.dispose()
@@ -193,6 +197,43 @@ def test_a_database_from_a_newer_blockbook_is_refused(db_url: str) -> None:
     with pytest.raises(StoreError, match="from_the_future") as caught:
         RunStore(db_url)
     assert "upgrade Blockbook" in caught.value.hint
+
+
+def test_a_database_one_revision_behind_is_upgraded_and_keeps_its_runs(db_url: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_revision("head")
+    assert head is not None
+    assert isinstance(head.down_revision, str)
+    engine = create_store_engine(db_url, db_url)  # makes the SQLite file's folder too
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, head.down_revision)
+            # Only columns every revision has, as a Blockbook of that revision wrote them.
+            connection.execute(
+                RunRow.__table__.insert().values(
+                    run_id="old",
+                    pipeline="sales",
+                    pipeline_path="pipelines/sales",
+                    status=RunStatus.SUCCESS.value,
+                    trigger=Trigger.MANUAL.value,
+                    params={"day": "2026-01-02"},
+                    run_dir=".blockbook/runs/old",
+                    created_at=T0,
+                )
+            )
+    finally:
+        engine.dispose()
+    with RunStore(db_url) as upgraded:
+        record = upgraded.get_run("old")
+    assert record is not None
+    assert (record.status, record.params, record.created_at) == (
+        RunStatus.SUCCESS,
+        {"day": "2026-01-02"},
+        T0,
+    )
+    assert (record.cancel_requested_at, record.cancel_requested_by) == (None, None)
 
 
 def test_deleting_a_run_deletes_its_block_runs_and_attempts(store: RunStore, db_url: str) -> None:

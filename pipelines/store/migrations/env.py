@@ -1,13 +1,13 @@
 """Alembic environment of the run store.
 
 Revisions are generated, never hand-written. To add the next one after changing the models in
-`pipelines/storeschema.py`, from the repository root with the venv active:
+`pipelines/store/schema.py`, from the repository root with the venv active:
 
     rm -f /tmp/blockbook-revision.db
-    alembic -c pipelines/migrations/alembic.ini -x url=sqlite:////tmp/blockbook-revision.db \\
-        upgrade head
-    alembic -c pipelines/migrations/alembic.ini -x url=sqlite:////tmp/blockbook-revision.db \\
-        revision --autogenerate -m "what changed"
+    alembic -c pipelines/store/migrations/alembic.ini \\
+        -x url=sqlite:////tmp/blockbook-revision.db upgrade head
+    alembic -c pipelines/store/migrations/alembic.ini \\
+        -x url=sqlite:////tmp/blockbook-revision.db revision --autogenerate -m "what changed"
 
 then review the new file in `versions/` (autogenerate cannot see renames: it writes a drop and an
 add, which loses data) and run `pytest tests/pipelines/test_store.py`, which fails while the models
@@ -67,7 +67,7 @@ def main() -> None:
     if not url:
         raise SystemExit(
             "name the database to work on: -x url=sqlite:////tmp/blockbook-revision.db "
-            "(see pipelines/migrations/env.py)"
+            "(see pipelines/store/migrations/env.py)"
         )
     if context.is_offline_mode():
         context.configure(url=url, literal_binds=True, **OPTIONS)
