@@ -25,12 +25,19 @@ from typing import Any
 
 from kernel_magics.contexts import BlockContext, Preparation, Readiness
 from kernel_magics.execute import run_body, user_traceback
-from kernel_magics.testing import TestOutcome, TestResult, run_test
+from kernel_magics.testing import run_test
 from pipelines.assembly.analysis import BlockAnalysis
 from pipelines.assembly.header import BlockHeader, BlockKind, TestPolicy, format_header
 from pipelines.errors import BlockbookError
 from pipelines.rundir.artifacts import UnstorableOutput, summarize
-from pipelines.rundir.state import Attempt, BlockState, TestRecord, now, write_state
+from pipelines.rundir.state import (
+    Attempt,
+    BlockState,
+    TestOutcome,
+    TestRecord,
+    now,
+    write_state,
+)
 from pipelines.status import BlockStatus
 
 
@@ -51,7 +58,7 @@ class SensorTimeout(Exception):
 
 
 class TestsFailed(AssertionError):
-    def __init__(self, failed: list[TestResult]) -> None:
+    def __init__(self, failed: list[TestRecord]) -> None:
         lines = [f"{len(failed)} test(s) failed:"]
         lines += [f"  {result.name}: {result.message}" for result in failed]
         super().__init__("\n".join(lines))
@@ -80,7 +87,7 @@ class Outcome:
     state: BlockState
     preparation: Preparation
     error: BaseException | None = None
-    tests: tuple[TestResult, ...] = ()
+    tests: tuple[TestRecord, ...] = ()
 
 
 def execute_block(
@@ -124,7 +131,7 @@ def execute_block(
     state = replace(state, loaded=tuple(preparation.loaded), status=BlockStatus.RUNNING)
     attempts = header.retries + 1
     error: BaseException | None = None
-    tests: tuple[TestResult, ...] = ()
+    tests: tuple[TestRecord, ...] = ()
     line = format_header(header)
     clock = _SensorClock()
     verdict: bool | None = None
@@ -276,7 +283,7 @@ def _finish(
     state: BlockState,
     preparation: Preparation,
     error: BaseException | None = None,
-    tests: tuple[TestResult, ...] = (),
+    tests: tuple[TestRecord, ...] = (),
 ) -> Outcome:
     write_state(context.state_root, state)
     context.finished(state.block, state)
@@ -290,7 +297,7 @@ def _record_failure(
     status: BlockStatus,
     message: str,
     exc: BaseException,
-    tests: tuple[TestResult, ...],
+    tests: tuple[TestRecord, ...],
 ) -> BlockState:
     # State files are read by people and other processes: secrets never go into them.
     message = context.redact(message)
@@ -326,7 +333,7 @@ def _materialize(
 
 def _run_tests(
     header: BlockHeader, analysis: BlockAnalysis, namespace: dict[str, Any]
-) -> list[TestResult]:
+) -> list[TestRecord]:
     warn_only = header.tests is TestPolicy.WARN
     return [
         run_test(test_name, namespace[test_name], namespace, warn_only=warn_only)
@@ -335,8 +342,9 @@ def _run_tests(
     ]
 
 
-def _records(tests: tuple[TestResult, ...], context: BlockContext) -> tuple[TestRecord, ...]:
-    return tuple(TestRecord(t.name, str(t.outcome), context.redact(t.message)) for t in tests)
+def _records(tests: tuple[TestRecord, ...], context: BlockContext) -> tuple[TestRecord, ...]:
+    """The tests as the state file keeps them: messages can quote a secret."""
+    return tuple(replace(t, message=context.redact(t.message)) for t in tests)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kernel_magics.runtime import Outcome
-from kernel_magics.testing import TestOutcome
-from pipelines.rundir.state import BlockState, seconds_between
+from pipelines.rundir.state import BlockState, TestOutcome, TestRecord, seconds_between
 from pipelines.status import BlockStatus
 
 COLORS = {
@@ -28,6 +27,12 @@ COLORS = {
     "cancelled": "#8250df",
 }
 
+_TEST_MARKS = {
+    TestOutcome.PASSED: "&#10003;",
+    TestOutcome.FAILED: "&#10007;",
+    TestOutcome.WARNED: "!",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class BlockReport:
@@ -39,8 +44,7 @@ class BlockReport:
     error: str | None = None
     outputs: tuple[str, ...] = ()
     loaded: tuple[str, ...] = ()
-    tests: tuple[tuple[str, str, str], ...] = ()
-    """(name, outcome, message)"""
+    tests: tuple[TestRecord, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -82,7 +86,7 @@ def report(outcome: Outcome) -> BlockReport:
         error=state.error if state.status is not BlockStatus.SUCCESS else None,
         outputs=tuple(outputs),
         loaded=tuple(loaded),
-        tests=tuple((t.name, str(t.outcome), t.message) for t in outcome.tests),
+        tests=outcome.tests,
         notes=tuple(outcome.preparation.notes),
     )
 
@@ -94,9 +98,9 @@ def as_text(block: BlockReport) -> str:
     lines += [f"  loaded {line}" for line in block.loaded]
     lines += [f"  note: {note}" for note in block.notes]
     lines += [f"  output {line}" for line in block.outputs]
-    for name, outcome, message in block.tests:
-        mark = "FAILED" if outcome == TestOutcome.FAILED else outcome
-        lines.append(f"  test {name}: {mark}" + (f" - {message}" if message else ""))
+    for test in block.tests:
+        mark = "FAILED" if test.outcome is TestOutcome.FAILED else str(test.outcome)
+        lines.append(f"  test {test.name}: {mark}" + (f" - {test.message}" if test.message else ""))
     return "\n".join(lines)
 
 
@@ -116,12 +120,12 @@ def as_html(block: BlockReport) -> tuple[str, str]:
     rows += [f"<div>&larr; {html.escape(line)}</div>" for line in block.loaded]
     rows += [f"<div>&rarr; {html.escape(line)}</div>" for line in block.outputs]
     rows += [f"<div><i>{html.escape(note)}</i></div>" for note in block.notes]
-    for name, outcome, message in block.tests:
-        mark = {"passed": "&#10003;", "failed": "&#10007;", "warned": "!"}.get(outcome, "?")
-        tone = COLORS["success"] if outcome == "passed" else COLORS.get(outcome, "#bf8700")
-        text = f"test {html.escape(name)}: {html.escape(outcome)}"
-        if message:
-            text += f" &mdash; {html.escape(message)}"
+    for test in block.tests:
+        mark = _TEST_MARKS[test.outcome]
+        tone = COLORS["success"] if test.outcome is TestOutcome.PASSED else COLORS[test.outcome]
+        text = f"test {html.escape(test.name)}: {html.escape(test.outcome)}"
+        if test.message:
+            text += f" &mdash; {html.escape(test.message)}"
         rows.append(f'<div style="color:{tone}">{mark} {text}</div>')
     return headline, "".join(rows)
 

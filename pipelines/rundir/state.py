@@ -8,9 +8,11 @@ wait for their upstream blocks; the runner reads it to record progress in the ru
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,12 +44,36 @@ def seconds_text(start: datetime | None, end: datetime | None) -> str:
     return "" if seconds is None else f"{seconds:.2f}"
 
 
+class TestOutcome(enum.StrEnum):
+    __test__ = False  # keep pytest from collecting it (nor TestRecord) where tests import it
+
+    PASSED = "passed"
+    FAILED = "failed"
+    WARNED = "warned"
+    """Failed under `--tests warn`: reported, but the block still succeeds."""
+
+
 @dataclass(frozen=True, slots=True)
 class TestRecord:
+    """One `@test` of an attempt. The kernel makes it, state files and the run store keep it
+    (as `to_json`), views show it."""
+
+    __test__ = False
+
     name: str
-    outcome: str
-    """passed, failed or warned."""
+    outcome: TestOutcome
     message: str = ""
+
+    def __post_init__(self) -> None:
+        # Store rows and older callers hold the outcome as text: keep the enum either way.
+        object.__setattr__(self, "outcome", TestOutcome(self.outcome))
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "outcome": str(self.outcome), "message": self.message}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TestRecord:
+        return cls(data["name"], TestOutcome(data["outcome"]), data.get("message", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +132,7 @@ class BlockState:
                 ended_at=_time(a.get("ended_at")),
                 error=a.get("error"),
                 traceback=a.get("traceback"),
-                tests=tuple(TestRecord(**t) for t in a.get("tests", ())),
+                tests=tuple(TestRecord.from_json(t) for t in a.get("tests", ())),
                 outputs=tuple(a.get("outputs", ())),
                 summaries=tuple(a.get("summaries", ())),
                 pokes=a.get("pokes", 0),
