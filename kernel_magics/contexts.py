@@ -22,6 +22,8 @@ from pipelines.rundir.plan import SECRETS_ENV, RunPlan, load_plan
 from pipelines.rundir.state import (
     CANCEL_FLAG,
     BlockState,
+    InputSource,
+    LoadedInput,
     interrupt_reason,
     read_state,
     write_state,
@@ -43,7 +45,7 @@ class Readiness(enum.Enum):
 class Preparation:
     readiness: Readiness
     reason: str = ""
-    loaded: list[dict[str, str]] = field(default_factory=list)
+    loaded: list[LoadedInput] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -168,16 +170,8 @@ class HeadlessContext:
             if state is not None and state.status is not BlockStatus.SUCCESS:
                 # all_done / one_success: a producer that did not succeed has nothing to load.
                 continue
-            namespace[input_name] = self._artifacts.load(producer, input_name)
-            loaded.append(
-                {
-                    "name": input_name,
-                    "block": producer,
-                    "notebook": self.plan.blocks[producer].source_notebook,
-                    "source": "run",
-                    "run": self.plan.run_id,
-                }
-            )
+            origin = self._from_run(producer, input_name, self.plan.run_id)
+            loaded.append(_load(namespace, self._artifacts, origin))
         return Preparation(Readiness.PROCEED, loaded=loaded)
 
     def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
@@ -190,20 +184,16 @@ class HeadlessContext:
     def _not_running(self, name: str, namespace: dict[str, Any]) -> Preparation:
         state = read_state(self.state_root, name)
         if state is not None and state.status is BlockStatus.SUCCESS:
-            loaded = []
-            for output in self.plan.blocks[name].stored:
-                namespace[output] = self._artifacts.load(name, output)
-                loaded.append(
-                    {
-                        "name": output,
-                        "block": name,
-                        "notebook": self.plan.blocks[name].source_notebook,
-                        "source": "run",
-                        "run": state.reused_from or "",
-                    }
-                )
+            loaded = [
+                _load(namespace, self._artifacts, self._from_run(name, output, state.reused_from))
+                for output in self.plan.blocks[name].stored
+            ]
             return Preparation(Readiness.REUSED, f"reused from run {state.reused_from}", loaded)
         return Preparation(Readiness.SKIPPED, "not selected for this run")
+
+    def _from_run(self, producer: str, output: str, run_id: str | None) -> LoadedInput:
+        notebook = self.plan.blocks[producer].source_notebook
+        return LoadedInput(output, InputSource.RUN, producer, notebook, run_id or "")
 
     def _wait_for(self, name: str, upstream: tuple[str, ...]) -> dict[str, BlockState] | None:
         states: dict[str, BlockState] = {}
@@ -291,15 +281,13 @@ class InteractiveContext:
         missing: list[str],
         namespace: dict[str, Any],
         runs: _RunLookup,
-    ) -> list[dict[str, str]]:
+    ) -> list[LoadedInput]:
         params = pipeline.config.params
-        loaded: list[dict[str, str]] = []
+        loaded: list[LoadedInput] = []
         for input_name in missing:
             if input_name in params:
                 namespace[input_name] = params[input_name]
-                loaded.append(
-                    {"name": input_name, "block": "", "notebook": "", "source": "params", "run": ""}
-                )
+                loaded.append(LoadedInput(input_name, InputSource.PARAMS))
                 continue
             producer = self._producer(pipeline, name, input_name)
             if producer is None:
@@ -308,17 +296,9 @@ class InteractiveContext:
             if found is None:
                 continue
             store, source, run_id = found
-            namespace[input_name] = store.load(producer, input_name)
             notebook = pipeline.blocks[producer].notebook if producer in pipeline.blocks else ""
-            loaded.append(
-                {
-                    "name": input_name,
-                    "block": producer,
-                    "notebook": notebook,
-                    "source": source,
-                    "run": run_id,
-                }
-            )
+            origin = LoadedInput(input_name, source, producer, notebook, run_id)
+            loaded.append(_load(namespace, store, origin))
         return loaded
 
     def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
@@ -364,18 +344,18 @@ class InteractiveContext:
 
     def _newest(
         self, pipeline: str, block: str, name: str, runs: _RunLookup
-    ) -> tuple[ArtifactStore, str, str] | None:
-        """The store holding the newest copy of an output: (store, "dev" or "run", run id)."""
-        candidates: list[tuple[str, ArtifactStore, str, str]] = []
+    ) -> tuple[ArtifactStore, InputSource, str] | None:
+        """The store holding the newest copy of an output: (store, dev or run, run id)."""
+        candidates: list[tuple[str, ArtifactStore, InputSource, str]] = []
         dev = self._artifacts.manifest(block, name)
         if dev is not None:
-            candidates.append((dev.created_at, self._artifacts, "dev", ""))
+            candidates.append((dev.created_at, self._artifacts, InputSource.DEV, ""))
         run = runs.last_success(pipeline, block)
         if run is not None:
             store, run_id = run
             manifest = store.manifest(block, name)
             if manifest is not None:
-                candidates.append((manifest.created_at, store, "run", run_id))
+                candidates.append((manifest.created_at, store, InputSource.RUN, run_id))
         if not candidates:
             return None
         _, store, source, run_id = max(candidates, key=lambda c: c[0])
@@ -413,6 +393,12 @@ class _RunLookup:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+
+def _load(namespace: dict[str, Any], store: ArtifactStore, origin: LoadedInput) -> LoadedInput:
+    """Put a stored output into the namespace under its name; `origin` says where it came from."""
+    namespace[origin.name] = store.load(origin.block, origin.name)
+    return origin
 
 
 def _stat(path: Path) -> os.stat_result | None:

@@ -128,7 +128,8 @@ def execute_block(
         if preparation.readiness is Readiness.REUSED:
             return Outcome(state=done, preparation=preparation)  # the runner wrote its state
         return _finish(context, done, preparation)
-    state = replace(state, loaded=tuple(preparation.loaded), status=BlockStatus.RUNNING)
+    loaded = tuple(origin.to_json() for origin in preparation.loaded)
+    state = replace(state, loaded=loaded, status=BlockStatus.RUNNING)
     attempts = header.retries + 1
     error: BaseException | None = None
     tests: tuple[TestRecord, ...] = ()

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kernel_magics.runtime import Outcome
-from pipelines.rundir.state import BlockState, TestOutcome, TestRecord, seconds_between
+from pipelines.rundir.state import (
+    BlockState,
+    InputSource,
+    LoadedInput,
+    TestOutcome,
+    TestRecord,
+    seconds_between,
+)
 from pipelines.status import BlockStatus
 
 COLORS = {
@@ -211,12 +218,12 @@ def _summary_line(summary: dict[str, Any]) -> str:
     return f"{summary['name']}: {detail} (not stored: no other block reads it)"
 
 
-def _loaded_line(item: dict[str, str]) -> str:
-    if item["source"] == "params":
-        return f"{item['name']} from pipeline.toml [params]"
-    notebook = f" in {item['notebook']}" if item.get("notebook") else ""
-    origin = "dev area" if item["source"] == "dev" else f"run {item['run']}"
-    return f"{item['name']} from {item['block']}{notebook} ({origin})"
+def _loaded_line(item: LoadedInput) -> str:
+    if item.source is InputSource.PARAMS:
+        return f"{item.name} from pipeline.toml [params]"
+    notebook = f" in {item.notebook}" if item.notebook else ""
+    origin = "dev area" if item.source is InputSource.DEV else f"run {item.run}"
+    return f"{item.name} from {item.block}{notebook} ({origin})"
 
 
 def _size(count: int) -> str:

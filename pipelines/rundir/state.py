@@ -76,6 +76,51 @@ class TestRecord:
         return cls(data["name"], TestOutcome(data["outcome"]), data.get("message", ""))
 
 
+class InputSource(enum.StrEnum):
+    """Where a kernel found an input its namespace lacked."""
+
+    RUN = "run"
+    """A run's stored output: this run's, or the one a resumed run reused."""
+    DEV = "dev"
+    """The dev area, where blocks run by hand store their outputs."""
+    PARAMS = "params"
+    """`[params]` of pipeline.toml."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedInput:
+    """An input a kernel loaded for a block, and where from: kept on the block's state (as
+    `to_json`) and shown by its view."""
+
+    name: str
+    source: InputSource
+    block: str = ""
+    """The producing block; "" for a parameter."""
+    notebook: str = ""
+    """The producer's source notebook, relative to the pipeline folder."""
+    run: str = ""
+    """The run that stored the value; "" outside runs."""
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "block": self.block,
+            "notebook": self.notebook,
+            "source": str(self.source),
+            "run": self.run,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, str]) -> LoadedInput:
+        return cls(
+            name=data["name"],
+            source=InputSource(data["source"]),
+            block=data.get("block", ""),
+            notebook=data.get("notebook", ""),
+            run=data.get("run", ""),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     number: int
@@ -109,7 +154,7 @@ class BlockState:
     reused_from: str | None = None
     """Run id whose successful result a resumed run reused instead of running again."""
     loaded: tuple[dict[str, str], ...] = field(default=())
-    """Where each loaded input came from: name, block, run."""
+    """Where each loaded input came from, as `LoadedInput.to_json`."""
     condition_result: bool | None = None
     """Condition blocks that succeeded: their result. False skips the blocks downstream."""
 

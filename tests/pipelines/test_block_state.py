@@ -10,6 +10,8 @@ from pipelines.rundir import state as runstate
 from pipelines.rundir.state import (
     Attempt,
     BlockState,
+    InputSource,
+    LoadedInput,
     TestOutcome,
     read_state,
     write_state,
@@ -19,16 +21,18 @@ from pipelines.status import BlockStatus
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-def test_a_state_file_round_trips_its_tests(tmp_path: Path) -> None:
+def test_a_state_file_round_trips_its_tests_and_loaded_inputs(tmp_path: Path) -> None:
     tests = (
         runstate.TestRecord("not_empty", TestOutcome.PASSED),
         runstate.TestRecord("fresh", TestOutcome.WARNED, "old"),
     )
+    loaded = LoadedInput("trips", InputSource.RUN, "load", "a.ipynb", "20260102T030405Z-abc")
     state = BlockState(
         "clean",
         BlockStatus.SUCCESS,
         "a.ipynb",
         attempts=(Attempt(1, BlockStatus.SUCCESS, T0, T0, tests=tests),),
+        loaded=(loaded.to_json(),),
     )
     write_state(tmp_path, state)
 
@@ -37,11 +41,21 @@ def test_a_state_file_round_trips_its_tests(tmp_path: Path) -> None:
         {"name": "not_empty", "outcome": "passed", "message": ""},
         {"name": "fresh", "outcome": "warned", "message": "old"},
     ]
+    assert data["loaded"] == [
+        {
+            "name": "trips",
+            "block": "load",
+            "notebook": "a.ipynb",
+            "source": "run",
+            "run": "20260102T030405Z-abc",
+        }
+    ]
     assert read_state(tmp_path, "clean") == state
+    assert LoadedInput.from_json(data["loaded"][0]) == loaded
 
 
 def test_older_state_files_still_load(tmp_path: Path) -> None:
-    """Files written before the test record was shared: outcomes as plain text."""
+    """Files written before the records were shared: outcomes and sources as plain text."""
     old = {
         "block": "clean",
         "status": "failed",
@@ -54,6 +68,7 @@ def test_older_state_files_still_load(tmp_path: Path) -> None:
                 "tests": [{"name": "no_nulls", "outcome": "failed", "message": "3 nulls"}],
             }
         ],
+        "loaded": [{"name": "limit", "block": "", "source": "params", "run": ""}],
     }
     path = runstate.state_path(tmp_path, "clean")
     path.parent.mkdir(parents=True)
@@ -64,6 +79,7 @@ def test_older_state_files_still_load(tmp_path: Path) -> None:
     [test] = state.attempts[0].tests
     assert test == runstate.TestRecord("no_nulls", TestOutcome.FAILED, "3 nulls")
     assert test.outcome is TestOutcome.FAILED
+    assert LoadedInput.from_json(state.loaded[0]) == LoadedInput("limit", InputSource.PARAMS)
 
 
 def test_an_outcome_given_as_text_is_the_enum() -> None:
