@@ -289,7 +289,7 @@ class InteractiveContext:
                 namespace[input_name] = params[input_name]
                 loaded.append(LoadedInput(input_name, InputSource.PARAMS))
                 continue
-            producer = self._producer(pipeline, name, input_name)
+            producer = pipeline.producer_of(name, input_name)
             if producer is None:
                 continue
             found = self._newest(pipeline.name, producer, input_name, runs)
@@ -302,19 +302,14 @@ class InteractiveContext:
         return loaded
 
     def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
+        # The saved notebook may lag behind the cell: readers not wired yet count too.
         pipeline = self._pipeline()
-        readers: dict[str, list[str]] = {}
-        for other in pipeline.blocks.values():
-            if other.name == name:
-                continue
-            for input_name in other.inputs:
-                source = pipeline.sources.get(other.name, {}).get(input_name)
-                if input_name in outputs and source in (name, None):
-                    readers.setdefault(input_name, []).append(other.name)
-        block = pipeline.blocks.get(name)  # type: ignore[call-overload]
+        read = pipeline.readers_of(name, include_unwired=True)
+        stored = {output: list(read[output]) for output in outputs if output in read}
+        block = pipeline.blocks.get(name)
         for explicit in (block.header.out or ()) if block is not None else ():
-            readers.setdefault(explicit, [])
-        return readers
+            stored.setdefault(explicit, [])
+        return stored
 
     def _pipeline(self) -> Any:
         """The pipeline as saved on disk, assembled again only when a file of it changed."""
@@ -331,16 +326,6 @@ class InteractiveContext:
         if self._assembled is None or self._assembled[0] != signature:
             self._assembled = (signature, assemble(self.folder))
         return self._assembled[1]
-
-    @staticmethod
-    def _producer(pipeline: Any, reader: str, name: str) -> str | None:
-        wired = pipeline.sources.get(reader, {}).get(name)
-        if wired is not None:
-            return str(wired)
-        producers = [
-            b.name for b in pipeline.blocks.values() if name in b.outputs and b.name != reader
-        ]
-        return producers[-1] if producers else None
 
     def _newest(
         self, pipeline: str, block: str, name: str, runs: _RunLookup
