@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipelines.assembly.header import TriggerRule
 from pipelines.params import MIN_SECRET_LENGTH, mask_text, secret_values
@@ -29,6 +29,9 @@ from pipelines.rundir.state import (
     write_state,
 )
 from pipelines.status import BlockStatus
+
+if TYPE_CHECKING:
+    from pipelines.assembly.pipeline import Pipeline
 
 _POLL_START, _POLL_MAX = 0.002, 0.05
 
@@ -228,6 +231,8 @@ class InteractiveContext:
     come from the newest stored value (dev area or the latest successful run)."""
 
     def __init__(self, folder: Path) -> None:
+        # Imported here: headless kernels never assemble, and assembly pulls in pydantic.
+        from pipelines.assembly.cache import AssemblyCache
         from pipelines.assembly.project import STATE_DIR, find_root
 
         self.folder = folder
@@ -236,7 +241,7 @@ class InteractiveContext:
         self.notebook = ""
         self._artifacts = ArtifactStore(self.state_root)
         self.notes: list[str] = []
-        self._assembled: tuple[tuple[Any, ...], Any] | None = None
+        self._assemblies = AssemblyCache()
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -276,7 +281,7 @@ class InteractiveContext:
 
     def _load_missing(
         self,
-        pipeline: Any,
+        pipeline: Pipeline,
         name: str,
         missing: list[str],
         namespace: dict[str, Any],
@@ -311,21 +316,9 @@ class InteractiveContext:
             stored.setdefault(explicit, [])
         return stored
 
-    def _pipeline(self) -> Any:
+    def _pipeline(self) -> Pipeline:
         """The pipeline as saved on disk, assembled again only when a file of it changed."""
-        from pipelines.assembly.config import PIPELINE_FILE
-        from pipelines.assembly.pipeline import assemble
-        from pipelines.assembly.project import notebook_files
-
-        files = [*notebook_files(self.folder), self.folder / PIPELINE_FILE]
-        signature = tuple(
-            (path.name, stat.st_mtime_ns, stat.st_size)
-            for path in files
-            if (stat := _stat(path)) is not None
-        )
-        if self._assembled is None or self._assembled[0] != signature:
-            self._assembled = (signature, assemble(self.folder))
-        return self._assembled[1]
+        return self._assemblies.get(self.folder)
 
     def _newest(
         self, pipeline: str, block: str, name: str, runs: _RunLookup
@@ -384,10 +377,3 @@ def _load(namespace: dict[str, Any], store: ArtifactStore, origin: LoadedInput) 
     """Put a stored output into the namespace under its name; `origin` says where it came from."""
     namespace[origin.name] = store.load(origin.block, origin.name)
     return origin
-
-
-def _stat(path: Path) -> os.stat_result | None:
-    try:
-        return path.stat()
-    except FileNotFoundError:
-        return None
