@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kernel_magics.runtime import Outcome
+from pipelines.forms.palette import html_colour
 from pipelines.rundir.state import (
     BlockState,
     InputSource,
@@ -21,18 +22,6 @@ from pipelines.rundir.state import (
     seconds_between,
 )
 from pipelines.status import BlockStatus
-
-COLORS = {
-    "running": "#1f6feb",
-    "retrying": "#bf8700",
-    "pending": "#6e7781",
-    "success": "#1a7f37",
-    "warned": "#bf8700",
-    "failed": "#cf222e",
-    "upstream_failed": "#cf222e",
-    "skipped": "#6e7781",
-    "cancelled": "#8250df",
-}
 
 _TEST_MARKS = {
     TestOutcome.PASSED: "&#10003;",
@@ -113,23 +102,20 @@ def as_text(block: BlockReport) -> str:
 
 def as_html(block: BlockReport) -> tuple[str, str]:
     """(headline, details) HTML for the widget."""
-    color = COLORS.get(block.state, "#6e7781")
-    badge = (
-        f'<span style="background:{color};color:white;border-radius:3px;padding:0 6px">'
-        f"{html.escape(block.state)}</span>"
-    )
+    badge = status_badge(block.state)
     timing = f" {block.seconds:.2f}s" if block.seconds is not None else ""
     retries = f" after {block.attempts} attempts" if block.attempts > 1 else ""
     headline = f"<b>{html.escape(block.block)}</b> {badge}{timing}{retries}"
     rows: list[str] = []
     if block.error:
-        rows.append(f'<div style="color:{COLORS["failed"]}">{html.escape(block.error)}</div>')
+        tone = html_colour(BlockStatus.FAILED)
+        rows.append(f'<div style="color:{tone}">{html.escape(block.error)}</div>')
     rows += [f"<div>&larr; {html.escape(line)}</div>" for line in block.loaded]
     rows += [f"<div>&rarr; {html.escape(line)}</div>" for line in block.outputs]
     rows += [f"<div><i>{html.escape(note)}</i></div>" for note in block.notes]
     for test in block.tests:
         mark = _TEST_MARKS[test.outcome]
-        tone = COLORS["success"] if test.outcome is TestOutcome.PASSED else COLORS[test.outcome]
+        tone = html_colour(test.outcome)
         text = f"test {html.escape(test.name)}: {html.escape(test.outcome)}"
         if test.message:
             text += f" &mdash; {html.escape(test.message)}"
@@ -185,6 +171,14 @@ class WidgetBlockView:
     def _bundle(self, text: str) -> dict[str, Any]:
         view = {"version_major": 2, "version_minor": 0, "model_id": self.box.model_id}
         return {"application/vnd.jupyter.widget-view+json": view, "text/plain": text}
+
+
+def status_badge(status: str) -> str:
+    """A status as a small coloured label, for views of blocks and runs."""
+    return (
+        f'<span style="background:{html_colour(status)};color:white;border-radius:3px;'
+        f'padding:0 6px">{html.escape(status)}</span>'
+    )
 
 
 def make_view(shell: Any, block: str, *, headless: bool) -> BlockView:
