@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pipelines.assembly.header import TriggerRule
+from pipelines.assembly.header import BlockName, TriggerRule
 from pipelines.params import MIN_SECRET_LENGTH, mask_text, secret_values
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.plan import SECRETS_ENV, RunPlan, load_plan
@@ -310,8 +310,8 @@ class InteractiveContext:
         # The saved notebook may lag behind the cell: readers not wired yet count too.
         pipeline = self._pipeline()
         read = pipeline.readers_of(name, include_unwired=True)
-        stored = {output: list(read[output]) for output in outputs if output in read}
-        block = pipeline.blocks.get(name)
+        stored = {output: [str(r) for r in read[output]] for output in outputs if output in read}
+        block = pipeline.blocks.get(BlockName(name))
         for explicit in (block.header.out or ()) if block is not None else ():
             stored.setdefault(explicit, [])
         return stored
