@@ -1,13 +1,14 @@
 """The in-kernel side of Blockbook: `%load_ext kernel_magics` registers `%%block`, `%pipeline`,
-`%block_new` and `@test`."""
+`%block_new` and `@test`; block code can raise `NotRetried` to stop its retries."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from kernel_magics.retries import NotRetried
 from kernel_magics.testing import test
 
-__all__ = ["load_ipython_extension", "test", "unload_ipython_extension"]
+__all__ = ["NotRetried", "load_ipython_extension", "test", "unload_ipython_extension"]
 
 
 def load_ipython_extension(shell: Any) -> None:

@@ -13,20 +13,25 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pipelines.assembly.header import TriggerRule
+from pipelines.assembly.header import BlockName, TriggerRule
 from pipelines.params import MIN_SECRET_LENGTH, mask_text, secret_values
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.plan import SECRETS_ENV, RunPlan, load_plan
 from pipelines.rundir.state import (
     CANCEL_FLAG,
     BlockState,
+    InputSource,
+    LoadedInput,
     interrupt_reason,
     read_state,
     write_state,
 )
 from pipelines.status import BlockStatus
+
+if TYPE_CHECKING:
+    from pipelines.assembly.pipeline import Pipeline
 
 _POLL_START, _POLL_MAX = 0.002, 0.05
 
@@ -43,7 +48,7 @@ class Readiness(enum.Enum):
 class Preparation:
     readiness: Readiness
     reason: str = ""
-    loaded: list[dict[str, str]] = field(default_factory=list)
+    loaded: list[LoadedInput] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -168,16 +173,8 @@ class HeadlessContext:
             if state is not None and state.status is not BlockStatus.SUCCESS:
                 # all_done / one_success: a producer that did not succeed has nothing to load.
                 continue
-            namespace[input_name] = self._artifacts.load(producer, input_name)
-            loaded.append(
-                {
-                    "name": input_name,
-                    "block": producer,
-                    "notebook": self.plan.blocks[producer].source_notebook,
-                    "source": "run",
-                    "run": self.plan.run_id,
-                }
-            )
+            origin = self._from_run(producer, input_name, self.plan.run_id)
+            loaded.append(_load(namespace, self._artifacts, origin))
         return Preparation(Readiness.PROCEED, loaded=loaded)
 
     def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
@@ -190,20 +187,16 @@ class HeadlessContext:
     def _not_running(self, name: str, namespace: dict[str, Any]) -> Preparation:
         state = read_state(self.state_root, name)
         if state is not None and state.status is BlockStatus.SUCCESS:
-            loaded = []
-            for output in self.plan.blocks[name].stored:
-                namespace[output] = self._artifacts.load(name, output)
-                loaded.append(
-                    {
-                        "name": output,
-                        "block": name,
-                        "notebook": self.plan.blocks[name].source_notebook,
-                        "source": "run",
-                        "run": state.reused_from or "",
-                    }
-                )
+            loaded = [
+                _load(namespace, self._artifacts, self._from_run(name, output, state.reused_from))
+                for output in self.plan.blocks[name].stored
+            ]
             return Preparation(Readiness.REUSED, f"reused from run {state.reused_from}", loaded)
         return Preparation(Readiness.SKIPPED, "not selected for this run")
+
+    def _from_run(self, producer: str, output: str, run_id: str | None) -> LoadedInput:
+        notebook = self.plan.blocks[producer].source_notebook
+        return LoadedInput(output, InputSource.RUN, producer, notebook, run_id or "")
 
     def _wait_for(self, name: str, upstream: tuple[str, ...]) -> dict[str, BlockState] | None:
         states: dict[str, BlockState] = {}
@@ -238,6 +231,8 @@ class InteractiveContext:
     come from the newest stored value (dev area or the latest successful run)."""
 
     def __init__(self, folder: Path) -> None:
+        # Imported here: headless kernels never assemble, and assembly pulls in pydantic.
+        from pipelines.assembly.cache import AssemblyCache
         from pipelines.assembly.project import STATE_DIR, find_root
 
         self.folder = folder
@@ -246,7 +241,7 @@ class InteractiveContext:
         self.notebook = ""
         self._artifacts = ArtifactStore(self.state_root)
         self.notes: list[str] = []
-        self._assembled: tuple[tuple[Any, ...], Any] | None = None
+        self._assemblies = AssemblyCache()
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -286,96 +281,59 @@ class InteractiveContext:
 
     def _load_missing(
         self,
-        pipeline: Any,
+        pipeline: Pipeline,
         name: str,
         missing: list[str],
         namespace: dict[str, Any],
         runs: _RunLookup,
-    ) -> list[dict[str, str]]:
+    ) -> list[LoadedInput]:
         params = pipeline.config.params
-        loaded: list[dict[str, str]] = []
+        loaded: list[LoadedInput] = []
         for input_name in missing:
             if input_name in params:
                 namespace[input_name] = params[input_name]
-                loaded.append(
-                    {"name": input_name, "block": "", "notebook": "", "source": "params", "run": ""}
-                )
+                loaded.append(LoadedInput(input_name, InputSource.PARAMS))
                 continue
-            producer = self._producer(pipeline, name, input_name)
+            producer = pipeline.producer_of(name, input_name)
             if producer is None:
                 continue
             found = self._newest(pipeline.name, producer, input_name, runs)
             if found is None:
                 continue
             store, source, run_id = found
-            namespace[input_name] = store.load(producer, input_name)
             notebook = pipeline.blocks[producer].notebook if producer in pipeline.blocks else ""
-            loaded.append(
-                {
-                    "name": input_name,
-                    "block": producer,
-                    "notebook": notebook,
-                    "source": source,
-                    "run": run_id,
-                }
-            )
+            origin = LoadedInput(input_name, source, producer, notebook, run_id)
+            loaded.append(_load(namespace, store, origin))
         return loaded
 
     def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
+        # The saved notebook may lag behind the cell: readers not wired yet count too.
         pipeline = self._pipeline()
-        readers: dict[str, list[str]] = {}
-        for other in pipeline.blocks.values():
-            if other.name == name:
-                continue
-            for input_name in other.inputs:
-                source = pipeline.sources.get(other.name, {}).get(input_name)
-                if input_name in outputs and source in (name, None):
-                    readers.setdefault(input_name, []).append(other.name)
-        block = pipeline.blocks.get(name)  # type: ignore[call-overload]
+        read = pipeline.readers_of(name, include_unwired=True)
+        stored = {output: [str(r) for r in read[output]] for output in outputs if output in read}
+        block = pipeline.blocks.get(BlockName(name))
         for explicit in (block.header.out or ()) if block is not None else ():
-            readers.setdefault(explicit, [])
-        return readers
+            stored.setdefault(explicit, [])
+        return stored
 
-    def _pipeline(self) -> Any:
+    def _pipeline(self) -> Pipeline:
         """The pipeline as saved on disk, assembled again only when a file of it changed."""
-        from pipelines.assembly.config import PIPELINE_FILE
-        from pipelines.assembly.pipeline import assemble
-        from pipelines.assembly.project import notebook_files
-
-        files = [*notebook_files(self.folder), self.folder / PIPELINE_FILE]
-        signature = tuple(
-            (path.name, stat.st_mtime_ns, stat.st_size)
-            for path in files
-            if (stat := _stat(path)) is not None
-        )
-        if self._assembled is None or self._assembled[0] != signature:
-            self._assembled = (signature, assemble(self.folder))
-        return self._assembled[1]
-
-    @staticmethod
-    def _producer(pipeline: Any, reader: str, name: str) -> str | None:
-        wired = pipeline.sources.get(reader, {}).get(name)
-        if wired is not None:
-            return str(wired)
-        producers = [
-            b.name for b in pipeline.blocks.values() if name in b.outputs and b.name != reader
-        ]
-        return producers[-1] if producers else None
+        return self._assemblies.get(self.folder)
 
     def _newest(
         self, pipeline: str, block: str, name: str, runs: _RunLookup
-    ) -> tuple[ArtifactStore, str, str] | None:
-        """The store holding the newest copy of an output: (store, "dev" or "run", run id)."""
-        candidates: list[tuple[str, ArtifactStore, str, str]] = []
+    ) -> tuple[ArtifactStore, InputSource, str] | None:
+        """The store holding the newest copy of an output: (store, dev or run, run id)."""
+        candidates: list[tuple[str, ArtifactStore, InputSource, str]] = []
         dev = self._artifacts.manifest(block, name)
         if dev is not None:
-            candidates.append((dev.created_at, self._artifacts, "dev", ""))
+            candidates.append((dev.created_at, self._artifacts, InputSource.DEV, ""))
         run = runs.last_success(pipeline, block)
         if run is not None:
             store, run_id = run
             manifest = store.manifest(block, name)
             if manifest is not None:
-                candidates.append((manifest.created_at, store, "run", run_id))
+                candidates.append((manifest.created_at, store, InputSource.RUN, run_id))
         if not candidates:
             return None
         _, store, source, run_id = max(candidates, key=lambda c: c[0])
@@ -415,8 +373,7 @@ class _RunLookup:
             self._store.close()
 
 
-def _stat(path: Path) -> os.stat_result | None:
-    try:
-        return path.stat()
-    except FileNotFoundError:
-        return None
+def _load(namespace: dict[str, Any], store: ArtifactStore, origin: LoadedInput) -> LoadedInput:
+    """Put a stored output into the namespace under its name; `origin` says where it came from."""
+    namespace[origin.name] = store.load(origin.block, origin.name)
+    return origin

@@ -1,13 +1,24 @@
-"""Running a block body the way IPython runs a cell: transformed, last expression displayed."""
+"""Running a block body the way IPython runs a cell: transformed, last expression displayed,
+within the block's `--timeout`."""
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 _PACKAGE_DIR = str(Path(__file__).parent)
+
+
+class BlockTimeout(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"block timed out after {seconds:g} s (--timeout)")
+        self.seconds = seconds
 
 
 def user_traceback(tb: TracebackType | None) -> TracebackType | None:
@@ -55,3 +66,23 @@ def run_body(shell: Any, body: str, header_line: str = "", *, display: bool = Tr
     if display and value is not None:
         shell.displayhook(value)
     return value
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise BlockTimeout in the block's code after `seconds` (main thread only; the runner
+    interrupts or kills the kernel for code that ignores signals)."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise BlockTimeout(seconds)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,57 +1,50 @@
-"""Running one block: prepare inputs, run the body with retries and a timeout, store outputs,
-run tests, record state. Shared by interactive and headless runs.
-
-Two kinds of block end with a verdict, read from the body's variable of that name when the body
-assigns it (at top level, even in a branch not taken this time), else from the value of its
-last expression:
-
-- a sensor (`--kind sensor`, variable `ready`) re-runs its body every `--poke-interval` seconds
-  until the verdict is true, and fails after `--sensor-timeout` seconds (not retried);
-  `--timeout` bounds each run of the body;
-- a condition (`--kind condition`, variable `proceed`) runs once and records its verdict on its
-  state: false skips the blocks downstream of it in a run (the condition itself succeeds).
+"""Running one block: prepare inputs, then attempts (run the body within its timeout, store
+outputs, run tests) until one succeeds or the block's `RetryPolicy` gives up, recording state
+all along. Shared by interactive and headless runs; sensors and conditions are in `verdicts`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kernel_magics.contexts import BlockContext, Preparation, Readiness
-from kernel_magics.execute import run_body, user_traceback
-from kernel_magics.testing import TestOutcome, TestResult, run_test
+from kernel_magics.execute import run_body, time_limit, user_traceback
+from kernel_magics.retries import NotRetried
+from kernel_magics.testing import run_test
+from kernel_magics.verdicts import (
+    SensorClock,
+    SensorTimeout,
+    forget_verdict,
+    read_verdict,
+    verdict_notes,
+)
 from pipelines.assembly.analysis import BlockAnalysis
-from pipelines.assembly.header import BlockHeader, BlockKind, TestPolicy, format_header
+from pipelines.assembly.header import (
+    BlockHeader,
+    BlockKind,
+    RetryPolicy,
+    TestPolicy,
+    format_header,
+)
 from pipelines.errors import BlockbookError
 from pipelines.rundir.artifacts import UnstorableOutput, summarize
-from pipelines.rundir.state import Attempt, BlockState, TestRecord, now, write_state
+from pipelines.rundir.state import (
+    Attempt,
+    BlockState,
+    TestOutcome,
+    TestRecord,
+    now,
+    write_state,
+)
 from pipelines.status import BlockStatus
 
 
-class BlockTimeout(Exception):
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"block timed out after {seconds:g} s (--timeout)")
-        self.seconds = seconds
-
-
-class SensorTimeout(Exception):
-    def __init__(self, seconds: float, pokes: int) -> None:
-        super().__init__(
-            f"sensor condition not met after {seconds:g} s ({pokes} poke{'s' * (pokes != 1)}); "
-            "raise --sensor-timeout or check what the sensor waits for"
-        )
-        self.seconds = seconds
-        self.pokes = pokes
-
-
 class TestsFailed(AssertionError):
-    def __init__(self, failed: list[TestResult]) -> None:
+    def __init__(self, failed: list[TestRecord]) -> None:
         lines = [f"{len(failed)} test(s) failed:"]
         lines += [f"  {result.name}: {result.message}" for result in failed]
         super().__init__("\n".join(lines))
@@ -60,19 +53,17 @@ class TestsFailed(AssertionError):
 
 StateListener = Callable[[BlockState], None]
 
-# Failures a retry cannot fix: deterministic checks, unstorable values, a sensor out of time.
-_NOT_RETRIED = (TestsFailed, UnstorableOutput, SensorTimeout)
+# Failures a retry cannot fix: deterministic checks, unstorable values, a sensor out of time,
+# and whatever the block itself says is one.
+_NOT_RETRIED = (TestsFailed, UnstorableOutput, SensorTimeout, NotRetried)
 
-VERDICT_NAMES = {BlockKind.SENSOR: "ready", BlockKind.CONDITION: "proceed"}
-"""The variable a sensor or condition body may set instead of ending with an expression."""
-
-
-@dataclass(slots=True)
-class _SensorClock:
-    """A sensor's time and pokes, across its attempts: --sensor-timeout bounds them all."""
-
-    started: float | None = None
-    pokes: int = 0
+_TERMINAL = {
+    Readiness.UPSTREAM_FAILED: BlockStatus.UPSTREAM_FAILED,
+    Readiness.CANCELLED: BlockStatus.CANCELLED,
+    Readiness.SKIPPED: BlockStatus.SKIPPED,
+    Readiness.REUSED: BlockStatus.SUCCESS,
+}
+"""Preparations that end the block without running it, and the status each gives."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +71,35 @@ class Outcome:
     state: BlockState
     preparation: Preparation
     error: BaseException | None = None
-    tests: tuple[TestResult, ...] = ()
+    tests: tuple[TestRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Execution:
+    """What every attempt of one block execution shares."""
+
+    shell: Any
+    header: BlockHeader
+    analysis: BlockAnalysis
+    body: str
+    context: BlockContext
+    on_state: StateListener | None
+    clock: SensorClock = field(default_factory=SensorClock)
+
+    def publish(self, state: BlockState) -> None:
+        write_state(self.context.state_root, state)
+        if self.on_state is not None:
+            self.on_state(state)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tried:
+    """How one attempt ended: `attempt` succeeded when `error` is None."""
+
+    attempt: Attempt
+    tests: tuple[TestRecord, ...] = ()
+    error: BaseException | None = None
+    verdict: bool | None = None
 
 
 def execute_block(
@@ -92,183 +111,149 @@ def execute_block(
     on_state: StateListener | None = None,
 ) -> Outcome:
     """Run one block to a terminal state; `on_state` hears every state it passes through."""
-    name = header.name
-    namespace: dict[str, Any] = shell.user_ns
-    state = BlockState(name, BlockStatus.PENDING, context.notebook, started_at=now())
+    state = BlockState(header.name, BlockStatus.PENDING, context.notebook, started_at=now())
     if header.skip:
-        return _finish(
-            context,
-            replace(state, status=BlockStatus.SKIPPED),
-            Preparation(Readiness.SKIPPED, "--skip"),
-        )
+        skipped = replace(state, status=BlockStatus.SKIPPED)
+        return _finish(context, skipped, Preparation(Readiness.SKIPPED, "--skip"))
     try:
-        preparation = context.prepare(name, analysis.inputs, namespace, header.trigger_rule)
+        preparation = context.prepare(
+            header.name, analysis.inputs, shell.user_ns, header.trigger_rule
+        )
     except Exception as exc:
         # Blockbook's own failure (a missing artifact, an unreachable store), not the user's
         # code: record it on the block instead of breaking the notebook.
         message = f"could not prepare the block's inputs: {_one_line(exc)}"
         broken = replace(state, status=BlockStatus.FAILED, error=message, ended_at=now())
         return _finish(context, broken, Preparation(Readiness.PROCEED, message), exc)
-    terminal = {
-        Readiness.UPSTREAM_FAILED: BlockStatus.UPSTREAM_FAILED,
-        Readiness.CANCELLED: BlockStatus.CANCELLED,
-        Readiness.SKIPPED: BlockStatus.SKIPPED,
-        Readiness.REUSED: BlockStatus.SUCCESS,
-    }
-    if preparation.readiness in terminal:
-        status = terminal[preparation.readiness]
+    if preparation.readiness in _TERMINAL:
+        status = _TERMINAL[preparation.readiness]
         done = replace(state, status=status, error=preparation.reason or None, ended_at=now())
         if preparation.readiness is Readiness.REUSED:
             return Outcome(state=done, preparation=preparation)  # the runner wrote its state
         return _finish(context, done, preparation)
-    state = replace(state, loaded=tuple(preparation.loaded), status=BlockStatus.RUNNING)
-    attempts = header.retries + 1
-    error: BaseException | None = None
-    tests: tuple[TestResult, ...] = ()
-    line = format_header(header)
-    clock = _SensorClock()
-    verdict: bool | None = None
-    for number in range(1, attempts + 1):
+    loaded = tuple(origin.to_json() for origin in preparation.loaded)
+    state = replace(state, loaded=loaded, status=BlockStatus.RUNNING)
+    execution = _Execution(shell, header, analysis, body, context, on_state)
+    state, last = _attempts(execution, state, RetryPolicy.from_header(header))
+    if last.error is None:
+        preparation.notes += verdict_notes(header, last.verdict, execution.clock)
+    state = replace(state, ended_at=now())
+    return _finish(context, state, preparation, last.error, last.tests)
+
+
+def _attempts(
+    execution: _Execution, state: BlockState, policy: RetryPolicy
+) -> tuple[BlockState, _Tried]:
+    """Try the block until an attempt succeeds or fails for good: (its state, the last try)."""
+    number = 1
+    while True:
         attempt = Attempt(number, BlockStatus.RUNNING, now())
         state = state.with_attempt(attempt)
-        write_state(context.state_root, state)
-        if on_state is not None:
-            on_state(state)
-        try:
-            if header.kind is BlockKind.SENSOR:
-                for met in _pokes(shell, header, analysis, body, context, clock):
-                    attempt = replace(attempt, pokes=attempt.pokes + 1)
-                    if not met:  # still RUNNING; the state shows the pokes so far
-                        state = state.with_attempt(attempt)
-                        write_state(context.state_root, state)
-                        if on_state is not None:
-                            on_state(state)
-            elif header.kind is BlockKind.CONDITION:
-                _forget_verdict(header, analysis, namespace)
-                with _time_limit(header.timeout):
-                    value = run_body(shell, body, line)
-                verdict = _verdict(header, analysis, namespace, value)
-            else:
-                with _time_limit(header.timeout):
-                    run_body(shell, body, line)
-            outputs = tuple(analysis.outputs if header.out is None else header.out)
-            manifests, summaries = _materialize(context, name, outputs, namespace)
-            tests = tuple(_run_tests(header, analysis, namespace))
-            failed = [t for t in tests if t.outcome is TestOutcome.FAILED]
-            if failed:
-                raise TestsFailed(failed)
-        except KeyboardInterrupt as exc:
-            cancelled = context.cancelled()
-            error = exc
-            status = BlockStatus.CANCELLED if cancelled else BlockStatus.FAILED
-            reason = context.interrupt_reason(name)
-            message = "cancelled" if cancelled else (reason or "interrupted (KeyboardInterrupt)")
-            state = _record_failure(context, state, attempt, status, message, exc, tests)
-            break
-        except Exception as exc:
-            error = exc
-            retry = number < attempts and not isinstance(exc, _NOT_RETRIED)
-            status = BlockStatus.RETRYING if retry else BlockStatus.FAILED
-            state = _record_failure(context, state, attempt, status, _one_line(exc), exc, tests)
-            if not retry:
-                break
-            write_state(context.state_root, state)
-            if on_state is not None:
-                on_state(state)
-            time.sleep(header.retry_delay * 2 ** (number - 1))
-            continue
-        attempt = replace(
-            attempt,
-            status=BlockStatus.SUCCESS,
-            ended_at=now(),
-            tests=_records(tests, context),
-            outputs=tuple(manifests),
-            summaries=tuple(summaries),
+        execution.publish(state)
+        tried = _attempt(execution, state, attempt)
+        if tried.error is None:
+            state = replace(
+                state.with_attempt(tried.attempt),
+                status=BlockStatus.SUCCESS,
+                error=None,
+                condition_result=tried.verdict,
+            )
+            return state, tried
+        retry = number < policy.attempts and not isinstance(
+            tried.error, (KeyboardInterrupt, *_NOT_RETRIED)
         )
-        state = replace(
-            state.with_attempt(attempt),
-            status=BlockStatus.SUCCESS,
-            error=None,
-            condition_result=verdict,
+        status, message = _failure(execution, tried.error, retry)
+        state = _record_failure(
+            execution.context, state, tried.attempt, status, message, tried.error, tried.tests
         )
-        preparation.notes += _verdict_notes(header, verdict, clock)
-        error = None
-        break
-    state = replace(state, ended_at=now())
-    return _finish(context, state, preparation, error, tests)
+        if not retry:
+            return state, tried
+        execution.publish(state)
+        time.sleep(policy.delay_before(number))
+        number += 1
 
 
-def _pokes(
-    shell: Any,
-    header: BlockHeader,
-    analysis: BlockAnalysis,
-    body: str,
-    context: BlockContext,
-    clock: _SensorClock,
-) -> Iterator[bool]:
+def _attempt(execution: _Execution, state: BlockState, attempt: Attempt) -> _Tried:
+    """One try of the block: run the body, store its outputs, run its tests. The block's own
+    failures (and Ctrl-C) come back as the try's error instead of being raised."""
+    header, analysis = execution.header, execution.analysis
+    namespace: dict[str, Any] = execution.shell.user_ns
+    tests: tuple[TestRecord, ...] = ()
+    verdict: bool | None = None
+    try:
+        if header.kind is BlockKind.SENSOR:
+            for met in _pokes(execution):
+                attempt = replace(attempt, pokes=attempt.pokes + 1)
+                if not met:  # still RUNNING; the state shows the pokes so far
+                    execution.publish(state.with_attempt(attempt))
+        else:
+            verdict = _run_once(execution)
+        outputs = tuple(analysis.outputs if header.out is None else header.out)
+        manifests, summaries = _materialize(execution.context, header.name, outputs, namespace)
+        tests = tuple(_run_tests(header, analysis, namespace))
+        failed = [t for t in tests if t.outcome is TestOutcome.FAILED]
+        if failed:
+            raise TestsFailed(failed)
+    except (KeyboardInterrupt, Exception) as exc:
+        return _Tried(attempt, tests, error=exc)
+    succeeded = replace(
+        attempt,
+        status=BlockStatus.SUCCESS,
+        ended_at=now(),
+        tests=_records(tests, execution.context),
+        outputs=tuple(manifests),
+        summaries=tuple(summaries),
+    )
+    return _Tried(succeeded, tests, verdict=verdict)
+
+
+def _failure(execution: _Execution, error: BaseException, retry: bool) -> tuple[BlockStatus, str]:
+    """The status and one-line message a failed try leaves on the block."""
+    if isinstance(error, KeyboardInterrupt):
+        if execution.context.cancelled():
+            return BlockStatus.CANCELLED, "cancelled"
+        reason = execution.context.interrupt_reason(execution.header.name)
+        return BlockStatus.FAILED, reason or "interrupted (KeyboardInterrupt)"
+    return (BlockStatus.RETRYING if retry else BlockStatus.FAILED), _one_line(error)
+
+
+def _run_once(execution: _Execution) -> bool | None:
+    """A block's body, once, within --timeout; for a condition, its verdict."""
+    shell, header, analysis = execution.shell, execution.header, execution.analysis
+    line = format_header(header)
+    if header.kind is not BlockKind.CONDITION:
+        with time_limit(header.timeout):
+            run_body(shell, execution.body, line)
+        return None
+    forget_verdict(header, analysis, shell.user_ns)
+    with time_limit(header.timeout):
+        value = run_body(shell, execution.body, line)
+    return read_verdict(header, analysis, shell.user_ns, value)
+
+
+def _pokes(execution: _Execution) -> Iterator[bool]:
     """Run a sensor's body until its verdict is true: yields each poke's verdict, sleeps
     between pokes, raises SensorTimeout once --sensor-timeout has passed (KeyboardInterrupt,
     from Ctrl-C or a cancelled run, stops it at any point)."""
+    shell, header, clock = execution.shell, execution.header, execution.clock
     if clock.started is None:
         clock.started = time.monotonic()
     line = format_header(header)
     while True:
-        _forget_verdict(header, analysis, shell.user_ns)
-        with _time_limit(header.timeout):
-            value = run_body(shell, body, line, display=False)
+        forget_verdict(header, execution.analysis, shell.user_ns)
+        with time_limit(header.timeout):
+            value = run_body(shell, execution.body, line, display=False)
         clock.pokes += 1
-        met = _verdict(header, analysis, shell.user_ns, value)
+        met = read_verdict(header, execution.analysis, shell.user_ns, value)
         yield met
         if met:
             return
         elapsed = time.monotonic() - clock.started
         if elapsed >= header.sensor_timeout:
             raise SensorTimeout(header.sensor_timeout, clock.pokes)
-        if context.cancelled():
+        if execution.context.cancelled():
             raise KeyboardInterrupt
         time.sleep(min(header.poke_interval, header.sensor_timeout - elapsed))
-
-
-def _forget_verdict(
-    header: BlockHeader, analysis: BlockAnalysis, namespace: dict[str, Any]
-) -> None:
-    """Drop a verdict variable left by an earlier run, so only this run's assignment counts
-    (kept when the body reads it before assigning it: then it is the body's own state)."""
-    variable = VERDICT_NAMES[header.kind]
-    if variable in analysis.outputs and variable not in analysis.inputs:
-        namespace.pop(variable, None)
-
-
-def _verdict(
-    header: BlockHeader, analysis: BlockAnalysis, namespace: dict[str, Any], value: Any
-) -> bool:
-    """The body's verdict: its `ready` / `proceed` variable when it assigned one, else the
-    value of its last expression (None, false, when it has none)."""
-    variable = VERDICT_NAMES[header.kind]
-    if variable in analysis.outputs and variable in namespace:
-        value, source = namespace[variable], f"`{variable}`"
-    else:
-        source = "its last expression"
-    try:
-        return bool(value)
-    except Exception as exc:
-        raise TypeError(
-            f"the {header.kind} `{header.name}` needs a true or false result, but {source} is a "
-            f"{type(value).__name__} whose truth is undefined ({_one_line(exc)}); end the block "
-            f"with a bool, or set `{variable} = ...`"
-        ) from exc
-
-
-def _verdict_notes(header: BlockHeader, verdict: bool | None, clock: _SensorClock) -> list[str]:
-    if header.kind is BlockKind.SENSOR and clock.started is not None:
-        seconds = time.monotonic() - clock.started
-        pokes = f"{clock.pokes} poke{'s' * (clock.pokes != 1)}"
-        return [f"sensor ready after {pokes} in {seconds:.1f} s"]
-    if verdict is True:
-        return ["condition true: downstream blocks run"]
-    if verdict is False:
-        return ["condition false: downstream blocks will be skipped in runs"]
-    return []
 
 
 def _finish(
@@ -276,7 +261,7 @@ def _finish(
     state: BlockState,
     preparation: Preparation,
     error: BaseException | None = None,
-    tests: tuple[TestResult, ...] = (),
+    tests: tuple[TestRecord, ...] = (),
 ) -> Outcome:
     write_state(context.state_root, state)
     context.finished(state.block, state)
@@ -290,7 +275,7 @@ def _record_failure(
     status: BlockStatus,
     message: str,
     exc: BaseException,
-    tests: tuple[TestResult, ...],
+    tests: tuple[TestRecord, ...],
 ) -> BlockState:
     # State files are read by people and other processes: secrets never go into them.
     message = context.redact(message)
@@ -326,7 +311,7 @@ def _materialize(
 
 def _run_tests(
     header: BlockHeader, analysis: BlockAnalysis, namespace: dict[str, Any]
-) -> list[TestResult]:
+) -> list[TestRecord]:
     warn_only = header.tests is TestPolicy.WARN
     return [
         run_test(test_name, namespace[test_name], namespace, warn_only=warn_only)
@@ -335,8 +320,9 @@ def _run_tests(
     ]
 
 
-def _records(tests: tuple[TestResult, ...], context: BlockContext) -> tuple[TestRecord, ...]:
-    return tuple(TestRecord(t.name, str(t.outcome), context.redact(t.message)) for t in tests)
+def _records(tests: tuple[TestRecord, ...], context: BlockContext) -> tuple[TestRecord, ...]:
+    """The tests as the state file keeps them: messages can quote a secret."""
+    return tuple(replace(t, message=context.redact(t.message)) for t in tests)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -349,23 +335,3 @@ def _one_line(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {len(exc.failed)} test(s) failed: {failed}"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-@contextlib.contextmanager
-def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise BlockTimeout in the block's code after `seconds` (main thread only; the runner
-    interrupts or kills the kernel for code that ignores signals)."""
-    if seconds is None or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum: int, frame: Any) -> None:
-        raise BlockTimeout(seconds)
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)

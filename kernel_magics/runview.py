@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kernel_magics.views import COLORS
+from kernel_magics.views import status_badge
+from pipelines.rundir.layout import executed_notebook
 from pipelines.rundir.state import seconds_text
 from pipelines.status import BlockStatus
 
@@ -51,7 +52,7 @@ def run_html(record: RunRecord | None, run_id: str, order: Sequence[str]) -> str
         status = str(block.status)
         error = html.escape(block.error or "") if block.status is not BlockStatus.SUCCESS else ""
         rows.append(
-            f"<tr><td>{html.escape(name)}</td><td>{_badge(status)}</td>"
+            f"<tr><td>{html.escape(name)}</td><td>{status_badge(status)}</td>"
             f"<td>{_block_seconds(block).strip()}</td>"
             f"<td>{block.attempts if block.attempts > 1 else ''}</td><td>{error}</td></tr>"
         )
@@ -61,7 +62,7 @@ def run_html(record: RunRecord | None, run_id: str, order: Sequence[str]) -> str
     )
     return (
         f"<b>run {html.escape(record.run_id)}</b> of {html.escape(record.pipeline)} "
-        f"{_badge(str(record.status))}{_seconds(record)}"
+        f"{status_badge(str(record.status))}{_seconds(record)}"
         "<table><tr><th>block</th><th>status</th><th>seconds</th><th>attempts</th>"
         f"<th>error</th></tr>{''.join(rows)}</table>{links}"
     )
@@ -70,7 +71,7 @@ def run_html(record: RunRecord | None, run_id: str, order: Sequence[str]) -> str
 def failed_notebooks(record: RunRecord) -> list[Path]:
     paths: list[Path] = []
     for block in record.blocks:
-        path = Path(record.run_dir) / block.notebook
+        path = executed_notebook(Path(record.run_dir), block.notebook)
         if block.status is BlockStatus.FAILED and path not in paths:
             paths.append(path)
     return paths
@@ -138,14 +139,6 @@ class RunView:
         view = {"version_major": 2, "version_minor": 0, "model_id": self._widget.model_id}
         text = run_text(self.record, self.run_id, self.order)
         return {"application/vnd.jupyter.widget-view+json": view, "text/plain": text}
-
-
-def _badge(status: str) -> str:
-    color = COLORS.get(status, "#6e7781")
-    return (
-        f'<span style="background:{color};color:white;border-radius:3px;padding:0 6px">'
-        f"{html.escape(status)}</span>"
-    )
 
 
 def _seconds(record: RunRecord) -> str:

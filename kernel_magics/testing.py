@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from pipelines.rundir.state import TestOutcome, TestRecord
 
 TEST_MARKER = "__blockbook_test__"
 Function = TypeVar("Function", bound=Callable[..., Any])
@@ -25,37 +25,26 @@ def test(function: Function) -> Function:
 test.__test__ = False  # type: ignore[attr-defined]  # keep pytest from collecting it
 
 
-class TestOutcome(enum.StrEnum):
-    PASSED = "passed"
-    FAILED = "failed"
-    WARNED = "warned"
-
-
-@dataclass(frozen=True, slots=True)
-class TestResult:
-    name: str
-    outcome: TestOutcome
-    message: str = ""
-
-
 class MissingArgument(Exception):
     pass
 
 
 def run_test(
     name: str, function: Callable[..., Any], namespace: Mapping[str, Any], *, warn_only: bool
-) -> TestResult:
+) -> TestRecord:
+    """Call one `@test` with the values its parameters name; never raises for the check's own
+    failure (a failed assertion, an error, a parameter nothing provides)."""
     failed = TestOutcome.WARNED if warn_only else TestOutcome.FAILED
     try:
         arguments = _arguments(function, namespace)
         function(**arguments)
     except MissingArgument as exc:
-        return TestResult(name, failed, str(exc))
+        return TestRecord(name, failed, str(exc))
     except AssertionError as exc:
-        return TestResult(name, failed, str(exc) or "assertion failed")
+        return TestRecord(name, failed, str(exc) or "assertion failed")
     except Exception as exc:
-        return TestResult(name, failed, f"{type(exc).__name__}: {exc}")
-    return TestResult(name, TestOutcome.PASSED)
+        return TestRecord(name, failed, f"{type(exc).__name__}: {exc}")
+    return TestRecord(name, TestOutcome.PASSED)
 
 
 def _arguments(function: Callable[..., Any], namespace: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,20 +12,21 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kernel_magics.runtime import Outcome
-from kernel_magics.testing import TestOutcome
-from pipelines.rundir.state import BlockState, seconds_between
+from pipelines.forms.palette import html_colour
+from pipelines.rundir.state import (
+    BlockState,
+    InputSource,
+    LoadedInput,
+    TestOutcome,
+    TestRecord,
+    seconds_between,
+)
 from pipelines.status import BlockStatus
 
-COLORS = {
-    "running": "#1f6feb",
-    "retrying": "#bf8700",
-    "pending": "#6e7781",
-    "success": "#1a7f37",
-    "warned": "#bf8700",
-    "failed": "#cf222e",
-    "upstream_failed": "#cf222e",
-    "skipped": "#6e7781",
-    "cancelled": "#8250df",
+_TEST_MARKS = {
+    TestOutcome.PASSED: "&#10003;",
+    TestOutcome.FAILED: "&#10007;",
+    TestOutcome.WARNED: "!",
 }
 
 
@@ -39,8 +40,7 @@ class BlockReport:
     error: str | None = None
     outputs: tuple[str, ...] = ()
     loaded: tuple[str, ...] = ()
-    tests: tuple[tuple[str, str, str], ...] = ()
-    """(name, outcome, message)"""
+    tests: tuple[TestRecord, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -82,7 +82,7 @@ def report(outcome: Outcome) -> BlockReport:
         error=state.error if state.status is not BlockStatus.SUCCESS else None,
         outputs=tuple(outputs),
         loaded=tuple(loaded),
-        tests=tuple((t.name, str(t.outcome), t.message) for t in outcome.tests),
+        tests=outcome.tests,
         notes=tuple(outcome.preparation.notes),
     )
 
@@ -94,34 +94,31 @@ def as_text(block: BlockReport) -> str:
     lines += [f"  loaded {line}" for line in block.loaded]
     lines += [f"  note: {note}" for note in block.notes]
     lines += [f"  output {line}" for line in block.outputs]
-    for name, outcome, message in block.tests:
-        mark = "FAILED" if outcome == TestOutcome.FAILED else outcome
-        lines.append(f"  test {name}: {mark}" + (f" - {message}" if message else ""))
+    for test in block.tests:
+        mark = "FAILED" if test.outcome is TestOutcome.FAILED else str(test.outcome)
+        lines.append(f"  test {test.name}: {mark}" + (f" - {test.message}" if test.message else ""))
     return "\n".join(lines)
 
 
 def as_html(block: BlockReport) -> tuple[str, str]:
     """(headline, details) HTML for the widget."""
-    color = COLORS.get(block.state, "#6e7781")
-    badge = (
-        f'<span style="background:{color};color:white;border-radius:3px;padding:0 6px">'
-        f"{html.escape(block.state)}</span>"
-    )
+    badge = status_badge(block.state)
     timing = f" {block.seconds:.2f}s" if block.seconds is not None else ""
     retries = f" after {block.attempts} attempts" if block.attempts > 1 else ""
     headline = f"<b>{html.escape(block.block)}</b> {badge}{timing}{retries}"
     rows: list[str] = []
     if block.error:
-        rows.append(f'<div style="color:{COLORS["failed"]}">{html.escape(block.error)}</div>')
+        tone = html_colour(BlockStatus.FAILED)
+        rows.append(f'<div style="color:{tone}">{html.escape(block.error)}</div>')
     rows += [f"<div>&larr; {html.escape(line)}</div>" for line in block.loaded]
     rows += [f"<div>&rarr; {html.escape(line)}</div>" for line in block.outputs]
     rows += [f"<div><i>{html.escape(note)}</i></div>" for note in block.notes]
-    for name, outcome, message in block.tests:
-        mark = {"passed": "&#10003;", "failed": "&#10007;", "warned": "!"}.get(outcome, "?")
-        tone = COLORS["success"] if outcome == "passed" else COLORS.get(outcome, "#bf8700")
-        text = f"test {html.escape(name)}: {html.escape(outcome)}"
-        if message:
-            text += f" &mdash; {html.escape(message)}"
+    for test in block.tests:
+        mark = _TEST_MARKS[test.outcome]
+        tone = html_colour(test.outcome)
+        text = f"test {html.escape(test.name)}: {html.escape(test.outcome)}"
+        if test.message:
+            text += f" &mdash; {html.escape(test.message)}"
         rows.append(f'<div style="color:{tone}">{mark} {text}</div>')
     return headline, "".join(rows)
 
@@ -176,6 +173,14 @@ class WidgetBlockView:
         return {"application/vnd.jupyter.widget-view+json": view, "text/plain": text}
 
 
+def status_badge(status: str) -> str:
+    """A status as a small coloured label, for views of blocks and runs."""
+    return (
+        f'<span style="background:{html_colour(status)};color:white;border-radius:3px;'
+        f'padding:0 6px">{html.escape(status)}</span>'
+    )
+
+
 def make_view(shell: Any, block: str, *, headless: bool) -> BlockView:
     if headless or not has_frontend(shell):
         return TextBlockView()
@@ -207,12 +212,12 @@ def _summary_line(summary: dict[str, Any]) -> str:
     return f"{summary['name']}: {detail} (not stored: no other block reads it)"
 
 
-def _loaded_line(item: dict[str, str]) -> str:
-    if item["source"] == "params":
-        return f"{item['name']} from pipeline.toml [params]"
-    notebook = f" in {item['notebook']}" if item.get("notebook") else ""
-    origin = "dev area" if item["source"] == "dev" else f"run {item['run']}"
-    return f"{item['name']} from {item['block']}{notebook} ({origin})"
+def _loaded_line(item: LoadedInput) -> str:
+    if item.source is InputSource.PARAMS:
+        return f"{item.name} from pipeline.toml [params]"
+    notebook = f" in {item.notebook}" if item.notebook else ""
+    origin = "dev area" if item.source is InputSource.DEV else f"run {item.run}"
+    return f"{item.name} from {item.block}{notebook} ({origin})"
 
 
 def _size(count: int) -> str:

@@ -12,6 +12,8 @@ import argparse
 import difflib
 import enum
 import keyword
+import math
+import random
 import re
 import shlex
 from collections.abc import Callable
@@ -83,6 +85,41 @@ class BlockHeader:
     """Sensors only: seconds between two runs of the body."""
     sensor_timeout: float = DEFAULT_SENSOR_TIMEOUT
     """Sensors only: give up (fail) when the condition still doesn't hold after this long."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When a failed block is tried again: up to `max_retries` more attempts, the n-th after
+    `delay * backoff ** (n - 1)` seconds, moved at random by up to `jitter` of itself (so
+    blocks that failed together don't retry together), never longer than `max_delay`."""
+
+    max_retries: int = 0
+    delay: float = 1.0
+    backoff: float = 2.0
+    jitter: float = 0.0
+    """A fraction from 0 to 1."""
+    max_delay: float = math.inf
+
+    @classmethod
+    def from_header(cls, header: BlockHeader) -> RetryPolicy:
+        """`--retries` and `--retry-delay`, the delay doubled for each retry."""
+        return cls(max_retries=header.retries, delay=header.retry_delay)
+
+    @property
+    def attempts(self) -> int:
+        return self.max_retries + 1
+
+    def delay_before(self, retry: int, draw: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before retry number `retry` (1 follows the first attempt); `draw`
+        gives the jitter's random number in [0, 1)."""
+        if self.delay == 0:
+            return 0.0
+        try:
+            grown = self.delay * self.backoff ** (retry - 1)
+        except OverflowError:  # a float can't hold it; the cap decides
+            return self.max_delay
+        spread = grown * (1 + self.jitter * (2 * draw() - 1)) if self.jitter else grown
+        return min(spread, self.max_delay)
 
 
 # IPython drops leading blank (or whitespace-only) lines and the first line's indentation before

@@ -60,6 +60,49 @@ class Pipeline:
                 result[producer].setdefault(input_name, []).append(reader)
         return result
 
+    def readers_of(
+        self, block: str, *, include_unwired: bool = False
+    ) -> Mapping[str, tuple[BlockName, ...]]:
+        """Output name -> the blocks that read it from `block`, in global order.
+
+        `include_unwired` adds, under each name, the blocks that read it with no producer
+        wired to them (several or none produce it, or only a later cell does): run by hand,
+        they take whatever value the kernel or the dev area holds, so `block` may feed them.
+        Those names need not be outputs of `block` (the caller knows what it produces).
+        """
+        wired = self.readers.get(BlockName(block), {})
+        found = {name: list(readers) for name, readers in wired.items()}
+        if include_unwired:
+            for name, readers in self._unwired_readers.items():
+                found.setdefault(name, []).extend(r for r in readers if r != block)
+        position = {name: index for index, name in enumerate(self.blocks)}
+        return {
+            name: tuple(sorted(readers, key=position.__getitem__))
+            for name, readers in found.items()
+            if readers
+        }
+
+    def producer_of(self, reader: str, name: str) -> BlockName | None:
+        """The block `reader` takes `name` from: the one wired to it; without wiring (several
+        producers, or `reader` not saved yet), the last block in global order that outputs
+        it, as in a kernel that ran them all; None when no other block outputs it."""
+        wired = self.sources.get(BlockName(reader), {}).get(name)
+        if wired is not None:
+            return wired
+        producers = [b.name for b in self.blocks.values() if name in b.outputs and b.name != reader]
+        return producers[-1] if producers else None
+
+    @functools.cached_property
+    def _unwired_readers(self) -> dict[str, list[BlockName]]:
+        """Input name -> the blocks reading it with no producer wired, in global order."""
+        result: dict[str, list[BlockName]] = {}
+        for block in self.blocks.values():
+            wired = self.sources.get(block.name, {})
+            for name in block.inputs:
+                if name not in wired:
+                    result.setdefault(name, []).append(block.name)
+        return result
+
     def stored_outputs(self, name: BlockName) -> tuple[str, ...]:
         """Outputs to materialize: those another block reads, plus any `--out` names."""
         block = self.blocks[name]

@@ -8,26 +8,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from pipelines.forms.palette import rich_style
+from pipelines.rundir.layout import executed_notebook
 from pipelines.rundir.state import BlockState, seconds_text
-from pipelines.status import BlockStatus, RunStatus
+from pipelines.status import BlockStatus
 from pipelines.store.records import RunRecord
-
-STYLES = {
-    BlockStatus.PENDING: "dim",
-    BlockStatus.RUNNING: "cyan",
-    BlockStatus.RETRYING: "yellow",
-    BlockStatus.SUCCESS: "green",
-    BlockStatus.FAILED: "bold red",
-    BlockStatus.UPSTREAM_FAILED: "red",
-    BlockStatus.SKIPPED: "dim",
-    BlockStatus.CANCELLED: "magenta",
-    RunStatus.QUEUED: "dim",
-    RunStatus.RUNNING: "cyan",
-    RunStatus.SUCCESS: "green",
-    RunStatus.FAILED: "bold red",
-    RunStatus.CANCELLED: "magenta",
-    RunStatus.CRASHED: "bold red",
-}
 
 
 class LiveProgress:
@@ -68,7 +53,7 @@ class LiveProgress:
             status = state.status if state is not None else BlockStatus.PENDING
             table.add_row(
                 name,
-                f"[{STYLES[status]}]{status}[/]",
+                f"[{rich_style(status)}]{status}[/]",
                 str(len(state.attempts)) if state and state.attempts else "",
                 seconds_text(state.started_at, state.ended_at) if state else "",
             )
@@ -78,7 +63,7 @@ class LiveProgress:
 def run_summary(console: Console, record: RunRecord) -> None:
     status = record.status
     console.print(
-        f"run [bold]{record.run_id}[/] of {record.pipeline}: [{STYLES[status]}]{status}[/]"
+        f"run [bold]{record.run_id}[/] of {record.pipeline}: [{rich_style(status)}]{status}[/]"
         f" in {seconds_text(record.started_at, record.ended_at)}s",
         highlight=False,
     )
@@ -88,7 +73,7 @@ def run_summary(console: Console, record: RunRecord) -> None:
     for block in record.blocks:
         table.add_row(
             block.block,
-            f"[{STYLES[block.status]}]{block.status}[/]",
+            f"[{rich_style(block.status)}]{block.status}[/]",
             str(block.attempts) if block.attempts else "",
             seconds_text(block.started_at, block.ended_at),
             block.error or ("reused from " + block.reused_from if block.reused_from else ""),
@@ -96,9 +81,8 @@ def run_summary(console: Console, record: RunRecord) -> None:
     console.print(table)
     failed = [b for b in record.blocks if b.status is BlockStatus.FAILED]
     for block in failed:
-        console.print(
-            f"executed notebook of {block.block}: {Path(record.run_dir) / block.notebook}"
-        )
+        path = executed_notebook(Path(record.run_dir), block.notebook)
+        console.print(f"executed notebook of {block.block}: {path}")
 
 
 def runs_table(console: Console, records: list[RunRecord]) -> None:
@@ -109,7 +93,7 @@ def runs_table(console: Console, records: list[RunRecord]) -> None:
         table.add_row(
             record.run_id,
             record.pipeline,
-            f"[{STYLES[record.status]}]{record.status}[/]",
+            f"[{rich_style(record.status)}]{record.status}[/]",
             str(record.trigger),
             record.started_at.strftime("%Y-%m-%d %H:%M:%S") if record.started_at else "",
             seconds_text(record.started_at, record.ended_at),

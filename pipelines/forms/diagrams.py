@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from pipelines.assembly.blocks import Block
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.forms.json_forms import graph_json
+from pipelines.forms.palette import has_colour, mermaid_class_def
 
 
 def to_json(pipeline: Pipeline) -> str:
@@ -43,19 +44,6 @@ def size(pipeline: Pipeline) -> str:
     return f"{counted(len(pipeline.blocks), 'block')} in {counted(len(notebooks), 'notebook')}"
 
 
-# Mermaid fill colours for block statuses (status strings from pipelines.status.BlockStatus).
-STATUS_STYLES = {
-    "success": "fill:#dafbe1,stroke:#1a7f37",
-    "failed": "fill:#ffebe9,stroke:#cf222e",
-    "upstream_failed": "fill:#fff1e5,stroke:#cf222e,stroke-dasharray:4",
-    "running": "fill:#ddf4ff,stroke:#1f6feb",
-    "retrying": "fill:#fff8c5,stroke:#bf8700",
-    "skipped": "fill:#f6f8fa,stroke:#6e7781,stroke-dasharray:4",
-    "cancelled": "fill:#fbefff,stroke:#8250df",
-    "pending": "fill:#f6f8fa,stroke:#6e7781",
-}
-
-
 def to_mermaid(
     pipeline: Pipeline,
     *,
@@ -79,9 +67,9 @@ def to_mermaid(
     for child, parent, label in _edges(pipeline):
         arrow = f'-- "{_mermaid_text(label)}" -->' if label else "-->"
         lines.append(f"  b_{parent} {arrow} b_{child}")
-    used = sorted({status for status in statuses.values() if status in STATUS_STYLES})
+    used = sorted({status for status in statuses.values() if has_colour(status)})
     for status in used:
-        lines.append(f"  classDef {status} {STATUS_STYLES[status]}")
+        lines.append(f"  {mermaid_class_def(status)}")
         members = sorted(
             name for name, s in statuses.items() if s == status and name in pipeline.blocks
         )

@@ -8,9 +8,11 @@ wait for their upstream blocks; the runner reads it to record progress in the ru
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,12 +44,81 @@ def seconds_text(start: datetime | None, end: datetime | None) -> str:
     return "" if seconds is None else f"{seconds:.2f}"
 
 
+class TestOutcome(enum.StrEnum):
+    __test__ = False  # keep pytest from collecting it (nor TestRecord) where tests import it
+
+    PASSED = "passed"
+    FAILED = "failed"
+    WARNED = "warned"
+    """Failed under `--tests warn`: reported, but the block still succeeds."""
+
+
 @dataclass(frozen=True, slots=True)
 class TestRecord:
+    """One `@test` of an attempt. The kernel makes it, state files and the run store keep it
+    (as `to_json`), views show it."""
+
+    __test__ = False
+
     name: str
-    outcome: str
-    """passed, failed or warned."""
+    outcome: TestOutcome
     message: str = ""
+
+    def __post_init__(self) -> None:
+        # Store rows and older callers hold the outcome as text: keep the enum either way.
+        object.__setattr__(self, "outcome", TestOutcome(self.outcome))
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "outcome": str(self.outcome), "message": self.message}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TestRecord:
+        return cls(data["name"], TestOutcome(data["outcome"]), data.get("message", ""))
+
+
+class InputSource(enum.StrEnum):
+    """Where a kernel found an input its namespace lacked."""
+
+    RUN = "run"
+    """A run's stored output: this run's, or the one a resumed run reused."""
+    DEV = "dev"
+    """The dev area, where blocks run by hand store their outputs."""
+    PARAMS = "params"
+    """`[params]` of pipeline.toml."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedInput:
+    """An input a kernel loaded for a block, and where from: kept on the block's state (as
+    `to_json`) and shown by its view."""
+
+    name: str
+    source: InputSource
+    block: str = ""
+    """The producing block; "" for a parameter."""
+    notebook: str = ""
+    """The producer's source notebook, relative to the pipeline folder."""
+    run: str = ""
+    """The run that stored the value; "" outside runs."""
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "block": self.block,
+            "notebook": self.notebook,
+            "source": str(self.source),
+            "run": self.run,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, str]) -> LoadedInput:
+        return cls(
+            name=data["name"],
+            source=InputSource(data["source"]),
+            block=data.get("block", ""),
+            notebook=data.get("notebook", ""),
+            run=data.get("run", ""),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +154,7 @@ class BlockState:
     reused_from: str | None = None
     """Run id whose successful result a resumed run reused instead of running again."""
     loaded: tuple[dict[str, str], ...] = field(default=())
-    """Where each loaded input came from: name, block, run."""
+    """Where each loaded input came from, as `LoadedInput.to_json`."""
     condition_result: bool | None = None
     """Condition blocks that succeeded: their result. False skips the blocks downstream."""
 
@@ -106,7 +177,7 @@ class BlockState:
                 ended_at=_time(a.get("ended_at")),
                 error=a.get("error"),
                 traceback=a.get("traceback"),
-                tests=tuple(TestRecord(**t) for t in a.get("tests", ())),
+                tests=tuple(TestRecord.from_json(t) for t in a.get("tests", ())),
                 outputs=tuple(a.get("outputs", ())),
                 summaries=tuple(a.get("summaries", ())),
                 pokes=a.get("pokes", 0),

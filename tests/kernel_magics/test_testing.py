@@ -6,6 +6,7 @@ from typing import Any
 
 from kernel_magics import runtime, testing
 from kernel_magics import test as mark_test
+from pipelines.rundir import state
 
 # Checks are compiled here rather than defined in this module, so pytest's assertion rewriting
 # doesn't change their messages: a kernel runs them as plain Python.
@@ -36,7 +37,7 @@ def checks() -> dict[str, Any]:
     return namespace
 
 
-def run(name: str, *, warn_only: bool = False) -> testing.TestResult:
+def run(name: str, *, warn_only: bool = False) -> state.TestRecord:
     return testing.run_test(name, checks()[name], {"rows": [1, 2], "limit": 3}, warn_only=warn_only)
 
 
@@ -48,15 +49,15 @@ def test_marker_keeps_the_function() -> None:
 
 def test_outcomes() -> None:
     passed, failed, warned = (
-        testing.TestOutcome.PASSED,
-        testing.TestOutcome.FAILED,
-        testing.TestOutcome.WARNED,
+        state.TestOutcome.PASSED,
+        state.TestOutcome.FAILED,
+        state.TestOutcome.WARNED,
     )
-    assert run("passes") == testing.TestResult("passes", passed)
-    assert run("fails") == testing.TestResult("fails", failed, "too few rows")
-    assert run("fails", warn_only=True) == testing.TestResult("fails", warned, "too few rows")
-    assert run("bare_assert") == testing.TestResult("bare_assert", failed, "assertion failed")
-    assert run("raises") == testing.TestResult("raises", failed, "ValueError: broken check")
+    assert run("passes") == state.TestRecord("passes", passed)
+    assert run("fails") == state.TestRecord("fails", failed, "too few rows")
+    assert run("fails", warn_only=True) == state.TestRecord("fails", warned, "too few rows")
+    assert run("bare_assert") == state.TestRecord("bare_assert", failed, "assertion failed")
+    assert run("raises") == state.TestRecord("raises", failed, "ValueError: broken check")
     missing = run("needs_missing")
     assert missing.outcome is failed
     assert "missing_value" in missing.message
@@ -66,8 +67,8 @@ def test_outcomes() -> None:
 
 def test_failed_checks_keep_their_names_in_the_one_line_error() -> None:
     failed = [
-        testing.TestResult("no_nulls", testing.TestOutcome.FAILED, "3 nulls in amount"),
-        testing.TestResult("unique_ids", testing.TestOutcome.FAILED, "id 7 twice"),
+        state.TestRecord("no_nulls", state.TestOutcome.FAILED, "3 nulls in amount"),
+        state.TestRecord("unique_ids", state.TestOutcome.FAILED, "id 7 twice"),
     ]
     line = runtime._one_line(runtime.TestsFailed(failed))
     assert "\n" not in line

@@ -12,7 +12,8 @@ from pipelines.cli.cancel import requester
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.queue import QueuedRun, claim_launch, enqueue, request_cancel
 from pipelines.store.run_store import RunId, RunStore
-from tests.runs.conftest import BLOCKBOOK, RunHelper, assert_no_kernels, blockbook, cli_env, nb
+from tests.helpers.notebooks import nb
+from tests.helpers.runs import BLOCKBOOK, RunHelper, assert_no_kernels, blockbook, cli_env
 
 # Short sleeps, so the interrupt lands at once; two minutes, far longer than the test waits.
 SLEEPER = "%%block sleeper\nimport time\nfor _ in range(1200):\n    time.sleep(0.1)\nrested = True"
