@@ -101,7 +101,7 @@ class PipelineMagics(Magics):
         view = RunView(run_id, list(pipeline.order), widgets=has_frontend(self.shell))
         self.views[run_id] = view
         self.last_run_id = run_id
-        view.watch(project.root, project.runner_process(run_id))
+        view.watch(lambda: project.store.get_run(run_id), project.runner_process(run_id))
         if not has_frontend(self.shell):
             sys.stdout.write(f"started run {run_id}; `%pipeline wait` shows it when it ends\n")
 
@@ -134,7 +134,8 @@ class PipelineMagics(Magics):
         view.show(record)
         if not record.status.is_terminal:
             self.views[record.run_id] = view
-            view.watch(project.root)
+            run_id = record.run_id
+            view.watch(lambda: project.store.get_run(run_id))
         elif not has_frontend(self.shell):
             view.print_text()
 

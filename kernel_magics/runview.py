@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,32 +106,27 @@ class RunView:
     def print_text(self) -> None:
         sys.stdout.write(run_text(self.record, self.run_id, self.order) + "\n")
 
-    def watch(self, root: Path, process: Any = None) -> threading.Thread:
+    def watch(self, fetch: Callable[[], RunRecord | None], process: Any = None) -> threading.Thread:
+        """Refresh from `fetch` (the run's record, read through the notebook's `Project`) until
+        the run ends, or until `process`, its runner, exits without ending it."""
         thread = threading.Thread(
-            target=self._poll, args=(root, process), name=f"watch:{self.run_id}", daemon=True
+            target=self._poll, args=(fetch, process), name=f"watch:{self.run_id}", daemon=True
         )
         thread.start()
         return thread
 
-    def _poll(self, root: Path, process: Any) -> None:
-        from pipelines.store.run_store import RunStore
-
+    def _poll(self, fetch: Callable[[], RunRecord | None], process: Any) -> None:
         try:
-            with RunStore.open(root) as store:
-                while True:
-                    record = store.get_run(self.run_id)
-                    self.show(record)
-                    if record is not None and record.status.is_terminal:
-                        break
-                    if (
-                        process is not None
-                        and process.poll() is not None
-                        and (record is None or not record.status.is_terminal)
-                    ):
-                        # The runner process ended without finishing the run: one last read.
-                        self.show(store.get_run(self.run_id))
-                        break
-                    self.finished.wait(REFRESH_SECONDS)
+            while True:
+                record = fetch()
+                self.show(record)
+                if record is not None and record.status.is_terminal:
+                    break
+                if process is not None and process.poll() is not None:
+                    # The runner process ended without finishing the run: one last read.
+                    self.show(fetch())
+                    break
+                self.finished.wait(REFRESH_SECONDS)
         finally:
             self.finished.set()
 

@@ -54,6 +54,8 @@ def run_json(record: RunRecord, *, with_blocks: bool) -> dict[str, Any]:
         "scheduled_for": _iso(record.scheduled_for),
         "attempt": record.attempt,
         "error": record.error,
+        "cancel_requested_at": _iso(record.cancel_requested_at),
+        "cancel_requested_by": record.cancel_requested_by,
         "run_dir": record.run_dir,
     }
     if with_blocks:

@@ -11,7 +11,6 @@ import logging
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -244,7 +243,7 @@ class RunStore:
                 stored.ended_at = attempt.ended_at
                 stored.error = attempt.error
                 stored.traceback = attempt.traceback
-                stored.tests = [asdict(test) for test in attempt.tests]
+                stored.tests = [test.to_json() for test in attempt.tests]
                 stored.outputs = [dict(output) for output in attempt.outputs]
             row.attempts = len(by_number)
 
