@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from pipelines.api import trigger
-from pipelines.cli.progress import run_json
+from pipelines.forms.json_forms import run_json
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
 from tests.helpers.notebooks import make_pipeline
 from tests.helpers.runs import BLOCKBOOK, cli_env
