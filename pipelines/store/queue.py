@@ -18,7 +18,8 @@ from pipelines.rundir.state import now
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.db import RunConflict, RunNotFound
 from pipelines.store.records import RunRecord
-from pipelines.store.run_store import RunId, RunStore, cancel_reason, prefix_match
+from pipelines.store.rows import cancel_reason, pending_blocks, prefix_match
+from pipelines.store.run_store import RunId, RunStore
 from pipelines.store.schema import REQUESTER_LENGTH, BlockRunRow, RunRow, ScheduleRow
 
 _ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
@@ -239,16 +240,7 @@ def adopt(
         run.run_dir = run_dir
         run.launched_at = run.launched_at or now()
         if not run.blocks:
-            run.blocks = [
-                BlockRunRow(
-                    block=name,
-                    notebook=notebook,
-                    position=position,
-                    status=BlockStatus.PENDING.value,
-                    attempts=0,
-                )
-                for position, (name, notebook) in enumerate(blocks)
-            ]
+            run.blocks = pending_blocks(blocks)
     record = store.get_run(run_id)
     assert record is not None
     return record

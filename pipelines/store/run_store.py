@@ -27,7 +27,6 @@ from pipelines.store.db import (
     DATABASE_FILE,
     DATABASE_URL_ENV,
     READ_ONLY,
-    AmbiguousRunId,
     RunConflict,
     RunNotFound,
     StoreError,
@@ -40,6 +39,7 @@ from pipelines.store.db import (
 )
 from pipelines.store.migrate import MIGRATIONS, upgrade_schema
 from pipelines.store.records import RunId, RunRecord, run_record
+from pipelines.store.rows import cancel_reason, pending_blocks, prefix_match
 from pipelines.store.schema import AttemptRow, BlockRunRow, RunRow
 
 __all__ = [
@@ -56,8 +56,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_CANDIDATES_SHOWN = 10
 
 
 def new_run_id() -> RunId:
@@ -140,16 +138,7 @@ class RunStore:
             run_dir=run_dir,
             created_at=datetime.now(UTC),
             resumed_from=resumed_from,
-            blocks=[
-                BlockRunRow(
-                    block=name,
-                    notebook=notebook,
-                    position=position,
-                    status=BlockStatus.PENDING.value,
-                    attempts=0,
-                )
-                for position, (name, notebook) in enumerate(blocks)
-            ],
+            blocks=pending_blocks(blocks),
         )
         try:
             with self._write() as session:
@@ -365,40 +354,6 @@ class RunStore:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def prefix_match(session: Session, prefix: str) -> str | None:
-    """The only run id that starts with `prefix`, or None; several raise `AmbiguousRunId`.
-
-    For a `prefix` that is not itself a run id (callers look that up first, with what they need
-    of the row). An empty prefix matches nothing rather than every run.
-    """
-    if not prefix:
-        return None
-    candidates = [
-        candidate
-        for candidate in session.scalars(
-            select(RunRow.run_id)
-            .where(RunRow.run_id.startswith(prefix, autoescape=True))
-            .order_by(RunRow.run_id)
-            .limit(_CANDIDATES_SHOWN + 1)
-        )
-        # SQLite's LIKE ignores case; ids are case-sensitive everywhere else.
-        if candidate.startswith(prefix)
-    ]
-    if len(candidates) > 1:
-        shown = ", ".join(candidates[:_CANDIDATES_SHOWN])
-        more = " and more" if len(candidates) > _CANDIDATES_SHOWN else ""
-        raise AmbiguousRunId(
-            f"run id prefix `{prefix}` is ambiguous: it matches {shown}{more}",
-            "give more characters of the run id",
-        )
-    return candidates[0] if candidates else None
-
-
-def cancel_reason(by: str, at: datetime) -> str:
-    """The error of a run cancelled on request: `cancelled by cli at 2026-12-01T23:34:56+00:00`."""
-    return f"cancelled by {by} at {at.astimezone(UTC).isoformat(timespec='seconds')}"
 
 
 def _require_aware(at: datetime) -> None:
