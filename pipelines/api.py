@@ -35,16 +35,16 @@ from pipelines.errors import ConflictError, InvalidInputError, NotFoundError
 from pipelines.params import ParamValue, json_params, masked, merge
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.layout import executed_notebook, launch_log
+from pipelines.rundir.state import now as clock
 from pipelines.runs.selection import check_only, check_runnable
-from pipelines.scheduling.fire_times import Schedule, next_fire_after, schedule_of
 from pipelines.scheduling.launcher import LaunchRequest, SubprocessLauncher
+from pipelines.scheduling.upcoming import ScheduleInfo, upcoming
 from pipelines.status import RunStatus, Trigger
 from pipelines.store.queue import (
     QueuedRun,
     claim_launch,
     enqueue,
     request_cancel,
-    schedule_states,
 )
 from pipelines.store.records import BlockRunRecord, RunId, RunRecord
 from pipelines.store.run_store import RunStore, new_run_id
@@ -94,16 +94,6 @@ class ExecutedNotebook:
     path: Path
     cell_index: int
     """0-based position of the block's cell in the executed notebook."""
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleInfo:
-    pipeline: str
-    folder: Path
-    config: ScheduleConfig
-    schedule: Schedule
-    next_fire: datetime
-    last_fired: datetime | None
 
 
 class Project:
@@ -331,6 +321,8 @@ class Project:
         """The executed notebook that holds `block` in run `run_id`, and the block's cell."""
         import nbformat  # for cost: only this call reads notebooks
 
+        from pipelines.runs.build import block_of
+
         record = self.run(run_id)
         block_record = record.block(block)
         if block_record is None:
@@ -346,7 +338,7 @@ class Project:
             )
         notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
         for index, cell in enumerate(notebook.cells):
-            if cell.get("metadata", {}).get("blockbook", {}).get("block") == block:
+            if block_of(cell) == block:
                 return ExecutedNotebook(path, index)
         raise NotFoundError(f"{path} has no cell of block `{block}`", hint="run it again")
 
@@ -366,32 +358,7 @@ class Project:
 
     def schedules(self, now: datetime | None = None) -> list[ScheduleInfo]:
         """Every valid `[schedule]` under the root, with its next fire time after `now`."""
-        from pipelines.rundir.state import now as clock
-        from pipelines.scheduling.fire_times import fingerprint
-
-        moment = now or clock()
-        states = schedule_states(self.store)
-        found: list[ScheduleInfo] = []
-        for ref in self.pipeline_refs():
-            config, problems = load_pipeline_config(ref.folder)
-            if config.schedule is None or any(p.is_error for p in problems):
-                continue
-            schedule = schedule_of(config.schedule)
-            state = states.get(ref.name)
-            known = state is not None and state.fingerprint == fingerprint(config.schedule)
-            anchor = state.first_seen_at if state is not None and known else moment
-            last_fired = state.last_fired if state is not None and known else None
-            found.append(
-                ScheduleInfo(
-                    ref.name,
-                    ref.folder,
-                    config.schedule,
-                    schedule,
-                    next_fire_after(schedule, max(moment, anchor), anchor),
-                    last_fired,
-                )
-            )
-        return found
+        return upcoming(self.store, self.pipeline_refs(), now or clock())
 
     def scheduler(self, options: SchedulerOptions) -> Scheduler:
         """A scheduler daemon over this project's store, starting runs through its launcher."""

@@ -104,6 +104,12 @@ def build_run_notebooks(
     return notebooks
 
 
+def block_of(cell: Any) -> str | None:
+    """The block a cell of a run notebook holds (its `blockbook` metadata); None for the others."""
+    block = cell.get("metadata", {}).get("blockbook", {}).get("block")
+    return str(block) if block is not None else None
+
+
 def write_notebook(notebook: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, nbformat.writes(notebook).encode())

@@ -23,7 +23,7 @@ from pipelines.params import is_secret_param
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.layout import DEBUG_DIR, KERNELSPEC, debug_notebook, input_notebook
 from pipelines.rundir.plan import RUN_CONTEXT_NAME, BlockPlan, RunPlan, load_plan
-from pipelines.runs.build import write_notebook
+from pipelines.runs.build import block_of, write_notebook
 from pipelines.store.records import RunRecord
 from pipelines.store.run_store import RunStore, StoreError
 
@@ -126,7 +126,7 @@ def recorded_cell(run_dir: Path, block: BlockPlan) -> tuple[Any, Any]:
     except FileNotFoundError:
         raise DebugError(f"the run notebook {path} is missing", "run it again") from None
     for cell in notebook.cells:
-        if cell.metadata.get("blockbook", {}).get("block") == block.name:
+        if block_of(cell) == block.name:
             return notebook, cell
     raise DebugError(f"{path} has no cell of block `{block.name}`", "run it again")
 

@@ -34,7 +34,7 @@ from pipelines.rundir.state import (
     write_state,
 )
 from pipelines.rundir.state import STATE_DIR as BLOCK_STATE_DIR
-from pipelines.runs.build import write_notebook
+from pipelines.runs.build import block_of, write_notebook
 from pipelines.status import BlockStatus, RunStatus
 from pipelines.store.queue import heartbeat
 from pipelines.store.run_store import RunStore
@@ -332,7 +332,7 @@ class Execution:
                 continue
             notebook = nbformat.read(path, as_version=4)
             for cell in notebook.cells:
-                block = cell.get("metadata", {}).get("blockbook", {}).get("block")
+                block = block_of(cell)
                 if block in self._states:
                     cell.metadata["blockbook"]["status"] = str(self._states[block].status)
                 if self.secrets and cell.get("cell_type") == "code":
