@@ -3,11 +3,8 @@
 The CLI, `%pipeline`, the scheduler and the REST server hold presentation only; what they show
 and do comes from a `Project`: one run store (opened on first use), a cache of assembled
 pipelines (assembled again only when a file changed), and the launcher of runner processes.
-Collaborators are constructor arguments, which is also how tests swap them.
-
-    with Project.find() as project:
-        run_id = project.start("taxi", {"day": date(2024, 1, 31)})
-        project.run(run_id).status
+Collaborators are constructor arguments, which is also how tests swap them. The README's
+"From Python" section shows it in use.
 """
 
 from __future__ import annotations
@@ -31,7 +28,7 @@ from pipelines.assembly.project import (
     notebook_files,
     resolve_pipeline,
 )
-from pipelines.errors import ConflictError, InvalidInputError, NotFoundError
+from pipelines.errors import InvalidInputError, NotFoundError
 from pipelines.params import ParamValue, json_params, masked, merge
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.layout import executed_notebook, launch_log
@@ -40,12 +37,7 @@ from pipelines.runs.selection import check_only, check_runnable
 from pipelines.scheduling.launcher import LaunchRequest, SubprocessLauncher
 from pipelines.scheduling.upcoming import ScheduleInfo, upcoming
 from pipelines.status import RunStatus, Trigger
-from pipelines.store.queue import (
-    QueuedRun,
-    claim_launch,
-    enqueue,
-    request_cancel,
-)
+from pipelines.store.queue import QueuedRun, claim_launch, enqueue, request_cancel
 from pipelines.store.records import BlockRunRecord, RunId, RunRecord
 from pipelines.store.run_store import RunStore, new_run_id
 
@@ -251,18 +243,7 @@ class Project:
         check_only(pipeline, only)
         if resume is not None:
             resume = self.run(resume).run_id
-        run_id = new_run_id()
-        values = merge(pipeline.config.params, dict(params or {}))
-        queued = QueuedRun(
-            run_id=run_id,
-            pipeline=pipeline.name,
-            pipeline_path=str(pipeline.folder),
-            trigger=trigger,
-            params=json_params(masked(values)),
-            run_dir="",
-            resumed_from=resume,
-        )
-        enqueue(self.store, queued)
+        run_id = self._queue(pipeline, params, trigger, resumed_from=resume)
         claim_launch(self.store, run_id)  # this process launches it, not a scheduler
         request = LaunchRequest(
             run_id,
@@ -297,19 +278,7 @@ class Project:
         Parameters named like secrets are not kept with a queued run (they would be stored):
         give such values to the pipeline through its environment instead.
         """
-        pipeline = self.valid_pipeline(name)
-        run_id = new_run_id()
-        values = masked(merge(pipeline.config.params, dict(params or {})))
-        queued = QueuedRun(
-            run_id=run_id,
-            pipeline=pipeline.name,
-            pipeline_path=str(pipeline.folder),
-            trigger=trigger,
-            params=json_params(values),
-            run_dir="",
-        )
-        enqueue(self.store, queued)
-        return run_id
+        return self._queue(self.valid_pipeline(name), params, trigger)
 
     def cancel(self, run_id: str, by: str, at: datetime | None = None) -> RunRecord:
         """Ask a run to stop, whichever process runs it: a queued run is cancelled at once, a
@@ -388,6 +357,28 @@ class Project:
                 latest[name] = runs[0]
         return latest
 
+    def _queue(
+        self,
+        pipeline: Pipeline,
+        params: Mapping[str, ParamValue] | None,
+        trigger: Trigger,
+        resumed_from: str | None = None,
+    ) -> RunId:
+        """Record a queued run; its parameters as shown to people (secrets masked)."""
+        values = masked(merge(pipeline.config.params, dict(params or {})))
+        run_id = new_run_id()
+        queued = QueuedRun(
+            run_id=run_id,
+            pipeline=pipeline.name,
+            pipeline_path=str(pipeline.folder),
+            trigger=trigger,
+            params=json_params(values),
+            run_dir="",
+            resumed_from=resumed_from,
+        )
+        enqueue(self.store, queued)
+        return run_id
+
     def _reap_children(self) -> None:
         """Forget runner processes that ended, so a long-lived process collects them."""
         for run_id, process in list(self._children.items()):
@@ -407,14 +398,3 @@ def trigger(
     start = Path(pipeline) if Path(pipeline).is_dir() else None
     with Project(root or find_root(start)) as project:
         return project.trigger(pipeline, params, trigger=trigger)
-
-
-__all__ = [
-    "ConflictError",
-    "ExecutedNotebook",
-    "PipelineDetail",
-    "PipelineSummary",
-    "Project",
-    "ScheduleInfo",
-    "trigger",
-]
