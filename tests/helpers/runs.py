@@ -164,6 +164,17 @@ def blockbook(
     )
 
 
+def start_blockbook(project: Path, *args: str) -> subprocess.Popen[str]:
+    """Start the installed `blockbook` command on `project` without waiting for it."""
+    return subprocess.Popen(
+        [str(BLOCKBOOK), "--project", str(project), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+
+
 def blockbook_json(project: Path, *args: str) -> Any:
     result = blockbook(project, *args, "--format", "json")
     assert result.returncode == 0, result.stderr

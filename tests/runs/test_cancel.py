@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import threading
 import time
 
@@ -12,7 +11,12 @@ from pipelines.rundir.state import BlockState
 from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import BlockStatus, RunStatus
 from tests.helpers.notebooks import nb
-from tests.helpers.runs import BLOCKBOOK, assert_no_kernels, blockbook_json, cli_env, source_hashes
+from tests.helpers.runs import (
+    assert_no_kernels,
+    blockbook_json,
+    source_hashes,
+    start_blockbook,
+)
 
 
 def sleepy_pipeline(pipeline, marker) -> object:
@@ -75,13 +79,7 @@ def test_cancel_stops_a_running_pipeline(project, pipeline, store, tmp_path) -> 
 def test_sigint_cancels_cli_run(project, pipeline, tmp_path) -> None:
     marker = tmp_path / "started"
     sleepy_pipeline(pipeline, marker)
-    process = subprocess.Popen(
-        [str(BLOCKBOOK), "--project", str(project), "run", "pipe"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
-    )
+    process = start_blockbook(project, "run", "pipe")
     try:
         deadline = time.monotonic() + 60
         while not marker.exists() and process.poll() is None and time.monotonic() < deadline:

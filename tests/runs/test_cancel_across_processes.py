@@ -3,7 +3,6 @@ store, and the runner stops the run on its next heartbeat. Real kernels, real su
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,12 @@ from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.queue import QueuedRun, claim_launch, enqueue, request_cancel
 from pipelines.store.run_store import RunId, RunStore
 from tests.helpers.notebooks import nb
-from tests.helpers.runs import BLOCKBOOK, RunHelper, assert_no_kernels, blockbook, cli_env
+from tests.helpers.runs import (
+    RunHelper,
+    assert_no_kernels,
+    blockbook,
+    start_blockbook,
+)
 
 # Short sleeps, so the interrupt lands at once; two minutes, far longer than the test waits.
 SLEEPER = "%%block sleeper\nimport time\nfor _ in range(1200):\n    time.sleep(0.1)\nrested = True"
@@ -41,13 +45,7 @@ def test_blockbook_cancel_stops_a_run_of_another_process(
     project: Path, pipeline: Callable[..., Path], store: RunStore
 ) -> None:
     sleepy(pipeline)
-    process = subprocess.Popen(
-        [str(BLOCKBOOK), "--project", str(project), "run", "pipe"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
-    )
+    process = start_blockbook(project, "run", "pipe")
     try:
         deadline = time.monotonic() + 120
         run_id = None
