@@ -98,18 +98,22 @@ class RunState:
 
 
 def changes(before: RunState | None, after: RunState) -> list[Event]:
-    """The events that take a run from `before` (None: not seen yet) to `after`."""
+    """The events that take a run from `before` (None: not seen yet) to `after`: the run's
+    own first, unless it ended, whose end comes after its blocks' last changes."""
     common = {"run_id": after.run_id, "pipeline": after.pipeline}
-    events = []
-    previous = before.status if before is not None else None
-    if after.status != previous:
-        events.append(Event(RUN_EVENT, {**common, "status": after.status, "previous": previous}))
     seen = before.blocks if before is not None else {}
-    for block, status in after.blocks.items():
-        if seen.get(block) != status:
-            data = {**common, "block": block, "status": status, "previous": seen.get(block)}
-            events.append(Event(BLOCK_EVENT, data))
-    return events
+    blocks = [
+        Event(
+            BLOCK_EVENT, {**common, "block": block, "status": status, "previous": seen.get(block)}
+        )
+        for block, status in after.blocks.items()
+        if seen.get(block) != status
+    ]
+    previous = before.status if before is not None else None
+    if after.status == previous:
+        return blocks
+    run = Event(RUN_EVENT, {**common, "status": after.status, "previous": previous})
+    return [*blocks, run] if RunStatus(after.status).is_terminal else [run, *blocks]
 
 
 class RunWatcher:
@@ -183,7 +187,10 @@ class RunWatcher:
             # Before the look, so a run started during it wakes the next one.
             self._wake.clear()
             for event in await self._poll():
-                self.emit(event)
+                try:
+                    self.emit(event)
+                except Exception:  # one bad event must not end the watching
+                    self.log.exception("blockbook: cannot emit %s", event)
             delay = self.interval if self._known else self.idle_interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)

@@ -56,6 +56,12 @@ def test_the_openapi_document_has_every_route_and_resolves_its_references() -> N
     assert len(operation_ids) == len(set(operation_ids))
 
 
+async def test_the_server_publishes_the_document(api: Api, jp_base_url: str) -> None:
+    reply = await api.get("openapi.json")
+
+    assert reply.body == openapi_document(jp_base_url)
+
+
 def test_path_values_are_one_segment_each() -> None:
     pattern = re.compile(tornado_pattern("runs/{run_id}/blocks/{block}/log") + "$")
 
@@ -145,6 +151,16 @@ def test_changes_tell_the_new_run_its_status_changes_and_each_block_that_changed
         )
     ]
     assert changes(loaded, loaded) == []
+
+
+def test_a_runs_end_comes_after_its_blocks_last_changes() -> None:
+    running = RunState("r1", "chain", "running", {"load": "running"})
+    ended = RunState("r1", "chain", "success", {"load": "success"})
+
+    assert [(e.schema_id, e.data["status"]) for e in changes(running, ended)] == [
+        (BLOCK_EVENT, "success"),
+        (RUN_EVENT, "success"),
+    ]
 
 
 async def test_the_watcher_stops_with_the_extension(started: Any, root: Path) -> None:
