@@ -53,12 +53,15 @@ def problems(project: Project, name: str) -> dict[str, Any]:
 
 
 def pipeline_folder(project: Project, name: str) -> Path:
-    """The folder of the pipeline named `name` under the root.
+    """The folder of the pipeline named `name`, or whose contents path (`path` in listings)
+    it is: the way to one of several pipelines of the same name.
 
-    Names only: `Project.resolve` also takes folder paths, relative to the server's working
-    folder, and a URL must not reach folders outside the root (`..`, `%2F`).
+    Only pipelines listed under the root: `Project.resolve` also takes any folder path,
+    relative to the server's working folder, and a URL must not reach outside the root.
     """
-    matches = [ref for ref in project.pipeline_refs() if ref.name == name]
+    refs = project.pipeline_refs()
+    matches = [ref for ref in refs if _contents_path(project, ref.folder) == name]
+    matches = matches or [ref for ref in refs if ref.name == name]
     if len(matches) == 1:
         return matches[0].folder
     if Path(name).expanduser().is_dir():

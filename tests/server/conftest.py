@@ -21,8 +21,9 @@ import pytest
 from jsonschema import Draft202012Validator
 from nbformat import v4
 
-# The plugin: its fixtures (jp_fetch, jp_serverapp, ...) and its hooks that run async tests.
-# pytest reads `pytest_plugins` only from the top-level conftest, so it comes in like this.
+# The plugin: its fixtures (jp_fetch, jp_serverapp, ...) and its hooks that run async tests,
+# for the tests of this folder only: named in `pytest_plugins` (read only from the top-level
+# conftest) its autouse clean-up fixture would make a ServerApp for every test of the suite.
 from pytest_jupyter.jupyter_server import *  # noqa: F403
 from traitlets.config import Config
 

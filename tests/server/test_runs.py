@@ -4,6 +4,7 @@ processes make, a store that is down, and request bodies the API refuses."""
 
 from __future__ import annotations
 
+import json
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -189,6 +190,24 @@ async def test_resuming_an_unknown_run_is_404(api: Api, root: Path) -> None:
     reply = await api.post("pipelines/{name}/runs", {"resume": "nope"}, name="chain")
 
     assert (reply.code, reply.body["kind"]) == (404, "not_found")
+
+
+async def test_a_name_several_pipelines_share_is_400_and_their_paths_tell_them_apart(
+    api: Api, root: Path, http_server_client: Any, jp_auth_header: dict[str, str], jp_base_url: str
+) -> None:
+    write_pipeline(root / "team-a", "etl", {"a.ipynb": [LOAD]})
+    write_pipeline(root / "team-b", "etl", {"a.ipynb": [DOUBLE]})
+
+    ambiguous = await api.get("pipelines/{name}", name="etl")
+    paths = sorted(p["path"] for p in (await api.get("pipelines")).body["pipelines"])
+    # One path segment: the slash is escaped (jp_fetch would keep it).
+    by_path = await http_server_client.fetch(
+        f"{jp_base_url}blockbook/api/pipelines/team-b%2Fetl", headers=jp_auth_header
+    )
+
+    assert (ambiguous.code, ambiguous.body["kind"]) == (400, "ambiguous")
+    assert paths == ["team-a/etl", "team-b/etl"]
+    assert json.loads(by_path.body)["order"] == ["double"]
 
 
 @pytest.fixture
