@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.assembly.blocks import Block
+from pipelines.assembly.config import ScheduleConfig
 from pipelines.assembly.pipeline import Pipeline
+from pipelines.params import json_params, masked
 from pipelines.rundir.layout import executed_notebook
-from pipelines.store.records import RunRecord
+from pipelines.rundir.state import seconds_between
+from pipelines.store.records import BlockRunRecord, RunRecord
 
 
 def graph_json(pipeline: Pipeline) -> dict[str, Any]:
@@ -57,24 +60,79 @@ def run_json(record: RunRecord, *, with_blocks: bool) -> dict[str, Any]:
         "cancel_requested_at": _iso(record.cancel_requested_at),
         "cancel_requested_by": record.cancel_requested_by,
         "run_dir": record.run_dir,
+        "duration": seconds_between(record.started_at, record.ended_at),
     }
     if with_blocks:
-        data["blocks"] = [
-            {
-                "name": block.block,
-                "status": str(block.status),
-                "attempts": block.attempts,
-                "error": block.error,
-                "notebook": str(executed_notebook(Path(record.run_dir), block.notebook)),
-                "started_at": _iso(block.started_at),
-                "ended_at": _iso(block.ended_at),
-                "reused_from": block.reused_from,
-                "tests": block.attempt_records[-1].tests if block.attempt_records else [],
-                "outputs": block.attempt_records[-1].outputs if block.attempt_records else [],
-            }
-            for block in record.blocks
-        ]
+        data["blocks"] = [block_run_json(record, block) for block in record.blocks]
     return data
+
+
+def block_run_json(record: RunRecord, block: BlockRunRecord) -> dict[str, Any]:
+    """One block of a run: an entry of `run_json`'s blocks, and of a pipeline's `last_blocks`."""
+    return {
+        "name": block.block,
+        "status": str(block.status),
+        "attempts": block.attempts,
+        "error": block.error,
+        "notebook": str(executed_notebook(Path(record.run_dir), block.notebook)),
+        "started_at": _iso(block.started_at),
+        "ended_at": _iso(block.ended_at),
+        "duration": seconds_between(block.started_at, block.ended_at),
+        "reused_from": block.reused_from,
+        "tests": block.attempt_records[-1].tests if block.attempt_records else [],
+        "outputs": block.attempt_records[-1].outputs if block.attempt_records else [],
+    }
+
+
+def pipeline_json(
+    pipeline: Pipeline, last_run: RunRecord | None, *, with_graph: bool
+) -> dict[str, Any]:
+    """A pipeline and its newest run: a line of a listing, or (`with_graph`) the whole graph of
+    `graph_json` with how each block went in that run (`last_blocks`, by block name)."""
+    data: dict[str, Any] = {
+        "pipeline": pipeline.name,
+        "folder": str(pipeline.folder),
+        "ok": pipeline.ok,
+        "errors": len(pipeline.errors),
+        "warnings": len(pipeline.warnings),
+        "block_count": len(pipeline.blocks),
+        "schedule": _schedule_config_json(pipeline.config.schedule),
+        "last_run": None if last_run is None else run_json(last_run, with_blocks=False),
+    }
+    if with_graph:
+        data.update(graph_json(pipeline))
+        data["last_blocks"] = _blocks_by_name(last_run) if last_run is not None else {}
+    return data
+
+
+def _blocks_by_name(record: RunRecord) -> dict[str, dict[str, Any]]:
+    return {block.block: block_run_json(record, block) for block in record.blocks}
+
+
+def schedule_json(
+    pipeline: str, config: ScheduleConfig, next_fire: datetime, last_fired: datetime | None
+) -> dict[str, Any]:
+    """A pipeline's `[schedule]` and when it fires next (`Project.schedules`)."""
+    return {
+        "pipeline": pipeline,
+        **(_schedule_config_json(config) or {}),
+        "next_fire": _iso(next_fire),
+        "last_fired": _iso(last_fired),
+    }
+
+
+def _schedule_config_json(config: ScheduleConfig | None) -> dict[str, Any] | None:
+    if config is None:
+        return None
+    return {
+        "cron": config.cron,
+        "every": config.every,
+        "timezone": config.timezone,
+        "catchup": config.catchup,
+        "max_active_runs": config.max_active_runs,
+        # pipeline.toml may name credentials (`${TOKEN}` expanded or not): never shown.
+        "params": json_params(masked(config.params)),
+    }
 
 
 def _iso(value: datetime | None) -> str | None:

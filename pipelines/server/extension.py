@@ -1,0 +1,72 @@
+"""The `blockbook` jupyter_server extension: the composition root of the REST API.
+
+It builds one `Project` for the server's root folder and hands it to the handlers of the route
+table, registers the event schemas, and runs the run watcher while the server runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jupyter_events import EventLogger
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.serverapp import ServerApp
+from traitlets import Float
+
+from pipelines.api import Project
+from pipelines.server.events import SCHEMAS, Event, RunWatcher
+from pipelines.server.handlers import Services
+from pipelines.server.routes import handler_specs, openapi_document
+
+
+class BlockbookExtension(ExtensionApp):
+    name = "blockbook"
+    description = "Blockbook's REST API and run events for JupyterLab"
+
+    poll_interval = Float(
+        0.5, help="Seconds between looks at the run store while runs are active."
+    ).tag(config=True)
+    idle_poll_interval = Float(
+        2.0, help="Seconds between looks at the run store while no run is active."
+    ).tag(config=True)
+
+    def initialize_settings(self) -> None:
+        # The server's root is the project root: every contents path the API hands out is
+        # relative to it, so the frontend can open what it names.
+        self.project = Project(Path(self.server.root_dir))
+        self.watcher = RunWatcher(
+            self.project,
+            self._emit,
+            interval=self.poll_interval,
+            idle_interval=self.idle_poll_interval,
+            log=self.log,
+        )
+        for schema in SCHEMAS:
+            self.events.register_event_schema(schema)
+
+    def initialize_handlers(self) -> None:
+        base_url = self.server.base_url
+        services = Services(self.project, self.watcher.wake, openapi_document(base_url))
+        self.handlers.extend(handler_specs(services))
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        self.watcher.start()
+
+    async def stop_extension(self) -> None:
+        await self.watcher.stop()
+        self.project.close()
+
+    @property
+    def server(self) -> ServerApp:
+        assert self.serverapp is not None, "linked to a server before it is initialized"
+        return self.serverapp
+
+    @property
+    def events(self) -> EventLogger:
+        logger = self.server.event_logger
+        assert logger is not None, "a server has its event logger once initialized"
+        return logger
+
+    def _emit(self, event: Event) -> None:
+        self.events.emit(schema_id=event.schema_id, data=event.data)
