@@ -189,11 +189,16 @@ class Project:
     # ---- runs --------------------------------------------------------------------------
 
     def runs(
-        self, pipeline: str | None = None, *, limit: int = 50, status: RunStatus | None = None
+        self,
+        pipeline: str | None = None,
+        *,
+        limit: int = 50,
+        status: RunStatus | None = None,
+        before: str | None = None,
     ) -> list[RunRecord]:
-        """Runs newest first, of one pipeline (a name or folder) or of all."""
-        name = self.resolve(pipeline).name if pipeline is not None else None
-        return self.store.list_runs(name, limit=limit, status=status)
+        """Runs newest first, of one pipeline (the name its runs recorded, so the history of a
+        removed pipeline stays reachable) or of all; `before` (a run id) pages on."""
+        return self.store.list_runs(pipeline, limit=limit, status=status, before=before)
 
     def run(self, run_id: str) -> RunRecord:
         """One run with its blocks, attempts and tests; `run_id` may be a unique prefix."""

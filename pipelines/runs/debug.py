@@ -18,7 +18,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from pipelines.assembly.analysis import BlockAnalysis, analyze
 from pipelines.assembly.header import split_block_cell
-from pipelines.errors import BlockbookError
+from pipelines.errors import ConflictError, ErrorKind
 from pipelines.params import is_secret_param
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.layout import DEBUG_DIR, KERNELSPEC, debug_notebook, input_notebook
@@ -28,12 +28,14 @@ from pipelines.store.records import RunRecord
 from pipelines.store.run_store import RunStore, StoreError
 
 
-class DebugError(BlockbookError):
+class DebugError(ConflictError):
     """The debug notebook cannot be built from what the run left behind."""
 
 
 class DebugUsageError(DebugError):
     """An unknown run or block, or an output path that would overwrite a run or source file."""
+
+    kind = ErrorKind.INVALID
 
 
 def write_debug_notebook(

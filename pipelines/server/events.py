@@ -213,7 +213,7 @@ class RunWatcher:
 
     def _active(self) -> Iterable[RunState]:
         for status in _ACTIVE:
-            for record in self.project.store.list_runs(limit=_MOST_ACTIVE, status=status):
+            for record in self.project.runs(limit=_MOST_ACTIVE, status=status):
                 yield RunState.of(run_json(record, with_blocks=True))
 
     def _latest(self, run_id: str) -> RunState | None:
