@@ -35,16 +35,15 @@ from pipelines.rundir.layout import executed_notebook, launch_log
 from pipelines.rundir.state import now as clock
 from pipelines.runs.selection import check_only, check_runnable
 from pipelines.scheduling.launcher import LaunchRequest, SubprocessLauncher
-from pipelines.scheduling.upcoming import ScheduleInfo, upcoming
 from pipelines.status import RunStatus, Trigger
-from pipelines.store.queue import QueuedRun, claim_launch, enqueue, request_cancel
-from pipelines.store.records import BlockRunRecord, RunId, RunRecord
-from pipelines.store.run_store import RunStore, new_run_id
 
 if TYPE_CHECKING:
     from pipelines.runs.execution import BlockListener
     from pipelines.runs.runner import Runner, RunOptions, RunResult
     from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions
+    from pipelines.scheduling.upcoming import ScheduleInfo
+    from pipelines.store.records import BlockRunRecord, RunId, RunRecord
+    from pipelines.store.run_store import RunStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +115,10 @@ class Project:
     @property
     def store(self) -> RunStore:
         """The project's run store, opened on first use (raises StoreUnavailable when down)."""
+        # Imported here for cost: commands that never touch runs (list, validate, graph) start
+        # without SQLAlchemy.
+        from pipelines.store.run_store import RunStore
+
         with self._store_lock:
             if self._store is None:
                 self._store = RunStore.open(self.root)
@@ -249,6 +252,8 @@ class Project:
         if resume is not None:
             resume = self.run(resume).run_id
         run_id = self._queue(pipeline, params, trigger, resumed_from=resume)
+        from pipelines.store.queue import claim_launch
+
         claim_launch(self.store, run_id)  # this process launches it, not a scheduler
         request = LaunchRequest(
             run_id,
@@ -289,6 +294,8 @@ class Project:
         """Ask a run to stop, whichever process runs it: a queued run is cancelled at once, a
         running one at its runner's next heartbeat. `by` says who asks (`user@host`, `api`).
         ConflictError when it has already ended; `run_id` may be a unique prefix."""
+        from pipelines.store.queue import request_cancel
+
         return request_cancel(self.store, run_id, by, at)
 
     def executed_notebook(self, run_id: str, block: str) -> ExecutedNotebook:
@@ -332,6 +339,8 @@ class Project:
 
     def schedules(self, now: datetime | None = None) -> list[ScheduleInfo]:
         """Every valid `[schedule]` under the root, with its next fire time after `now`."""
+        from pipelines.scheduling.upcoming import upcoming
+
         return upcoming(self.store, self.pipeline_refs(), now or clock())
 
     def scheduler(self, options: SchedulerOptions) -> Scheduler:
@@ -370,6 +379,9 @@ class Project:
         resumed_from: str | None = None,
     ) -> RunId:
         """Record a queued run; its parameters as shown to people (secrets masked)."""
+        from pipelines.store.queue import QueuedRun, enqueue
+        from pipelines.store.run_store import new_run_id
+
         values = masked(merge(pipeline.config.params, dict(params or {})))
         run_id = new_run_id()
         queued = QueuedRun(

@@ -6,13 +6,16 @@ from __future__ import annotations
 import getpass
 import socket
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from pipelines.api import Project
 from pipelines.cli.support import store_errors
 from pipelines.status import RunStatus
-from pipelines.store.records import RunRecord
+
+if TYPE_CHECKING:
+    from pipelines.store.records import RunRecord
 
 
 @click.command()

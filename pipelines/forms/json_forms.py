@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.assembly.blocks import Block
 from pipelines.assembly.config import ScheduleConfig
@@ -13,7 +13,9 @@ from pipelines.assembly.pipeline import Pipeline
 from pipelines.params import json_params, masked
 from pipelines.rundir.layout import executed_notebook
 from pipelines.rundir.state import seconds_between
-from pipelines.store.records import BlockRunRecord, RunRecord
+
+if TYPE_CHECKING:
+    from pipelines.store.records import BlockRunRecord, RunRecord
 
 
 def graph_json(pipeline: Pipeline) -> dict[str, Any]:

@@ -15,10 +15,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines.params import MASK, ParamValue
 from pipelines.rundir.layout import launch_log
-from pipelines.store.records import RunRecord
+
+if TYPE_CHECKING:
+    from pipelines.store.records import RunRecord
 
 
 @dataclass(frozen=True, slots=True)

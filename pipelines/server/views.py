@@ -93,9 +93,7 @@ def runs(project: Project, query: RunsQuery) -> dict[str, Any]:
     """A page of runs, newest first; `next_before` continues it (null on the last page)."""
     before = _run_id(project, query.before) if query.before is not None else None
     # One more than asked for says whether another page follows.
-    found = project.runs(
-        query.pipeline, limit=query.limit + 1, status=query.status, before=before
-    )
+    found = project.runs(query.pipeline, limit=query.limit + 1, status=query.status, before=before)
     page = found[: query.limit]
     return {
         "runs": [run_json(record, with_blocks=False) for record in page],
