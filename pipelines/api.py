@@ -31,13 +31,14 @@ from pipelines.assembly.project import (
 from pipelines.errors import InvalidInputError, NotFoundError
 from pipelines.params import ParamValue, json_params, masked, merge
 from pipelines.rundir.artifacts import ArtifactStore
-from pipelines.rundir.layout import executed_notebook, launch_log
+from pipelines.rundir.layout import launch_log
 from pipelines.rundir.state import now as clock
 from pipelines.runs.selection import check_only, check_runnable
 from pipelines.scheduling.launcher import LaunchRequest, SubprocessLauncher
 from pipelines.status import RunStatus, Trigger
 
 if TYPE_CHECKING:
+    from pipelines.runs.debug import ExecutedNotebook
     from pipelines.runs.execution import BlockListener
     from pipelines.runs.runner import Runner, RunOptions, RunResult
     from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions
@@ -76,15 +77,6 @@ class PipelineDetail:
         if self.last_run is None:
             return {}
         return {block.block: block for block in self.last_run.blocks}
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutedNotebook:
-    """Where a block of a run can be looked at: the executed notebook and the block's cell."""
-
-    path: Path
-    cell_index: int
-    """0-based position of the block's cell in the executed notebook."""
 
 
 class Project:
@@ -300,28 +292,9 @@ class Project:
 
     def executed_notebook(self, run_id: str, block: str) -> ExecutedNotebook:
         """The executed notebook that holds `block` in run `run_id`, and the block's cell."""
-        import nbformat  # for cost: only this call reads notebooks
+        from pipelines.runs.debug import executed_cell  # for cost: nbformat
 
-        from pipelines.runs.build import block_of
-
-        record = self.run(run_id)
-        block_record = record.block(block)
-        if block_record is None:
-            known = ", ".join(b.block for b in record.blocks) or "none"
-            raise NotFoundError(
-                f"run `{record.run_id}` has no block `{block}`", hint=f"its blocks: {known}"
-            )
-        path = executed_notebook(Path(record.run_dir), block_record.notebook)
-        if not path.is_file():
-            raise NotFoundError(
-                f"run `{record.run_id}` has no executed notebook for `{block}` ({path})",
-                hint="the block did not start, or the run folder was removed",
-            )
-        notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
-        for index, cell in enumerate(notebook.cells):
-            if block_of(cell) == block:
-                return ExecutedNotebook(path, index)
-        raise NotFoundError(f"{path} has no cell of block `{block}`", hint="run it again")
+        return executed_cell(self.run(run_id), block)
 
     def outputs(self, run_id: str, block: str) -> dict[str, Any]:
         """The stored outputs of `block` in run `run_id`, loaded: name -> value."""

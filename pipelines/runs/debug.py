@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,16 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from pipelines.assembly.analysis import BlockAnalysis, analyze
 from pipelines.assembly.header import split_block_cell
-from pipelines.errors import ConflictError, ErrorKind
+from pipelines.errors import ConflictError, ErrorKind, NotFoundError
 from pipelines.params import is_secret_param
 from pipelines.rundir.artifacts import ArtifactStore
-from pipelines.rundir.layout import DEBUG_DIR, KERNELSPEC, debug_notebook, input_notebook
+from pipelines.rundir.layout import (
+    DEBUG_DIR,
+    KERNELSPEC,
+    debug_notebook,
+    executed_notebook,
+    input_notebook,
+)
 from pipelines.rundir.plan import RUN_CONTEXT_NAME, BlockPlan, RunPlan, load_plan
 from pipelines.runs.build import block_of, write_notebook
 from pipelines.store.records import RunRecord
@@ -71,6 +78,36 @@ def write_debug_notebook(
     )
     write_notebook(notebook, path)  # temporary file + rename
     return path
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutedNotebook:
+    """Where a block of a run can be looked at: the executed notebook and the block's cell."""
+
+    path: Path
+    cell_index: int
+    """0-based position of the block's cell in the executed notebook."""
+
+
+def executed_cell(record: RunRecord, block: str) -> ExecutedNotebook:
+    """Where `block` of the run `record` can be looked at: its executed notebook and cell."""
+    block_record = record.block(block)
+    if block_record is None:
+        known = ", ".join(b.block for b in record.blocks) or "none"
+        raise NotFoundError(
+            f"run `{record.run_id}` has no block `{block}`", hint=f"its blocks: {known}"
+        )
+    path = executed_notebook(Path(record.run_dir), block_record.notebook)
+    if not path.is_file():
+        raise NotFoundError(
+            f"run `{record.run_id}` has no executed notebook for `{block}` ({path})",
+            hint="the block did not start, or the run folder was removed",
+        )
+    notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+    for index, cell in enumerate(notebook.cells):
+        if block_of(cell) == block:
+            return ExecutedNotebook(path, index)
+    raise NotFoundError(f"{path} has no cell of block `{block}`", hint="run it again")
 
 
 def find_run(store: RunStore, run_id: str) -> RunRecord:
