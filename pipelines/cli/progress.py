@@ -189,3 +189,23 @@ def _fits(width: int, columns: Sequence[Column], rows: list[list[str]]) -> bool:
         longest = max([len(column.header), *(len(row[index]) for row in rows)])
         needed += longest if column.whole else min(longest, WRAPPED_MIN)
     return needed <= width
+
+
+def block_tests(console: Console, record: RunRecord) -> None:
+    """Each block's `@test` results of its last attempt: outcome, name and message."""
+    for block in record.blocks:
+        tests = block.attempt_records[-1].tests if block.attempt_records else []
+        if not tests:
+            continue
+        plain(console, f"tests of {block.block}:")
+        for test in tests:
+            message = f": {test['message']}" if test.get("message") else ""
+            outcome = str(test["outcome"])
+            if console.is_terminal:
+                console.print(
+                    f"  [{rich_style(outcome)}]{outcome}[/]  {escape(test['name'] + message)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            else:
+                plain(console, f"  {outcome}  {test['name']}{message}")
