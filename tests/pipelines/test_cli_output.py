@@ -4,6 +4,7 @@ square brackets kept, ids and paths whole on one line, plain lines when not a te
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,43 @@ def test_piped_output_keeps_ids_and_paths_whole_on_one_line(failed_run: FailedRu
         assert f"executed notebook of export_trips: {path}" in output.splitlines(), output
         lines = output.splitlines()
         assert any(line.startswith("export_trips") and "failed" in line for line in lines)
+
+
+# ---- start-up: commands that touch no runs import no heavy libraries ---------------------------
+
+HEAVY = ("papermill", "alembic", "pandas", "jupyter_server", "sqlalchemy")
+
+
+def imported_packages(stderr: str) -> set[str]:
+    """Top-level packages named by `python -X importtime` lines (`import time: x | y | name`)."""
+    names = set()
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            module = line.rsplit("|", 1)[1].strip()
+            names.add(module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize(
+    "args", [["--version"], ["list"], ["validate", "small"], ["graph", "small"]]
+)
+def test_commands_that_touch_no_runs_import_no_heavy_libraries(
+    tmp_path: Path, args: list[str]
+) -> None:
+    (tmp_path / "blockbook.toml").write_text("", encoding="utf-8")
+    cells = nb(
+        "%%block first\nn = 1", "%%block second\nm = n + 1\n\n@test\ndef ok(m):\n    assert m"
+    )
+    write_pipeline(tmp_path, {"a.ipynb": cells}, name="small")
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pipelines", "--project", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    imported = imported_packages(result.stderr)
+    assert "pipelines" in imported, "no importtime output to check"
+    assert sorted(set(HEAVY) & imported) == []
