@@ -110,3 +110,28 @@ def test_commands_that_touch_no_runs_import_no_heavy_libraries(
     imported = imported_packages(result.stderr)
     assert "pipelines" in imported, "no importtime output to check"
     assert sorted(set(HEAVY) & imported) == []
+
+
+# ---- on a terminal -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_terminal_tables_never_cut_ids(width: int) -> None:
+    """A terminal too narrow for whole ids gets the plain lines; a wide one gets the table."""
+    from rich.console import Console
+
+    from pipelines.cli.progress import runs_table
+    from pipelines.rundir.state import now
+    from pipelines.status import RunStatus, Trigger
+    from pipelines.store.records import RunId, RunRecord
+
+    at = now()
+    record = RunRecord(
+        RunId("20261201T211011Z-fc0a1b"), LONG_NAME, "", RunStatus.FAILED, Trigger.MANUAL, {},
+        "", at, at, at, None, None, (),
+    )  # fmt: skip
+    console = Console(force_terminal=True, width=width, record=True)
+    runs_table(console, [record])
+    lines = console.export_text().splitlines()
+    assert any(record.run_id in line and LONG_NAME in line for line in lines), lines
+    assert "…" not in console.export_text()
