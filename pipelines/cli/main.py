@@ -13,6 +13,7 @@ from rich.console import Console
 
 from pipelines.api import Project
 from pipelines.cli.cancel import cancel
+from pipelines.cli.logs import logs
 from pipelines.cli.schedule import backfill, scheduler, trigger
 from pipelines.cli.support import (
     EXIT_INVALID,
@@ -177,7 +178,7 @@ def runs(project: Project, pipeline: str | None, output_format: str, limit: int)
 @click.pass_obj
 def show(project: Project, run_id: str, output_format: str) -> None:
     """Show one run and its blocks (RUN_ID may be a unique prefix)."""
-    from pipelines.cli.progress import run_summary
+    from pipelines.cli.progress import block_tests, run_summary
 
     with store_errors():
         project.store  # noqa: B018 (a store that cannot open is not a usage error)
@@ -186,7 +187,9 @@ def show(project: Project, run_id: str, output_format: str) -> None:
     if output_format == "json":
         click.echo(json.dumps(run_json(record, with_blocks=True), indent=2))
     else:
-        run_summary(Console(), record)
+        console = Console()
+        run_summary(console, record)
+        block_tests(console, record)
 
 
 @main.command()
@@ -215,5 +218,5 @@ def debug(project: Project, run_id: str, block: str, output: Path | None) -> Non
 _RUN_EXIT_CODES = {RunStatus.SUCCESS: 0, RunStatus.FAILED: 1, RunStatus.CANCELLED: 130}
 
 
-for _command in (scheduler, backfill, trigger, cancel):
+for _command in (scheduler, backfill, trigger, cancel, logs):
     main.add_command(_command)
