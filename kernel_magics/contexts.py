@@ -233,15 +233,24 @@ class InteractiveContext:
     def __init__(self, folder: Path) -> None:
         # Imported here: headless kernels never assemble, and assembly pulls in pydantic.
         from pipelines.assembly.cache import AssemblyCache
-        from pipelines.assembly.project import STATE_DIR, find_root
 
         self.folder = folder
-        self.root = find_root(folder)
-        self.state_root = self.root / STATE_DIR / "dev" / folder.name
         self.notebook = ""
-        self._artifacts = ArtifactStore(self.state_root)
         self.notes: list[str] = []
         self._assemblies = AssemblyCache()
+        self.relocate()
+
+    def relocate(self) -> None:
+        """Find the project root again: a blockbook.toml or `git init` made since the kernel
+        started counts from the next block on, without a restart (a few stat calls)."""
+        from pipelines.assembly.project import locate_root
+        from pipelines.rundir.layout import dev_dir
+
+        located = locate_root(self.folder)
+        self.root = located.folder
+        self.root_note = located.note
+        self.state_root = dev_dir(self.root, self.folder.name)
+        self._artifacts = ArtifactStore(self.state_root)
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -268,8 +277,12 @@ class InteractiveContext:
     ) -> Preparation:
         # Trigger rules need a run's upstream states; by hand, the person decides what runs.
         missing = [n for n in inputs if n not in namespace]
+        if self.root_note is not None:
+            # No marker file decided the root: say which one was taken and how to pin it.
+            self.notes.append(self.root_note)
         if not missing:
-            return Preparation(Readiness.PROCEED)
+            notes, self.notes = self.notes, []
+            return Preparation(Readiness.PROCEED, notes=notes)
         pipeline = self._pipeline()
         runs = _RunLookup(self.root, self.notes)
         try:

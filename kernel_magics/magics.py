@@ -34,6 +34,8 @@ class BlockMagics(Magics):
     def context(self) -> BlockContext:
         if self._context is None:
             self._context = InteractiveContext(Path.cwd())
+        elif isinstance(self._context, InteractiveContext):
+            self._context.relocate()
         return self._context
 
     @cell_magic

@@ -1,0 +1,119 @@
+"""What a new user meets in the first hour, in real kernels: a project without a marker file,
+values another block produces, tracebacks and the first rows of a frame."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+from pipelines.assembly.project import locate_root
+from pipelines.store.run_store import DATABASE_URL_ENV
+from tests.helpers.notebooks import make_pipeline
+from tests.helpers.runs import BLOCKBOOK
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+GREEN_TAXI = {
+    "load.ipynb": [
+        "%load_ext kernel_magics",
+        "%%block load_green_taxi\ngreen_taxi_raw = [1, 2, 3]",
+    ],
+    "count.ipynb": [
+        "%load_ext kernel_magics",
+        "%%block count_trips\ntrips = len(green_taxi_raw)",
+    ],
+}
+
+
+@pytest.fixture
+def bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder no blockbook.toml or .git above decides, with no database configured."""
+    if locate_root(tmp_path).marker:
+        pytest.skip("the temporary folder lies inside a project; the fallback can't show")
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    return tmp_path
+
+
+def execute(folder: Path, cells: list[str]) -> Any:
+    """Run `cells` in a fresh kernel whose working folder is `folder`, as JupyterLab does."""
+    notebook = new_notebook(cells=[new_code_cell(source) for source in cells])
+    NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=120,
+        allow_errors=True,
+        store_widget_state=True,
+        resources={"metadata": {"path": str(folder)}},
+    ).execute()
+    return notebook
+
+
+def shown(notebook: Any, index: int) -> str:
+    """Everything a cell showed as text: streams, text twins, its error and traceback."""
+    parts = []
+    for output in notebook.cells[index].outputs:
+        parts.append(output.get("text", ""))
+        parts.append(output.get("data", {}).get("text/plain", ""))
+        if output.output_type == "error":
+            parts.append(f"{output.ename}: {output.evalue}")
+            parts.extend(output.traceback)
+    return "\n".join(parts)
+
+
+def widget_html(notebook: Any, index: int) -> str:
+    """The HTML the widget view of a cell ended with."""
+    outputs = notebook.cells[index].outputs
+    [view] = [o for o in outputs if WIDGET_VIEW in o.get("data", {})]
+    states = notebook.metadata.widgets[WIDGET_STATE]["state"]
+    box = states[view.data[WIDGET_VIEW]["model_id"]]["state"]
+    children = [child.removeprefix("IPY_MODEL_") for child in box["children"]]
+    return "\n".join(states[child]["state"]["value"] for child in children)
+
+
+# ---- A: one project root for the CLI and the kernel -------------------------------------------
+
+
+def test_kernel_in_the_pipeline_folder_sees_what_the_cli_stored(bare: Path) -> None:
+    parent = bare / "parent"
+    folder = make_pipeline(parent, GREEN_TAXI, name="green_taxi")
+    run = subprocess.run(
+        [str(BLOCKBOOK), "run", "green_taxi"],
+        cwd=parent,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    block = "%%block count_trips\ntrips = len(green_taxi_raw)\nprint('trips:', trips)"
+    notebook = execute(
+        folder,
+        [
+            "%load_ext kernel_magics",
+            block,  # 1: no marker anywhere: the pipeline folder's parent, as for the CLI
+            "open('../blockbook.toml', 'w').close()\ndel green_taxi_raw",
+            block,  # 3: the new blockbook.toml counts, without a kernel restart
+            "open('blockbook.toml', 'w').close()\ndel green_taxi_raw",
+            block,  # 5: a nearer blockbook.toml: a new project, where nothing is stored
+        ],
+    )
+    first = shown(notebook, 1)
+    assert "trips: 3" in first, first
+    note = (
+        f"project root: {parent} (no blockbook.toml or .git found; "
+        f"create {parent}/blockbook.toml to pin it)"
+    )
+    assert note in widget_html(notebook, 1)
+    pinned = shown(notebook, 3)
+    assert "trips: 3" in pinned, pinned
+    assert "project root:" not in widget_html(notebook, 3)
+    assert "green_taxi_raw" in shown(notebook, 5)
+    assert "trips: 3" not in shown(notebook, 5)
+    assert (folder / ".blockbook" / "dev" / "green_taxi").is_dir()
