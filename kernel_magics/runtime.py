@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kernel_magics.contexts import BlockContext, Preparation, Readiness
+from kernel_magics.contexts import BlockContext, Preparation, Readiness, UpstreamNotStored
 from kernel_magics.execute import run_body, time_limit, user_traceback
 from kernel_magics.retries import NotRetried
 from kernel_magics.testing import run_test
@@ -123,6 +123,8 @@ def execute_block(
         # Blockbook's own failure (a missing artifact, an unreachable store), not the user's
         # code: record it on the block instead of breaking the notebook.
         message = f"could not prepare the block's inputs: {_one_line(exc)}"
+        if isinstance(exc, UpstreamNotStored):
+            message = _one_line(exc)  # already says what to run first
         broken = replace(state, status=BlockStatus.FAILED, error=message, ended_at=now())
         return _finish(context, broken, Preparation(Readiness.PROCEED, message), exc)
     if preparation.readiness in _TERMINAL:

@@ -117,3 +117,25 @@ def test_kernel_in_the_pipeline_folder_sees_what_the_cli_stored(bare: Path) -> N
     assert "green_taxi_raw" in shown(notebook, 5)
     assert "trips: 3" not in shown(notebook, 5)
     assert (folder / ".blockbook" / "dev" / "green_taxi").is_dir()
+
+
+# ---- B: a value another block produces, not stored yet -------------------------------------
+
+
+def test_an_unstored_upstream_value_says_which_cell_to_run(tmp_path: Path) -> None:
+    (tmp_path / "blockbook.toml").write_text("")
+    folder = make_pipeline(tmp_path, GREEN_TAXI, name="green_taxi")
+    notebook = execute(
+        folder, ["%load_ext kernel_magics", "%%block count_trips\ntrips = len(green_taxi_raw)"]
+    )
+    message = (
+        "`green_taxi_raw` comes from block `load_green_taxi` (load.ipynb, cell 2); "
+        "it has not been run or stored yet"
+    )
+    [error] = [o for o in notebook.cells[1].outputs if o.output_type == "error"]
+    assert error.ename == "UpstreamNotStored"
+    assert message in error.evalue
+    assert "run that cell or `%pipeline run`" in error.evalue
+    html = widget_html(notebook, 1)
+    assert message in html
+    assert "NameError" not in shown(notebook, 1) + html
