@@ -4,6 +4,7 @@ values another block produces, tracebacks and the first rows of a frame."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,41 @@ def test_an_unstored_upstream_value_says_which_cell_to_run(tmp_path: Path) -> No
     html = widget_html(notebook, 1)
     assert message in html
     assert "NameError" not in shown(notebook, 1) + html
+
+
+# ---- C: tracebacks show the user's frames only ---------------------------------------------
+
+
+def test_interactive_tracebacks_show_only_the_users_frames(tmp_path: Path) -> None:
+    (tmp_path / "blockbook.toml").write_text("")
+    folder = make_pipeline(tmp_path, GREEN_TAXI, name="green_taxi")
+    notebook = execute(
+        folder,
+        [
+            "%load_ext kernel_magics",
+            "def helper():\n    raise ValueError('broken on purpose')",
+            "%%block broken\nvalue = 1\nhelper()",
+            "%%block checked\nvalue = 1\n\n@test\ndef big(value):\n    assert value > 5, 'small'",
+        ],
+    )
+    broken = plain(error_output(notebook, 2).traceback)
+    assert "----> 3 helper()" in broken, broken
+    assert "raise ValueError('broken on purpose')" in broken
+    assert "ValueError: broken on purpose" in broken
+    assert "kernel_magics/" not in broken
+    assert "run_cell_magic" not in broken
+    checked = error_output(notebook, 3)
+    assert checked.ename == "TestsFailed"
+    text = plain(checked.traceback)
+    assert "big: small" in text
+    assert "kernel_magics/" not in text
+
+
+def plain(traceback: list[str]) -> str:
+    """A traceback as text, without the terminal colours IPython adds."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(traceback))
+
+
+def error_output(notebook: Any, index: int) -> Any:
+    [error] = [o for o in notebook.cells[index].outputs if o.output_type == "error"]
+    return error
