@@ -178,3 +178,42 @@ def plain(traceback: list[str]) -> str:
 def error_output(notebook: Any, index: int) -> Any:
     [error] = [o for o in notebook.cells[index].outputs if o.output_type == "error"]
     return error
+
+
+# ---- D: the first rows of a frame ------------------------------------------------------------
+
+
+def test_the_view_shows_the_first_rows_of_a_frame(tmp_path: Path) -> None:
+    (tmp_path / "blockbook.toml").write_text("")
+    folder = make_pipeline(tmp_path, GREEN_TAXI, name="green_taxi")
+    block = (
+        "%%block trips_frame\nimport pandas as pd\n"
+        "frame = pd.DataFrame({'vendor': ['vendor_first', 'b'], 'fare': [12.5, 7.0]})"
+    )
+    notebook = execute(folder, ["%load_ext kernel_magics", block])
+    html = widget_html(notebook, 1)
+    assert "<details><summary>first rows of frame</summary>" in html
+    assert "vendor_first" in html
+    assert "12.5" in html
+    [view] = [o for o in notebook.cells[1].outputs if WIDGET_VIEW in o.get("data", {})]
+    text = view.data["text/plain"]
+    assert "first rows of frame:" in text
+    assert "vendor_first" in text
+    assert "12.5" in text
+
+
+def test_previews_mask_secrets() -> None:
+    import pandas as pd
+
+    from kernel_magics.runtime import previews_of
+
+    class Masking:
+        def redact(self, text: str) -> str:
+            return text.replace("s3cr3t-token", "****")
+
+    frame = pd.DataFrame({"token": ["s3cr3t-token"], "n": [1]})
+    namespace = {"frame": frame, "other": 1}
+    [(name, table)] = previews_of(Masking(), ("frame", "other"), namespace)  # type: ignore[arg-type]
+    assert name == "frame"
+    assert "****" in table
+    assert "s3cr3t-token" not in table
