@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pipelines.assembly.header import BlockName, TriggerRule
+from pipelines.errors import BlockbookError, ErrorKind
 from pipelines.params import MIN_SECRET_LENGTH, mask_text, secret_values
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.plan import SECRETS_ENV, RunPlan, load_plan
@@ -34,6 +35,13 @@ if TYPE_CHECKING:
     from pipelines.assembly.pipeline import Pipeline
 
 _POLL_START, _POLL_MAX = 0.002, 0.05
+
+
+class UpstreamNotStored(BlockbookError):
+    """A block run by hand reads a value another block produces, and no copy is stored yet:
+    said before the body runs, where it would only fail with a bare NameError."""
+
+    kind = ErrorKind.NOT_FOUND
 
 
 class Readiness(enum.Enum):
@@ -233,15 +241,24 @@ class InteractiveContext:
     def __init__(self, folder: Path) -> None:
         # Imported here: headless kernels never assemble, and assembly pulls in pydantic.
         from pipelines.assembly.cache import AssemblyCache
-        from pipelines.assembly.project import STATE_DIR, find_root
 
         self.folder = folder
-        self.root = find_root(folder)
-        self.state_root = self.root / STATE_DIR / "dev" / folder.name
         self.notebook = ""
-        self._artifacts = ArtifactStore(self.state_root)
         self.notes: list[str] = []
         self._assemblies = AssemblyCache()
+        self.relocate()
+
+    def relocate(self) -> None:
+        """Find the project root again: a blockbook.toml or `git init` made since the kernel
+        started counts from the next block on, without a restart (a few stat calls)."""
+        from pipelines.assembly.project import locate_root
+        from pipelines.rundir.layout import dev_dir
+
+        located = locate_root(self.folder)
+        self.root = located.folder
+        self.root_note = located.note
+        self.state_root = dev_dir(self.root, self.folder.name)
+        self._artifacts = ArtifactStore(self.state_root)
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -268,15 +285,19 @@ class InteractiveContext:
     ) -> Preparation:
         # Trigger rules need a run's upstream states; by hand, the person decides what runs.
         missing = [n for n in inputs if n not in namespace]
+        if self.root_note is not None:
+            # No marker file decided the root: say which one was taken and how to pin it.
+            self.notes.append(self.root_note)
         if not missing:
-            return Preparation(Readiness.PROCEED)
+            notes, self.notes = self.notes, []
+            return Preparation(Readiness.PROCEED, notes=notes)
         pipeline = self._pipeline()
         runs = _RunLookup(self.root, self.notes)
         try:
             loaded = self._load_missing(pipeline, name, missing, namespace, runs)
         finally:
             runs.close()
-        notes, self.notes = self.notes, []
+            notes, self.notes = self.notes, []  # a failed preparation leaves none for the next
         return Preparation(Readiness.PROCEED, loaded=loaded, notes=notes)
 
     def _load_missing(
@@ -289,6 +310,7 @@ class InteractiveContext:
     ) -> list[LoadedInput]:
         params = pipeline.config.params
         loaded: list[LoadedInput] = []
+        unstored: list[str] = []
         for input_name in missing:
             if input_name in params:
                 namespace[input_name] = params[input_name]
@@ -296,14 +318,19 @@ class InteractiveContext:
                 continue
             producer = pipeline.producer_of(name, input_name)
             if producer is None:
-                continue
+                continue  # nobody produces it: the body's own NameError says it best
             found = self._newest(pipeline.name, producer, input_name, runs)
             if found is None:
+                unstored.append(_not_stored(pipeline, producer, input_name))
                 continue
             store, source, run_id = found
             notebook = pipeline.blocks[producer].notebook if producer in pipeline.blocks else ""
             origin = LoadedInput(input_name, source, producer, notebook, run_id)
             loaded.append(_load(namespace, store, origin))
+        if unstored:
+            raise UpstreamNotStored(
+                "; ".join(unstored), hint="run that cell or `%pipeline run`, then this one again"
+            )
         return loaded
 
     def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
@@ -371,6 +398,13 @@ class _RunLookup:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+
+def _not_stored(pipeline: Pipeline, producer: str, name: str) -> str:
+    """Where a value nobody stored yet comes from, as the person would look for it."""
+    block = pipeline.blocks.get(BlockName(producer))
+    where = f" ({block.notebook}, cell {block.cell})" if block is not None else ""
+    return f"`{name}` comes from block `{producer}`{where}; it has not been run or stored yet"
 
 
 def _load(namespace: dict[str, Any], store: ArtifactStore, origin: LoadedInput) -> LoadedInput:

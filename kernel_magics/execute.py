@@ -39,6 +39,20 @@ def user_traceback(tb: TracebackType | None) -> TracebackType | None:
     return rebuilt
 
 
+def show_user_frames(shell: Any, error: BaseException) -> None:
+    """Make IPython show `error` with the user's frames only when it is raised out of the
+    magic: the magic, the executor and IPython's own cell-magic call are noise to the person,
+    and a failure with no user frame (a failed `@test`, a missing input) shows as its message,
+    which the block view already explains. The full traceback stays on `error` for `%debug`.
+    """
+    if hasattr(error, "_render_traceback_"):
+        return  # the exception renders itself (IPython's hook); leave it be
+    frames = user_traceback(error.__traceback__)
+    rendered = shell.InteractiveTB.structured_traceback(type(error), error, frames, tb_offset=0)
+    with contextlib.suppress(AttributeError):  # an exception type without a __dict__
+        error._render_traceback_ = lambda: rendered  # type: ignore[attr-defined]
+
+
 def run_body(shell: Any, body: str, header_line: str = "", *, display: bool = True) -> Any:
     """Execute `body` in the user namespace and return its trailing expression's value (None
     when it doesn't end with an expression); exceptions propagate to the caller.

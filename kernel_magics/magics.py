@@ -9,7 +9,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 
 from kernel_magics.contexts import BlockContext, HeadlessContext, InteractiveContext
-from kernel_magics.execute import user_traceback
+from kernel_magics.execute import show_user_frames, user_traceback
 from kernel_magics.runtime import Outcome, execute_block
 from kernel_magics.views import make_view
 from pipelines.assembly.analysis import analyze
@@ -34,6 +34,8 @@ class BlockMagics(Magics):
     def context(self) -> BlockContext:
         if self._context is None:
             self._context = InteractiveContext(Path.cwd())
+        elif isinstance(self._context, InteractiveContext):
+            self._context.relocate()
         return self._context
 
     @cell_magic
@@ -70,4 +72,6 @@ class BlockMagics(Magics):
             error = outcome.error
             self.shell.showtraceback((type(error), error, user_traceback(error.__traceback__)))
         else:
+            # Raised, so the cell fails and Run All stops here; shown as headless runs show it.
+            show_user_frames(self.shell, outcome.error)
             raise outcome.error

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kernel_magics.contexts import BlockContext, Preparation, Readiness
+from kernel_magics.contexts import BlockContext, Preparation, Readiness, UpstreamNotStored
 from kernel_magics.execute import run_body, time_limit, user_traceback
 from kernel_magics.retries import NotRetried
 from kernel_magics.testing import run_test
@@ -72,6 +72,11 @@ class Outcome:
     preparation: Preparation
     error: BaseException | None = None
     tests: tuple[TestRecord, ...] = ()
+    previews: tuple[tuple[str, str], ...] = ()
+    """(output, its first rows as a text table, secrets masked) for each DataFrame output."""
+
+
+_PREVIEW_ROWS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,7 @@ class _Tried:
     tests: tuple[TestRecord, ...] = ()
     error: BaseException | None = None
     verdict: bool | None = None
+    previews: tuple[tuple[str, str], ...] = ()
 
 
 def execute_block(
@@ -123,6 +129,8 @@ def execute_block(
         # Blockbook's own failure (a missing artifact, an unreachable store), not the user's
         # code: record it on the block instead of breaking the notebook.
         message = f"could not prepare the block's inputs: {_one_line(exc)}"
+        if isinstance(exc, UpstreamNotStored):
+            message = _one_line(exc)  # already says what to run first
         broken = replace(state, status=BlockStatus.FAILED, error=message, ended_at=now())
         return _finish(context, broken, Preparation(Readiness.PROCEED, message), exc)
     if preparation.readiness in _TERMINAL:
@@ -138,7 +146,8 @@ def execute_block(
     if last.error is None:
         preparation.notes += verdict_notes(header, last.verdict, execution.clock)
     state = replace(state, ended_at=now())
-    return _finish(context, state, preparation, last.error, last.tests)
+    outcome = _finish(context, state, preparation, last.error, last.tests)
+    return replace(outcome, previews=last.previews)
 
 
 def _attempts(
@@ -204,7 +213,8 @@ def _attempt(execution: _Execution, state: BlockState, attempt: Attempt) -> _Tri
         outputs=tuple(manifests),
         summaries=tuple(summaries),
     )
-    return _Tried(succeeded, tests, verdict=verdict)
+    previews = previews_of(execution.context, outputs, namespace)
+    return _Tried(succeeded, tests, verdict=verdict, previews=previews)
 
 
 def _failure(execution: _Execution, error: BaseException, retry: bool) -> tuple[BlockStatus, str]:
@@ -307,6 +317,24 @@ def _materialize(
         else:
             summaries.append({"name": output, **summarize(value)})
     return manifests, summaries
+
+
+def previews_of(
+    context: BlockContext, outputs: tuple[str, ...], namespace: dict[str, Any]
+) -> tuple[tuple[str, str], ...]:
+    """The first rows of each pandas DataFrame output, as a text table with the run's secrets
+    masked: the view shows them collapsed, so a glance says whether the data looks right."""
+    found = []
+    for output in outputs:
+        value = namespace.get(output)
+        if type(value).__name__ != "DataFrame" or not hasattr(value, "to_string"):
+            continue
+        try:
+            text = value.head(_PREVIEW_ROWS).to_string(max_cols=8, max_colwidth=40)
+        except Exception:  # a preview is a courtesy: it never fails the block
+            continue
+        found.append((output, context.redact(text)))
+    return tuple(found)
 
 
 def _run_tests(

@@ -42,6 +42,8 @@ class BlockReport:
     loaded: tuple[str, ...] = ()
     tests: tuple[TestRecord, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    previews: tuple[tuple[str, str], ...] = ()
+    """(output, first rows as a text table), collapsed in the widget."""
 
     @property
     def headline(self) -> str:
@@ -84,6 +86,7 @@ def report(outcome: Outcome) -> BlockReport:
         loaded=tuple(loaded),
         tests=outcome.tests,
         notes=tuple(outcome.preparation.notes),
+        previews=outcome.previews,
     )
 
 
@@ -94,6 +97,9 @@ def as_text(block: BlockReport) -> str:
     lines += [f"  loaded {line}" for line in block.loaded]
     lines += [f"  note: {note}" for note in block.notes]
     lines += [f"  output {line}" for line in block.outputs]
+    for name, table in block.previews:
+        lines.append(f"  first rows of {name}:")
+        lines += [f"    {row}" for row in table.splitlines()]
     for test in block.tests:
         mark = "FAILED" if test.outcome is TestOutcome.FAILED else str(test.outcome)
         lines.append(f"  test {test.name}: {mark}" + (f" - {test.message}" if test.message else ""))
@@ -112,6 +118,11 @@ def as_html(block: BlockReport) -> tuple[str, str]:
         rows.append(f'<div style="color:{tone}">{html.escape(block.error)}</div>')
     rows += [f"<div>&larr; {html.escape(line)}</div>" for line in block.loaded]
     rows += [f"<div>&rarr; {html.escape(line)}</div>" for line in block.outputs]
+    rows += [
+        f"<details><summary>first rows of {html.escape(name)}</summary>"
+        f'<pre style="margin:0">{html.escape(table)}</pre></details>'
+        for name, table in block.previews
+    ]
     rows += [f"<div><i>{html.escape(note)}</i></div>" for note in block.notes]
     for test in block.tests:
         mark = _TEST_MARKS[test.outcome]

@@ -24,17 +24,49 @@ class PipelineRef:
     folder: Path
 
 
-def find_root(start: Path | None = None) -> Path:
-    """The nearest folder with blockbook.toml, else the git root, else `start` itself."""
+@dataclass(frozen=True, slots=True)
+class ProjectRoot:
+    """Where the project root is and what decided it: `blockbook.toml`, `.git`, or (`""`) no
+    marker at all, in which case it is only a guess worth telling the person about."""
+
+    folder: Path
+    marker: str
+
+    @property
+    def note(self) -> str | None:
+        """A one-line note when no marker file decided the root, saying how to pin it."""
+        if self.marker:
+            return None
+        return (
+            f"project root: {self.folder} (no {PROJECT_FILE} or .git found; "
+            f"create {self.folder / PROJECT_FILE} to pin it)"
+        )
+
+
+def locate_root(start: Path | None = None) -> ProjectRoot:
+    """The nearest folder with blockbook.toml, else the git root, else - with neither - the
+    parent of `start` when `start` is a pipeline folder, else `start` itself.
+
+    The pipeline-folder step makes every entry point agree without a marker: a notebook kernel
+    starts inside `green_taxi/`, `blockbook run green_taxi` starts in its parent, and both must
+    see the same dev area and run store. A few stat calls, so callers may ask every time.
+    """
     here = (start or Path.cwd()).resolve()
     candidates = [here, *here.parents]
     for folder in candidates:
         if (folder / PROJECT_FILE).is_file():
-            return folder
+            return ProjectRoot(folder, PROJECT_FILE)
     for folder in candidates:
         if (folder / ".git").exists():
-            return folder
-    return here
+            return ProjectRoot(folder, ".git")
+    if here.parent != here and is_pipeline_folder(here):
+        return ProjectRoot(here.parent, "")
+    return ProjectRoot(here, "")
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root for `start` (default: the working folder); see `locate_root`."""
+    return locate_root(start).folder
 
 
 def notebook_files(folder: Path) -> list[Path]:
