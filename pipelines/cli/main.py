@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 
 from pipelines.api import Project
+from pipelines.assembly.project import locate_root
 from pipelines.cli.cancel import cancel
 from pipelines.cli.logs import logs
 from pipelines.cli.schedule import backfill, scheduler, trigger
@@ -45,7 +46,10 @@ if TYPE_CHECKING:
 @click.pass_context
 def main(context: click.Context, project_dir: Path | None) -> None:
     """Blockbook: run the %%block cells of your notebooks as one pipeline."""
-    context.obj = context.with_resource(Project.find(project_dir))
+    root = locate_root(project_dir)
+    if project_dir is None and root.note is not None:
+        click.echo(root.note, err=True)  # no marker decided: say where the runs go
+    context.obj = context.with_resource(Project(root.folder))
 
 
 @main.command("list")
