@@ -70,7 +70,11 @@ def write_debug_notebook(
             *tests_cells(header_line, body, analysis, set(block_plan.sources) | set(plan.params)),
             error_cell(record, block),
         ],
-        metadata={"kernelspec": dict(KERNELSPEC), "blockbook": provenance},
+        # The run's kernel: the block's own environment.
+        metadata={
+            "kernelspec": dict(run_notebook.metadata.get("kernelspec", KERNELSPEC)),
+            "blockbook": provenance,
+        },
     )
     write_notebook(notebook, path)  # temporary file + rename
     return path
