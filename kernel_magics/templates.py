@@ -266,8 +266,8 @@ _temporary = _target.with_name(f".{_target.name}.{uuid.uuid4().hex}.tmp")
 _previous = _target.with_name(f".{_target.name}.{uuid.uuid4().hex}.old")
 try:
     df_clean.to_parquet(_temporary, partition_cols=_partition_cols or None, index=False)
-    if _target.is_dir():  # a dataset folder cannot be replaced in one step: move it aside
-        _target.rename(_previous)
+    if _target.is_dir() or (_partition_cols and _target.exists()):
+        _target.rename(_previous)  # a folder cannot replace, or be replaced, in one step
     _temporary.replace(_target)
 except BaseException:
     shutil.rmtree(_temporary, ignore_errors=True)
@@ -275,7 +275,9 @@ except BaseException:
     if _previous.exists() and not _target.exists():
         _previous.rename(_target)  # a failed write leaves the previous dataset in place
     raise
-shutil.rmtree(_previous, ignore_errors=True)
+if _previous.is_dir():
+    shutil.rmtree(_previous)
+_previous.unlink(missing_ok=True)
 
 exported_rows = pq.ParquetDataset(_target).read().num_rows
 """,

@@ -230,7 +230,7 @@ TAXI_COLUMNS = {
 
 
 def test_templates_fit_real_extracts(project: Path, start_kernel: Callable[[Path], Kernel]) -> None:
-    output = project / "out" / "trips"  # a dataset folder; its parent doesn't exist yet
+    output = project / "out" / "trips"  # a dataset folder, where a single file was
     kernel = start_kernel(project / "pipe")
     kernel.check(
         "import pandas as pd\n"
@@ -241,6 +241,8 @@ def test_templates_fit_real_extracts(project: Path, start_kernel: Callable[[Path
     kernel.check(f"assert list(df_clean.columns) == {list(TAXI_COLUMNS.values())!r}, df_clean")
 
     kernel.check(f"output_path = {str(output)!r}")
+    output.parent.mkdir()
+    kernel.check("df_clean.to_parquet(output_path)")  # a single file there before: replaced too
     inserted = kernel.insert("exporter parquet")
     export = inserted.replace("_partition_cols = []", "_partition_cols = ['vendor_id']")
     assert export != inserted
