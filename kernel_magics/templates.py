@@ -171,11 +171,15 @@ import re
 # Reads the frame `df` (a loader's output) and publishes `df_clean`: column names in snake_case,
 # rows without any value and exact duplicate rows dropped. Edit to taste.
 _NON_WORD = re.compile(r"\\W+")
+# Word boundaries inside CamelCase: `VendorID` -> `Vendor_ID`, `PULocationID` -> `PU_Location_ID`.
+_ACRONYM_END = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_LOWER_TO_UPPER = re.compile(r"([a-z0-9])([A-Z])")
 
 
 def _snake_case(name):
-    """`Pickup Date/Time` -> `pickup_date_time`."""
-    return _NON_WORD.sub("_", str(name).strip()).strip("_").lower()
+    """`Pickup Date/Time` -> `pickup_date_time`, `PULocationID` -> `pu_location_id`."""
+    text = _LOWER_TO_UPPER.sub(r"\\1_\\2", _ACRONYM_END.sub(r"\\1_\\2", str(name).strip()))
+    return _NON_WORD.sub("_", text).strip("_").lower()
 
 
 df_clean = (
@@ -210,19 +214,27 @@ from pipelines.assembly.connections import connection_url
 """
         + _SQL_DATABASE
         + """\
-# Replaces the table named `table` with the frame `df_clean` in one transaction, then reads back
-# its row count. if_exists="append" adds rows instead; dtype={...} picks column types.
+# Writes the frame `df_clean` to the table named `table` in one transaction, then counts the rows
+# it added. _if_exists: "replace" the table, "append" rows to it, or "fail" if it exists;
+# _schema: the table's schema (None: the connection's default). dtype={...} picks column types.
+_schema = None  # e.g. "analytics"
+_if_exists = "replace"
 _engine = sa.create_engine(connection_url(database))
+_rows = sa.select(sa.func.count()).select_from(sa.table(table, schema=_schema))
 try:
     with _engine.begin() as _connection:
-        df_clean.to_sql(table, _connection, if_exists="replace", index=False, chunksize=1_000)
-        _count = _connection.execute(
-            sa.select(sa.func.count()).select_from(sa.table(table))
-        ).scalar_one()
+        _exists = sa.inspect(_connection).has_table(table, schema=_schema)
+        _before = _connection.execute(_rows).scalar_one() if _exists else 0
+        if _if_exists == "replace":
+            _before = 0
+        df_clean.to_sql(
+            table, _connection, schema=_schema, if_exists=_if_exists, index=False, chunksize=1_000
+        )
+        _after = _connection.execute(_rows).scalar_one()
 finally:
     _engine.dispose()
 
-exported_rows = int(_count)
+exported_rows = int(_after - _before)
 """,
         """
 @test
@@ -237,25 +249,37 @@ def every_row_is_exported(exported_rows, df_clean):
         "export_parquet",
         ("df_clean", "output_path"),
         """
-import os
+import shutil
 import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-# Writes the frame `df_clean` to `output_path` atomically: into a temporary file in the same
-# folder, which then replaces the target in one step, so readers never see half a file.
+# Writes the frame `df_clean` to `output_path` atomically: into a temporary path in the same
+# folder, which then replaces the target, so readers never see half of it. With _partition_cols
+# the target is a dataset folder with one subfolder per value (year=2024/month=3/...), which
+# readers can skip; without, one file.
+_partition_cols = []  # e.g. ["year", "month"]
 _target = Path(output_path)
 _target.parent.mkdir(parents=True, exist_ok=True)
 _temporary = _target.with_name(f".{_target.name}.{uuid.uuid4().hex}.tmp")
+_previous = _target.with_name(f".{_target.name}.{uuid.uuid4().hex}.old")
 try:
-    df_clean.to_parquet(_temporary, index=False)
-    os.replace(_temporary, _target)
+    df_clean.to_parquet(_temporary, partition_cols=_partition_cols or None, index=False)
+    if _target.is_dir() or (_partition_cols and _target.exists()):
+        _target.rename(_previous)  # a folder cannot replace, or be replaced, in one step
+    _temporary.replace(_target)
 except BaseException:
+    shutil.rmtree(_temporary, ignore_errors=True)
     _temporary.unlink(missing_ok=True)
+    if _previous.exists() and not _target.exists():
+        _previous.rename(_target)  # a failed write leaves the previous dataset in place
     raise
+if _previous.is_dir():
+    shutil.rmtree(_previous)
+_previous.unlink(missing_ok=True)
 
-exported_rows = pq.read_metadata(_target).num_rows
+exported_rows = pq.ParquetDataset(_target).read().num_rows
 """,
         """
 @test

@@ -107,6 +107,8 @@ class PipelineConfig(_Strict):
     params: dict[str, ParamValue] = Field(default_factory=dict)
     concurrency: Annotated[int, Field(ge=1)] | None = None
     """At most this many notebooks of one run execute at once (default: the CPU count)."""
+    kernel: Annotated[str, Field(min_length=1)] | None = None
+    """The kernelspec every notebook runs with (default: each notebook's own kernelspec)."""
     schedule: ScheduleConfig | None = None
     alerts: AlertsConfig | None = None
 

@@ -32,6 +32,8 @@ class NotebookFile:
     path: str
     """Path relative to the pipeline folder, with forward slashes."""
     code_cells: tuple[CodeCell, ...]
+    kernel: str | None = None
+    """The kernelspec name its metadata names (the kernel JupyterLab runs it with), if any."""
 
 
 def read_notebook(file: Path, relative: str) -> tuple[NotebookFile | None, list[Problem]]:
@@ -112,7 +114,14 @@ def _check_structure(raw: Any, relative: str) -> tuple[NotebookFile | None, list
             code_cells.append(CodeCell(position, cell_id, source))
     if problems:
         return None, problems
-    return NotebookFile(relative, tuple(code_cells)), []
+    return NotebookFile(relative, tuple(code_cells), _kernel_name(raw)), []
+
+
+def _kernel_name(raw: dict[str, Any]) -> str | None:
+    metadata = raw.get("metadata")
+    spec = metadata.get("kernelspec") if isinstance(metadata, dict) else None
+    name = spec.get("name") if isinstance(spec, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _json_problem(relative: str, exc: NotJSONError) -> Problem:

@@ -21,7 +21,7 @@ DEBUG_DIR = "debug"
 LOG_DIR = "logs"
 
 KERNEL_NAME = "python3"
-"""The kernelspec run notebooks and debug notebooks are written for and executed with."""
+"""The kernelspec of debug notebooks, and of run notebooks whose source names none."""
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
 
 

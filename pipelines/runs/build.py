@@ -16,15 +16,30 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from pipelines.assembly.header import BlockName
+from pipelines.assembly.notebooks import read_notebook
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.params import ParamValue, is_secret_param, json_params, masked, python_literal
-from pipelines.rundir.layout import KERNELSPEC, run_notebook_path
+from pipelines.rundir.layout import KERNEL_NAME, run_notebook_path
 from pipelines.rundir.plan import (
     RUN_CONTEXT_NAME,
     BlockPlan,
     RunPlan,
 )
 from pipelines.rundir.state import write_bytes_atomic
+from pipelines.runs.selection import RunError
+
+# The setup cell of every run notebook. A kernel from another environment may lack Blockbook:
+# say so, instead of a bare ModuleNotFoundError.
+SETUP_SOURCE = """\
+try:
+    import kernel_magics
+except ModuleNotFoundError as _blockbook_missing:
+    raise ModuleNotFoundError(
+        "kernel {kernel!r} cannot import kernel_magics: its environment lacks blockbook; "
+        "install blockbook there (that environment's `pip install -e PATH_TO_BLOCKBOOK`), "
+        "or run the pipeline with another kernel (`kernel =` in pipeline.toml)"
+    ) from _blockbook_missing
+%load_ext kernel_magics"""
 
 
 def build_plan(
@@ -53,6 +68,7 @@ def build_plan(
             stored=stored,
             run=name not in skipped,
         )
+    check_kernels(pipeline, {b.source_notebook for b in blocks.values() if b.run})
     return RunPlan(
         run_id=run_id,
         pipeline=pipeline.name,
@@ -77,7 +93,10 @@ def build_run_notebooks(
         cells = [
             _provenance_cell(plan, source),
             _parameters_cell(plan, path, params),
-            new_code_cell("%load_ext kernel_magics", metadata={"tags": ["blockbook-setup"]}),
+            new_code_cell(
+                SETUP_SOURCE.format(kernel=notebook_kernel(pipeline, source)),
+                metadata={"tags": ["blockbook-setup"]},
+            ),
         ]
         for name in names:
             block = pipeline.blocks[BlockName(name)]
@@ -91,7 +110,7 @@ def build_run_notebooks(
             cell["id"] = block.cell_id
             cells.append(cell)
         notebook = new_notebook(cells=cells)
-        notebook.metadata["kernelspec"] = dict(KERNELSPEC)
+        notebook.metadata["kernelspec"] = kernelspec(notebook_kernel(pipeline, source))
         notebook.metadata["blockbook"] = {
             "run_id": plan.run_id,
             "pipeline": plan.pipeline,
@@ -102,6 +121,48 @@ def build_run_notebooks(
         }
         notebooks[path] = notebook
     return notebooks
+
+
+def notebook_kernel(pipeline: Pipeline, source: str) -> str:
+    """The kernelspec a source notebook runs with: pipeline.toml's `kernel`, else the one its
+    metadata names (its project's environment), else python3."""
+    if pipeline.config.kernel:
+        return pipeline.config.kernel
+    notebook, _ = read_notebook(pipeline.folder / source, source)
+    return (notebook.kernel if notebook is not None else None) or KERNEL_NAME
+
+
+def check_kernels(pipeline: Pipeline, sources: set[str]) -> None:
+    """Every notebook's kernel must be installed: found out before the run starts, not as a
+    failure of every block."""
+    from jupyter_client.kernelspec import KernelSpecManager  # imported only when a run builds
+
+    installed = KernelSpecManager().find_kernel_specs()
+    for source in sorted(sources):
+        name = notebook_kernel(pipeline, source)
+        if name not in installed:
+            raise RunError(
+                f"`{source}` runs with kernel `{name}`, which is not installed "
+                f"(installed: {', '.join(sorted(installed)) or 'none'})",
+                hint=f"install it from the environment it should use (`python -m ipykernel "
+                f'install --user --name {name}`), or set `kernel = "NAME"` in pipeline.toml '
+                "to run every notebook with an installed kernel",
+            )
+
+
+def kernelspec(name: str) -> dict[str, str]:
+    """The notebook metadata of an installed kernel, as JupyterLab writes it."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec(name)
+    return {"name": name, "display_name": spec.display_name, "language": spec.language}
+
+
+def run_kernel(path: Path) -> str:
+    """The kernel a built run notebook runs with: the one `build_run_notebooks` wrote into it
+    (the source notebook may have changed since)."""
+    notebook = nbformat.read(path, as_version=4)
+    return str(notebook.metadata.get("kernelspec", {}).get("name") or KERNEL_NAME)
 
 
 def block_of(cell: Any) -> str | None:

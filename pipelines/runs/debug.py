@@ -2,7 +2,8 @@
 
 Its first cell sets up what the block saw (working folder, parameters, inputs loaded from the
 run's stored artifacts; secrets from the environment, since runs never store them), the next
-holds the block's code as plain Python, the last the error the run recorded.
+holds the block's code as plain Python, then (for a block with `@test`s) a cell calling its tests
+as the run did after the body, and last the error the run recorded.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from pipelines.assembly.analysis import BlockAnalysis, analyze
-from pipelines.assembly.header import split_block_cell
+from pipelines.assembly.header import TestPolicy, parse_header, split_block_cell
 from pipelines.errors import ConflictError, ErrorKind, NotFoundError
 from pipelines.params import is_secret_param
 from pipelines.rundir.artifacts import ArtifactStore
@@ -54,7 +55,8 @@ def write_debug_notebook(
     plan, block_plan = find_block(run_dir, block)
     check_inputs(record, block_plan)
     run_notebook, cell = recorded_cell(run_dir, block_plan)
-    analysis = analyze(split_block_cell(cell.source)[1])  # it ran: validation parsed it
+    header_line, body = split_block_cell(cell.source)
+    analysis = analyze(body)  # it ran: validation parsed it
     params = parameter_lines(plan, run_notebook, analysis)
     path = checked_output(output or debug_notebook(run_dir, block), plan)
     provenance = {
@@ -72,9 +74,14 @@ def write_debug_notebook(
             intro_cell(plan, block_plan, cell),
             setup_cell(plan, block_plan, params, analysis),
             code_cell(cell),
+            *tests_cells(header_line, body, analysis, set(block_plan.sources) | set(plan.params)),
             error_cell(record, block),
         ],
-        metadata={"kernelspec": dict(KERNELSPEC), "blockbook": provenance},
+        # The run's kernel: the block's own environment.
+        metadata={
+            "kernelspec": dict(run_notebook.metadata.get("kernelspec", KERNELSPEC)),
+            "blockbook": provenance,
+        },
     )
     write_notebook(notebook, path)  # temporary file + rename
     return path
@@ -216,7 +223,8 @@ def intro_cell(plan: RunPlan, block: BlockPlan, cell: Any) -> Any:
         f"cell {cell.metadata.blockbook.get('cell')}. The first cell sets up what the block saw "
         "in that run: working folder, parameters, and its inputs loaded from the run's stored "
         "outputs. The next cell is the block's code as it ran, as plain Python: run it to "
-        "reproduce the result or the failure in place. The last cell is the run's error.\n\n"
+        "reproduce the result or the failure in place. A block's `@test` checks follow, "
+        "called on its outputs as the run called them. The last cell is the run's error.\n\n"
         f"This is a copy: edits here change nothing. Put fixes in `{block.source_notebook}`.",
         "blockbook-provenance",
     )
@@ -246,6 +254,46 @@ def code_cell(cell: Any) -> Any:
     header, body = split_block_cell(cell.source)
     # The header stays, as a comment, so line numbers match the run's traceback.
     return _code(f"# {header}\n{body}", "blockbook-debug-block", blockbook=cell.metadata.blockbook)
+
+
+def tests_cells(header: str, body: str, analysis: BlockAnalysis, seen: set[str]) -> list[Any]:
+    """The block's `@test`s, called after its body as a run calls them: each receives the
+    values its parameters name. Plain calls, so a failed check raises with its own traceback
+    (`--tests warn` blocks only warn, as in the run). No cell for a block without tests."""
+    if not analysis.tests:
+        return []
+    warn = parse_header(header).tests is TestPolicy.WARN
+    known = seen | set(analysis.outputs)
+    functions = {
+        node.name: node
+        for node in ast.parse(body).body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+    lines = ["# The block's @test checks, called as the run called them after the body."]
+    if warn:
+        lines = ["import warnings", "", *lines, "# --tests warn: a failure only warns."]
+    for name in analysis.tests:
+        call = f"{name}({', '.join(f'{a}={a}' for a in _test_arguments(functions[name], known))})"
+        if warn:
+            call = (
+                f"try:\n    {call}\nexcept Exception as _blockbook_failure:\n"
+                f"    warnings.warn(f'test {name} failed: {{_blockbook_failure!r}}')"
+            )
+        lines.append(call)
+    return [_code("\n".join(lines), "blockbook-debug-tests")]
+
+
+def _test_arguments(function: ast.FunctionDef | ast.AsyncFunctionDef, known: set[str]) -> list[str]:
+    """The parameters a run passes: all without a default (a missing one is a NameError here,
+    as it fails the test in a run); one with a default only when the block could see the name."""
+    args = function.args
+    positional = [*args.posonlyargs, *args.args]
+    defaulted = {a.arg for a in positional[len(positional) - len(args.defaults) :]}
+    defaulted |= {
+        a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None
+    }
+    names = [a.arg for a in [*positional, *args.kwonlyargs]]
+    return [n for n in names if n not in defaulted or n in known]
 
 
 def error_cell(record: RunRecord, block: str) -> Any:

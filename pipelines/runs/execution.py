@@ -22,7 +22,7 @@ from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.header import BlockHeader, BlockKind, BlockName
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.params import Secrets, json_params
-from pipelines.rundir.layout import KERNEL_NAME, executed_notebook, input_notebook, kernel_log
+from pipelines.rundir.layout import executed_notebook, input_notebook, kernel_log
 from pipelines.rundir.plan import SECRETS_ENV, RunPlan
 from pipelines.rundir.state import (
     CANCEL_FLAG,
@@ -34,7 +34,7 @@ from pipelines.rundir.state import (
     write_state,
 )
 from pipelines.rundir.state import STATE_DIR as BLOCK_STATE_DIR
-from pipelines.runs.build import block_of, write_notebook
+from pipelines.runs.build import block_of, run_kernel, write_notebook
 from pipelines.status import BlockStatus, RunStatus
 from pipelines.store.queue import heartbeat
 from pipelines.store.run_store import RunStore
@@ -177,7 +177,7 @@ class Execution:
                     str(executed_notebook(self.run_dir, job.path)),
                     engine_name="blockbook",
                     kernel_log=kernel_output,
-                    kernel_name=KERNEL_NAME,
+                    kernel_name=run_kernel(input_notebook(self.run_dir, job.path)),
                     progress_bar=False,
                     log_output=False,
                     kernel_cwd=str((self.pipeline.folder / source).parent),

@@ -83,17 +83,17 @@ class Runner:
             check_runnable(pipeline)
             reused = self._reusable_blocks(pipeline, options)
             selected = self._selected_blocks(pipeline, options)
+            params = merge(pipeline.config.params, options.params)
+            run_dir = run_folder(self.root, run_id)
+            not_run = frozenset(pipeline.order) - selected | frozenset(reused)
+            plan = build_plan(  # checks that each notebook's kernel is installed
+                pipeline, run_id, run_dir, params, isolate=options.isolate, skipped=not_run
+            )
         except RunError as exc:
             if queued is not None:
                 # A scheduler or trigger queued it: it must still end, with the reason.
                 self.store.finish_run(run_id, RunStatus.FAILED, now(), error=exc.message)
             raise
-        params = merge(pipeline.config.params, options.params)
-        run_dir = run_folder(self.root, run_id)
-        not_run = frozenset(pipeline.order) - selected | frozenset(reused)
-        plan = build_plan(
-            pipeline, run_id, run_dir, params, isolate=options.isolate, skipped=not_run
-        )
         blocks = [(name, plan.blocks[name].run_notebook) for name in plan.order]
         if queued is not None:
             adopt(

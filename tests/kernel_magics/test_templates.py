@@ -38,7 +38,7 @@ RUN_IN_A_KERNEL = {
     "loader csv": "test_file_templates_run_as_inserted",
     "loader parquet": "test_file_templates_run_as_inserted",
     "transformer pandas": "test_file_templates_run_as_inserted",
-    "exporter parquet": "test_file_templates_run_as_inserted",
+    "exporter parquet": "test_file_templates_run_as_inserted, test_templates_fit_real_extracts",
     "sensor file": "test_file_templates_run_as_inserted",
     "loader sql": "test_sql_templates_on_sqlite, test_sql_templates_on_postgresql",
     "exporter sql": "test_sql_templates_on_sqlite, test_sql_templates_on_postgresql",
@@ -219,6 +219,64 @@ def test_file_templates_run_as_inserted(
     assert "sensor condition not met after 0.5 s" in not_ready.text, not_ready.text
 
 
+# Column names as the NYC taxi extracts spell them.
+TAXI_COLUMNS = {
+    "VendorID": "vendor_id",
+    "PULocationID": "pu_location_id",
+    "LocationID": "location_id",
+    "trip_distance": "trip_distance",
+    "Pickup Date/Time": "pickup_date_time",
+}
+
+
+def test_templates_fit_real_extracts(project: Path, start_kernel: Callable[[Path], Kernel]) -> None:
+    output = project / "out" / "trips"  # a dataset folder, where a single file was
+    kernel = start_kernel(project / "pipe")
+    kernel.check(
+        "import pandas as pd\n"
+        "df = pd.DataFrame([[1, 10, 20, 1.5, 'x'], [2, 11, 21, 0.5, 'y'], [1, 12, 22, 3.0, 'z']],"
+        f" columns={list(TAXI_COLUMNS)!r})"
+    )
+    kernel.block(kernel.insert("transformer"))
+    kernel.check(f"assert list(df_clean.columns) == {list(TAXI_COLUMNS.values())!r}, df_clean")
+
+    kernel.check(f"output_path = {str(output)!r}")
+    output.parent.mkdir()
+    kernel.check("df_clean.to_parquet(output_path)")  # a single file there before: replaced too
+    inserted = kernel.insert("exporter parquet")
+    export = inserted.replace("_partition_cols = []", "_partition_cols = ['vendor_id']")
+    assert export != inserted
+    kernel.block(export)
+    kernel.block(export)  # the second export replaces the first dataset
+    kernel.check("assert exported_rows == 3")
+    assert sorted(p.name for p in output.iterdir()) == ["vendor_id=1", "vendor_id=2"]
+    assert sorted(p.name for p in output.parent.iterdir()) == ["trips"]  # no temporary left
+    back = pd.read_parquet(output).sort_values("pu_location_id")
+    assert back.pu_location_id.tolist() == [10, 11, 12]
+    assert back.vendor_id.astype(int).tolist() == [1, 2, 1]
+
+
+def test_sql_exporter_appends_on_request(
+    project: Path, start_kernel: Callable[[Path], Kernel]
+) -> None:
+    database = project / "warehouse.db"
+    kernel = start_kernel(project / "pipe")
+    kernel.check(
+        "import pandas as pd\n"
+        f"database = {f'sqlite:///{database}'!r}\n"
+        "table = 'trips'\n"
+        "df_clean = pd.DataFrame({'trip_id': [1, 2, 3]})"
+    )
+    export = kernel.insert("exporter sql")
+    kernel.block(export)
+    appending = export.replace('_if_exists = "replace"', '_if_exists = "append"')
+    assert appending != export
+    kernel.block(appending)
+    kernel.check("assert exported_rows == 3, exported_rows")  # the rows this export added
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM trips").fetchone() == (6,)
+
+
 def test_sql_templates_on_sqlite(project: Path, start_kernel: Callable[[Path], Kernel]) -> None:
     database = project / "warehouse.db"
     kernel = start_kernel(project / "pipe")
@@ -286,12 +344,26 @@ def test_sql_templates_on_postgresql(
         "df_clean = pd.DataFrame({'trip_id': [1, 2, 3], 'fare': [12.5, 7.0, 30.25],"
         " 'vendor': ['a', 'b', 'a']})"
     )
-    kernel.block(kernel.insert("exporter sql"))
+    export = kernel.insert("exporter sql")
+    kernel.block(export)
     admin = create_engine(POSTGRES_URL, poolclass=NullPool)
     try:
         with admin.connect() as connection:
             count = connection.execute(text(f'SELECT COUNT(*) FROM "{pg_schema}".trips'))
             assert count.scalar_one() == 3
+        # The schema option: a table in another schema than the connection's default.
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{pg_schema}_other"'))
+        try:
+            other = export.replace("_schema = None", f"_schema = {pg_schema + '_other'!r}")
+            assert other != export
+            kernel.block(other)
+            with admin.connect() as connection:
+                moved = connection.execute(text(f'SELECT COUNT(*) FROM "{pg_schema}_other".trips'))
+                assert moved.scalar_one() == 3
+        finally:
+            with admin.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{pg_schema}_other" CASCADE'))
     finally:
         admin.dispose()
 

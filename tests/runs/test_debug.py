@@ -207,7 +207,8 @@ def test_debug_of_a_successful_block_recreates_its_outputs(
         "keeps_rows(scaled, df)",
     )
 
-    assert [errors(c) for c in executed.cells if c.cell_type == "code"] == [[], [], []]
+    # setup, body, the block's @test calls (item 4: debug runs the tests), the extra cell
+    assert [errors(c) for c in executed.cells if c.cell_type == "code"] == [[], [], [], []]
     recreated = ArtifactStore(again).load("scale", "scaled")
     pd.testing.assert_frame_equal(
         recreated, ArtifactStore(ran.result.run_dir).load("scale", "scaled")
