@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import os
 import shlex
 import sys
@@ -43,11 +44,22 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> _Parser:
     parser = _Parser(prog="%pipeline", add_help=False)
     parser.add_argument("-P", "--pipeline", default=None)
-    parser.add_argument("command", choices=SUBCOMMANDS)
+    parser.add_argument("command", type=_subcommand, metavar="{" + ",".join(SUBCOMMANDS) + "}")
     parser.add_argument("target", nargs="?", default=None)
     parser.add_argument("-p", "--param", action="append", default=[])
     parser.add_argument("--run", default=None)
     return parser
+
+
+def _subcommand(text: str) -> str:
+    """A subcommand, or an error that names the closest one, as header options do."""
+    if text in SUBCOMMANDS:
+        return text
+    guess = difflib.get_close_matches(text, SUBCOMMANDS, n=1)
+    suggestion = f"; did you mean `{guess[0]}`?" if guess else ""
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {text!r} (choose from {', '.join(SUBCOMMANDS)}){suggestion}"
+    )
 
 
 @magics_class

@@ -29,6 +29,7 @@ class ProblemKind(enum.StrEnum):
     STAR_IMPORT = "star_import"
     READS_LATER_OUTPUT = "reads_later_output"
     EMPTY_PIPELINE = "empty_pipeline"
+    UNPROVIDED_NAME = "unprovided_name"
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,8 @@ class BlockAnalysis:
     inputs: tuple[str, ...]
     tests: tuple[str, ...] = ()
     star_imports: tuple[str, ...] = ()
+    imports: tuple[str, ...] = ()
+    """Top-level names bound by imports: in scope for later cells of the same kernel."""
 
 
 def analyze(body: str) -> BlockAnalysis:
@@ -101,6 +103,11 @@ class _ModuleVisitor(ast.NodeVisitor):
             inputs=tuple(self.inputs),
             tests=tuple(self.tests),
             star_imports=tuple(self.star_imports),
+            imports=tuple(
+                name
+                for name, kind in bound.items()
+                if kind == "import" and name in self.module.names
+            ),
         )
 
     # ---- name resolution -------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pipelines.assembly.analysis import BlockAnalysis, analyze
 from pipelines.assembly.header import (
     BlockHeader,
     BlockName,
+    HeaderErrors,
     is_block_cell,
     parse_header,
     split_block_cell,
@@ -75,6 +76,12 @@ def compile_cell(notebook: str, cell: CodeCell) -> tuple[Block | None, list[Prob
     header_line, body = split_block_cell(cell.source)
     try:
         header = parse_header(header_line)
+    except HeaderErrors as exc:
+        # One problem per mistake, so each carries its own did-you-mean.
+        return None, [
+            Problem(ProblemKind.BAD_HEADER, issue.message, location, issue.hint)
+            for issue in exc.issues
+        ]
     except HeaderError as exc:
         return None, [Problem(ProblemKind.BAD_HEADER, exc.message, location, exc.hint)]
     try:

@@ -124,6 +124,22 @@ class ConnectionConfig(_Strict):
 class ProjectConfig(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
+    exclude: tuple[str, ...] = ()
+    """Glob patterns of folders, relative to the project root, that never hold pipelines
+    (`tests/fixtures`, `archive/*`); everything below a matching folder is skipped too."""
+
+    @field_validator("exclude")
+    @classmethod
+    def _relative_patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned: list[str] = []
+        for pattern in patterns:
+            text = pattern.strip().rstrip("/")
+            if not text or text.startswith("/") or ".." in text.split("/"):
+                raise ValueError(
+                    f"exclude patterns are folders relative to the project root, got {pattern!r}"
+                )
+            cleaned.append(text.removeprefix("./"))
+        return tuple(cleaned)
 
 
 def load_pipeline_config(

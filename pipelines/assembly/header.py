@@ -140,8 +140,47 @@ def split_block_cell(source: str) -> tuple[str, str]:
     return header.strip(), body
 
 
+@dataclass(frozen=True, slots=True)
+class HeaderIssue:
+    """One thing wrong with a header, and how to fix it."""
+
+    message: str
+    hint: str
+
+
+class HeaderErrors(HeaderError):
+    """Every problem of one header; `message` lists them all, `issues` holds them one by one."""
+
+    def __init__(self, message: str, hint: str = "", issues: tuple[HeaderIssue, ...] = ()) -> None:
+        super().__init__(message, hint)
+        self.issues = issues or (HeaderIssue(message, hint),)
+        self.args = (message, hint, self.issues)  # so pickling keeps them
+
+    @classmethod
+    def of(cls, issues: list[HeaderIssue]) -> HeaderErrors:
+        if len(issues) == 1:
+            return cls(issues[0].message, issues[0].hint, tuple(issues))
+        message = f"{len(issues)} problems in the header: " + "; ".join(
+            f"({number}) {issue.message}" for number, issue in enumerate(issues, start=1)
+        )
+        hint = "; ".join(dict.fromkeys(issue.hint for issue in issues))
+        return cls(message, hint, tuple(issues))
+
+
+@dataclass(frozen=True, slots=True)
+class _Invalid:
+    """What an option's converter returns for a bad value, so parsing goes on to the others."""
+
+    issue: HeaderIssue
+
+
 def parse_header(line: str) -> BlockHeader:
-    """Parse a full header line (with or without the leading `%%block`)."""
+    """Parse a full header line (with or without the leading `%%block`).
+
+    Raises a `HeaderErrors` (a `HeaderError`) listing every problem found, not just the first,
+    except when the line can't be split into options at all (a quote left open, an option
+    missing its value): then that one is all there is to say.
+    """
     text = line.strip()
     if text.startswith(MAGIC):
         text = text[len(MAGIC) :]
@@ -157,30 +196,24 @@ def parse_header(line: str) -> BlockHeader:
         namespace, extras = _PARSER.parse_known_args(tokens)
     except argparse.ArgumentError as exc:
         raise HeaderError(str(exc), hint=f"usage: {USAGE}") from None
-    if extras:
-        _reject_extras(extras)
-    kind = namespace.kind
-    given = [
-        option
-        for option, value in zip(
-            SENSOR_OPTIONS, (namespace.poke_interval, namespace.sensor_timeout), strict=True
-        )
-        if value is not None
+    issues = [
+        *_name_issues(namespace.name, namespace.upstream),
+        *(value.issue for value in vars(namespace).values() if isinstance(value, _Invalid)),
+        *(_identifier_issue(n) for n in namespace.out or ()),
+        *_extras_issues(extras),
+        *_sensor_issues(namespace),
     ]
-    if given and kind is not BlockKind.SENSOR:
-        raise HeaderError(
-            f"{' and '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to "
-            f"sensors, and this block's kind is `{kind}`",
-            hint=f"add `--kind sensor` to make the block a sensor, or remove {given[0]}",
-        )
-    header = BlockHeader(
-        name=_block_name(namespace.name, "block name"),
-        upstream=tuple(_block_name(n, "--upstream") for n in namespace.upstream),
+    found = [issue for issue in issues if issue is not None]
+    if found:
+        raise HeaderErrors.of(found)
+    return BlockHeader(
+        name=BlockName(namespace.name),
+        upstream=tuple(BlockName(n) for n in namespace.upstream),
         kind=namespace.kind,
         retries=namespace.retries,
         retry_delay=namespace.retry_delay,
         timeout=namespace.timeout,
-        out=None if namespace.out is None else tuple(_identifier(n) for n in namespace.out),
+        out=None if namespace.out is None else tuple(namespace.out),
         tests=namespace.tests,
         skip=namespace.skip,
         trigger_rule=namespace.trigger_rule,
@@ -191,12 +224,40 @@ def parse_header(line: str) -> BlockHeader:
             DEFAULT_SENSOR_TIMEOUT if namespace.sensor_timeout is None else namespace.sensor_timeout
         ),
     )
-    if header.name in header.upstream:
-        raise HeaderError(
-            f"block `{header.name}` lists itself in --upstream",
-            hint="remove its own name from --upstream",
+
+
+def _name_issues(name: str, upstream: list[str]) -> list[HeaderIssue | None]:
+    issues = [_block_name_issue(name, "block name")]
+    issues += [_block_name_issue(n, "--upstream") for n in upstream]
+    if name in upstream:
+        issues.append(
+            HeaderIssue(
+                f"block `{name}` lists itself in --upstream", "remove its own name from --upstream"
+            )
         )
-    return header
+    return issues
+
+
+def _sensor_issues(namespace: argparse.Namespace) -> list[HeaderIssue]:
+    kind = namespace.kind
+    if isinstance(kind, _Invalid):
+        return []  # the kind's own problem says enough until it is fixed
+    given = [
+        option
+        for option, value in zip(
+            SENSOR_OPTIONS, (namespace.poke_interval, namespace.sensor_timeout), strict=True
+        )
+        if value is not None
+    ]
+    if not given or kind is BlockKind.SENSOR:
+        return []
+    return [
+        HeaderIssue(
+            f"{' and '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to "
+            f"sensors, and this block's kind is `{kind}`",
+            f"add `--kind sensor` to make the block a sensor, or remove {given[0]}",
+        )
+    ]
 
 
 def format_header(header: BlockHeader) -> str:
@@ -233,35 +294,40 @@ class _RaisingParser(argparse.ArgumentParser):
         raise HeaderError(message, hint=f"usage: {USAGE}")
 
 
-def _number_option(option: str, *, integer: bool, allow_zero: bool) -> Callable[[str], float]:
+def _number_option(
+    option: str, *, integer: bool, allow_zero: bool
+) -> Callable[[str], float | _Invalid]:
     expected = ("a whole number" if integer else "a number of seconds") + (
         " >= 0" if allow_zero else " > 0"
     )
 
-    def convert(text: str) -> float:
+    def convert(text: str) -> float | _Invalid:
         try:
             value = int(text) if integer else float(text)
         except ValueError:
             value = -1
         if not (value >= 0 if allow_zero else value > 0) or value == float("inf"):
-            raise HeaderError(f"{option} needs {expected}, got `{text}`", hint=f"usage: {USAGE}")
+            return _Invalid(
+                HeaderIssue(f"{option} needs {expected}, got `{text}`", f"usage: {USAGE}")
+            )
         return value
 
     return convert
 
 
-def _choice(enum_type: type[enum.StrEnum]) -> Callable[[str], enum.StrEnum]:
-    def convert(text: str) -> enum.StrEnum:
+def _choice(enum_type: type[enum.StrEnum]) -> Callable[[str], enum.StrEnum | _Invalid]:
+    def convert(text: str) -> enum.StrEnum | _Invalid:
         try:
             return enum_type(text)
         except ValueError:
             choices = [str(member) for member in enum_type]
             guess = difflib.get_close_matches(text, choices, n=1)
             suggestion = f"; did you mean `{guess[0]}`?" if guess else ""
-            raise HeaderError(
-                f"`{text}` is not one of {', '.join(choices)}{suggestion}",
-                hint=f"usage: {USAGE}",
-            ) from None
+            return _Invalid(
+                HeaderIssue(
+                    f"`{text}` is not one of {', '.join(choices)}{suggestion}", f"usage: {USAGE}"
+                )
+            )
 
     convert.__name__ = enum_type.__name__
     return convert
@@ -312,45 +378,57 @@ OPTIONS = tuple(
 )
 
 
-def _reject_extras(extras: list[str]) -> NoReturn:
-    first = extras[0]
-    if first.startswith("-"):
-        option = first.split("=", 1)[0]
-        candidates = difflib.get_close_matches(option, OPTIONS, n=1, cutoff=0.5)
-        if not candidates and not option.startswith("--"):
-            candidates = difflib.get_close_matches("-" + option, OPTIONS, n=1, cutoff=0.5)
-        suggestion = f"; did you mean `{candidates[0]}`?" if candidates else ""
-        raise HeaderError(
-            f"unknown option `{option}`{suggestion}",
-            hint=f"known options: {', '.join(OPTIONS)}",
-        )
-    raise HeaderError(
-        f"unexpected argument `{first}`",
-        hint=f"a block has one name; list upstream blocks after --upstream. usage: {USAGE}",
+def _extras_issues(extras: list[str]) -> list[HeaderIssue]:
+    """Unknown options, and stray words that aren't the value of one."""
+    issues: list[HeaderIssue] = []
+    after_unknown_option = False
+    for token in extras:
+        if token.startswith("-"):
+            issues.append(_unknown_option(token.split("=", 1)[0]))
+            after_unknown_option = "=" not in token
+        elif after_unknown_option:
+            after_unknown_option = False  # most likely the unknown option's value
+        else:
+            issues.append(
+                HeaderIssue(
+                    f"unexpected argument `{token}`",
+                    f"a block has one name; list upstream blocks after --upstream. usage: {USAGE}",
+                )
+            )
+    return issues
+
+
+def _unknown_option(option: str) -> HeaderIssue:
+    candidates = difflib.get_close_matches(option, OPTIONS, n=1, cutoff=0.5)
+    if not candidates and not option.startswith("--"):
+        candidates = difflib.get_close_matches("-" + option, OPTIONS, n=1, cutoff=0.5)
+    suggestion = f"; did you mean `{candidates[0]}`?" if candidates else ""
+    return HeaderIssue(
+        f"unknown option `{option}`{suggestion}", f"known options: {', '.join(OPTIONS)}"
     )
 
 
-def _block_name(text: str, what: str) -> BlockName:
+def _block_name_issue(text: str, what: str) -> HeaderIssue | None:
     if not NAME_PATTERN.match(text) or keyword.iskeyword(text):
         fixed = re.sub(r"[^a-z0-9_]", "_", text.lower())
         if fixed[:1].isdigit():
             fixed = "_" + fixed
         if keyword.iskeyword(fixed):
             fixed += "_"
-        raise HeaderError(
+        return HeaderIssue(
             f"invalid {what} `{text}`: names are lowercase identifiers ([a-z_][a-z0-9_]*)",
-            hint=f"use a name like `{fixed}`" if fixed else "use a name like `load_data`",
+            f"use a name like `{fixed}`" if fixed else "use a name like `load_data`",
         )
-    return BlockName(text)
+    return None
 
 
-def _identifier(text: str) -> str:
+def _identifier_issue(text: str) -> HeaderIssue | None:
     if not text.isidentifier() or keyword.iskeyword(text):
-        raise HeaderError(
+        return HeaderIssue(
             f"--out names Python variables; `{text}` is not an identifier",
-            hint="list the variable names the block produces, e.g. `--out df summary`",
+            "list the variable names the block produces, e.g. `--out df summary`",
         )
-    return text
+    return None
 
 
 def _number(value: float) -> str:

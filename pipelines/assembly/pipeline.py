@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.assembly.blocks import Block, compile_notebook
-from pipelines.assembly.config import PipelineConfig, load_pipeline_config
+from pipelines.assembly.config import PipelineConfig, load_pipeline_config, load_project_config
 from pipelines.assembly.graph import (
     Wiring,
     find_cycles,
@@ -20,7 +20,8 @@ from pipelines.assembly.graph import (
 )
 from pipelines.assembly.header import BlockName
 from pipelines.assembly.notebooks import NotebookFile, read_notebook
-from pipelines.assembly.project import notebook_files
+from pipelines.assembly.project import find_root, notebook_files
+from pipelines.assembly.scope import Scope, unprovided_names
 from pipelines.errors import Location, Problem, ProblemKind, Severity
 
 
@@ -125,6 +126,7 @@ def assemble(folder: Path) -> Pipeline:
         *check_explicit_upstream(unique),
         *wiring.problems,
         *cycle_problems(unique, upstream, wiring),
+        *unprovided_names(unique, pipeline_scope(folder, config)),
     ]
     if not blocks and not notebook_problems and not block_problems:
         graph_problems.append(_empty_pipeline(folder, notebooks))
@@ -147,6 +149,16 @@ def assemble(folder: Path) -> Pipeline:
             *graph_problems,
         ),
     )
+
+
+def pipeline_scope(folder: Path, config: PipelineConfig) -> Scope:
+    """Parameter defaults (pipeline and schedule) and the project's connection names."""
+    # A bad blockbook.toml is reported by the commands that use it, not per pipeline.
+    project, _ = load_project_config(find_root(folder))
+    params = set(config.params)
+    if config.schedule is not None:
+        params |= set(config.schedule.params)
+    return Scope(frozenset(params), frozenset(project.connections))
 
 
 def read_notebooks(folder: Path) -> tuple[list[NotebookFile], list[Problem]]:

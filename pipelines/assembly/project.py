@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.assembly.config import PIPELINE_FILE, PROJECT_FILE
+from pipelines.assembly.config import PIPELINE_FILE, PROJECT_FILE, load_project_config
 from pipelines.assembly.header import is_block_cell
 from pipelines.errors import AmbiguousPipeline, PipelineNotFound
 from pipelines.rundir.layout import STATE_DIR
@@ -82,19 +84,87 @@ def is_pipeline_folder(folder: Path) -> bool:
 
 
 def list_pipelines(root: Path) -> list[PipelineRef]:
-    found: list[PipelineRef] = []
+    """Pipeline folders under `root`, in walk order, leaving out what `exclude` in
+    blockbook.toml names and what the repository's .gitignore ignores (fixtures, build output)."""
+    config, _ = load_project_config(root)  # a bad file is reported by the commands reading it
+    candidates: list[str] = []
     for folder, dirs, _files in os.walk(root):
+        relative = Path(folder).relative_to(root).as_posix()
         dirs[:] = sorted(
             d
             for d in dirs
             if d not in _SKIPPED_DIRS
             and not d.startswith(".")
             and not (Path(folder, d) / "pyvenv.cfg").exists()
+            and not is_excluded(_join(relative, d), config.exclude)
         )
-        path = Path(folder)
-        if is_pipeline_folder(path):
-            found.append(PipelineRef(path.name, path))
-    return found
+        candidates.append(relative)
+    ignored = git_ignored(root, candidates)
+    return [
+        PipelineRef(path.name, path)
+        for relative in candidates
+        if not _under_any(relative, ignored)
+        and is_pipeline_folder(path := root if relative == "." else root / relative)
+    ]
+
+
+def is_excluded(relative: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a folder (posix path relative to the root) matches an `exclude` glob."""
+    return any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns)
+
+
+def git_ignored(root: Path, folders: list[str]) -> frozenset[str]:
+    """The folders (relative to `root`) that git ignores. One `git check-ignore` for all of
+    them keeps listing fast; outside a work tree (or without git) the root's .gitignore is
+    read with `pathspec` when it is installed, else nothing is ignored."""
+    asked = [f"{folder}/" for folder in folders if folder != "."]  # "/": directory patterns
+    if not asked:
+        return frozenset()
+    found = _check_ignore(root, asked)
+    return _gitignore_file(root, asked) if found is None else found
+
+
+def _check_ignore(root: Path, asked: list[str]) -> frozenset[str] | None:
+    """None when git can't answer: not installed, or `root` is not in a work tree."""
+    try:
+        done = subprocess.run(
+            ["git", "check-ignore", "--stdin", "-z"],
+            cwd=root,
+            input="\0".join(asked) + "\0",
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode not in (0, 1):  # 1: nothing ignored; 128: not a git work tree
+        return None
+    return frozenset(path.rstrip("/") for path in done.stdout.split("\0") if path)
+
+
+def _gitignore_file(root: Path, asked: list[str]) -> frozenset[str]:
+    try:
+        import pathspec  # optional: git itself is the reference when there is a repository
+    except ImportError:
+        return frozenset()
+    try:
+        lines = (root / ".gitignore").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return frozenset()
+    spec = pathspec.GitIgnoreSpec.from_lines(lines)
+    return frozenset(path.rstrip("/") for path in asked if spec.match_file(path))
+
+
+def _join(relative: str, name: str) -> str:
+    return name if relative == "." else f"{relative}/{name}"
+
+
+def _under_any(relative: str, folders: frozenset[str]) -> bool:
+    if not folders or relative == ".":
+        return False
+    parts = relative.split("/")
+    return any("/".join(parts[:end]) in folders for end in range(1, len(parts) + 1))
 
 
 def resolve_pipeline(argument: str, root: Path) -> PipelineRef:

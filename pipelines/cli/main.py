@@ -72,14 +72,17 @@ def list_command(project: Project) -> None:
 
 @main.command()
 @click.argument("pipeline")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
 @click.pass_obj
-def validate(project: Project, pipeline: str) -> None:
+def validate(project: Project, pipeline: str, strict: bool) -> None:
     """Check a pipeline's notebooks, headers and graph; exit 1 when anything is wrong."""
     assembled = assemble_argument(project, pipeline)
+    failing = assembled.problems if strict else assembled.errors
     for problem in assembled.problems:
-        click.echo(problem.format(), err=problem.is_error)
-    if assembled.errors:
-        click.echo(f"{assembled.name}: {len(assembled.errors)} error(s)", err=True)
+        click.echo(problem.format(), err=problem.is_error or strict)
+    if failing:
+        what = "problem(s) (--strict)" if strict and assembled.warnings else "error(s)"
+        click.echo(f"{assembled.name}: {len(failing)} {what}", err=True)
         sys.exit(EXIT_INVALID)
     click.echo(f"{assembled.name}: valid, {size(assembled)}")
 

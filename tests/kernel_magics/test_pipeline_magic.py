@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from IPython.core.error import UsageError
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
+from kernel_magics.pipeline_magics import _parser
 from pipelines.store.run_store import DATABASE_URL_ENV
 from tests.helpers.notebooks import make_pipeline
 
@@ -185,3 +187,19 @@ def test_terminal_ipython_gets_text(tmp_path: Path) -> None:
     assert "of shop: success in" in result.stdout
     assert "VBox" not in result.stdout
     assert "HTML(" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("grpah", "invalid choice: 'grpah' (choose from graph, run, wait"),
+        ("grpah", "; did you mean `graph`?"),
+        ("-P shop stauts", "did you mean `status`?"),
+        ("frobnicate", "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_a_misspelt_subcommand_suggests_the_closest(line: str, expected: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        _parser().parse_args(line.split())
+    assert expected in str(caught.value)
+    assert ("did you mean" in str(caught.value)) == (line != "frobnicate")
