@@ -7,6 +7,8 @@ connection's search_path), so they can run in parallel with pytest-xdist.
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -162,13 +164,13 @@ def test_migrations_create_the_schema_and_reopening_is_a_no_op(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     upgrades: list[str] = []
-    real_upgrade = migrate.command.upgrade
+    real_upgrade = command.upgrade
 
     def counting_upgrade(config: Any, revision: str, **kwargs: Any) -> None:
         upgrades.append(revision)
         real_upgrade(config, revision, **kwargs)
 
-    monkeypatch.setattr(migrate.command, "upgrade", counting_upgrade)
+    monkeypatch.setattr(command, "upgrade", counting_upgrade)
     RunStore(db_url).close()
     assert upgrades == ["head"]
     RunStore(db_url).close()
@@ -186,6 +188,27 @@ def test_migrations_create_the_schema_and_reopening_is_a_no_op(
             )
     finally:
         engine.dispose()
+
+
+def test_the_known_head_is_alembics_head() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [migrate.HEAD_REVISION], (
+        "a new revision was added: set HEAD_REVISION in pipelines/store/migrate.py to it"
+    )
+
+
+def test_opening_a_current_store_does_not_import_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'current.db'}"
+    RunStore(url).close()
+    probe = (
+        "import sys; from pipelines.store.run_store import RunStore; "
+        f"RunStore({url!r}).close(); print('alembic' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
 
 
 def test_a_database_from_a_newer_blockbook_is_refused(db_url: str) -> None:

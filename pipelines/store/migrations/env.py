@@ -9,7 +9,8 @@ Revisions are generated, never hand-written. To add the next one after changing 
     alembic -c pipelines/store/migrations/alembic.ini \\
         -x url=sqlite:////tmp/blockbook-revision.db revision --autogenerate -m "what changed"
 
-then review the new file in `versions/` (autogenerate cannot see renames: it writes a drop and an
+then set `HEAD_REVISION` in `pipelines/store/migrate.py` to the new revision id, review the
+new file in `versions/` (autogenerate cannot see renames: it writes a drop and an
 add, which loses data) and run `pytest tests/pipelines/test_store.py`, which fails while the models
 and the migrations disagree. `render_as_batch` makes ALTERs work on SQLite, which has few of them.
 
