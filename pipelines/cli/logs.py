@@ -29,22 +29,12 @@ def logs(project: Project, run_id: str, block: str | None) -> None:
     unique prefix will do), or only BLOCK's. Exit 1 when the run or block is unknown."""
     with store_errors():
         record = project.run(run_id)
-        blocks = [_named(record, block)] if block else list(record.blocks)
+        blocks = [record.known_block(block)] if block else list(record.blocks)
         for index, found in enumerate(blocks):
             if index:
                 click.echo()
             for line in block_log(project, record, found):
                 click.echo(mask_text(line))
-
-
-def _named(record: RunRecord, block: str) -> BlockRunRecord:
-    found = record.block(block)
-    if found is None:
-        known = ", ".join(b.block for b in record.blocks) or "none"
-        raise NotFoundError(
-            f"run `{record.run_id}` has no block `{block}`", hint=f"its blocks: {known}"
-        )
-    return found
 
 
 def block_log(project: Project, record: RunRecord, block: BlockRunRecord) -> list[str]:

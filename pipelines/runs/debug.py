@@ -98,12 +98,7 @@ class ExecutedNotebook:
 
 def executed_cell(record: RunRecord, block: str) -> ExecutedNotebook:
     """Where `block` of the run `record` can be looked at: its executed notebook and cell."""
-    block_record = record.block(block)
-    if block_record is None:
-        known = ", ".join(b.block for b in record.blocks) or "none"
-        raise NotFoundError(
-            f"run `{record.run_id}` has no block `{block}`", hint=f"its blocks: {known}"
-        )
+    block_record = record.known_block(block)
     path = executed_notebook(Path(record.run_dir), block_record.notebook)
     if not path.is_file():
         raise NotFoundError(

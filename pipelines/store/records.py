@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NewType
 
+from pipelines.errors import NotFoundError
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.schema import BlockRunRow, RunRow
 
@@ -70,6 +71,16 @@ class RunRecord:
 
     def block(self, name: str) -> BlockRunRecord | None:
         return next((block for block in self.blocks if block.block == name), None)
+
+    def known_block(self, name: str) -> BlockRunRecord:
+        """The block `name` of this run; NotFoundError naming the run's blocks otherwise."""
+        found = self.block(name)
+        if found is None:
+            known = ", ".join(b.block for b in self.blocks) or "none"
+            raise NotFoundError(
+                f"run `{self.run_id}` has no block `{name}`", hint=f"its blocks: {known}"
+            )
+        return found
 
 
 def run_record(row: RunRow) -> RunRecord:
