@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pipelines.assembly.header import BlockName, TriggerRule
 from pipelines.errors import BlockbookError, ErrorKind
-from pipelines.params import MIN_SECRET_LENGTH, mask_text, secret_values
+from pipelines.params import Secrets
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.plan import SECRETS_ENV, RunPlan, load_plan
 from pipelines.rundir.state import (
@@ -138,9 +138,8 @@ class HeadlessContext:
         self._ran_here: set[str] = set()
         self.secrets: dict[str, Any] = json.loads(os.environ.get(SECRETS_ENV, "{}"))
         namespace.update(self.secrets)
-        self._secret_values = secret_values(self.secrets) + [
-            str(value) for value in self.secrets.values() if len(str(value)) >= MIN_SECRET_LENGTH
-        ]
+        # Only secret parameters reach the kernel: each one's whole value is masked too.
+        self._masking = Secrets.of(self.secrets, whole_values=True)
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -150,7 +149,7 @@ class HeadlessContext:
         return (self.state_root / CANCEL_FLAG).exists()
 
     def redact(self, text: str) -> str:
-        return mask_text(text, self._secret_values)
+        return self._masking.mask(text)
 
     def interrupt_reason(self, name: str) -> str | None:
         return interrupt_reason(self.state_root, name)

@@ -6,8 +6,10 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nbformat
+from nbclient import NotebookClient
 from nbformat import v4
 
 LOAD_EXT = "%load_ext kernel_magics"
@@ -64,3 +66,17 @@ def make_pipeline(
     if pipeline_toml is not None:
         (folder / "pipeline.toml").write_text(pipeline_toml, encoding="utf-8")
     return folder
+
+
+def execute_in_kernel(folder: Path, cells: list[str]) -> Any:
+    """Run `cells` in a fresh kernel whose working folder is `folder`, as JupyterLab does."""
+    notebook = v4.new_notebook(cells=[v4.new_code_cell(source) for source in cells])
+    NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=120,
+        allow_errors=True,
+        store_widget_state=True,
+        resources={"metadata": {"path": str(folder)}},
+    ).execute()
+    return notebook

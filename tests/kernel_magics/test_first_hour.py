@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell, new_notebook
 
 from pipelines.assembly.project import locate_root
 from pipelines.store.run_store import DATABASE_URL_ENV
+from tests.helpers.notebooks import execute_in_kernel as execute
 from tests.helpers.notebooks import make_pipeline
 from tests.helpers.runs import BLOCKBOOK
 
@@ -40,20 +39,6 @@ def bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         pytest.skip("the temporary folder lies inside a project; the fallback can't show")
     monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
     return tmp_path
-
-
-def execute(folder: Path, cells: list[str]) -> Any:
-    """Run `cells` in a fresh kernel whose working folder is `folder`, as JupyterLab does."""
-    notebook = new_notebook(cells=[new_code_cell(source) for source in cells])
-    NotebookClient(
-        notebook,
-        kernel_name="python3",
-        timeout=120,
-        allow_errors=True,
-        store_widget_state=True,
-        resources={"metadata": {"path": str(folder)}},
-    ).execute()
-    return notebook
 
 
 def shown(notebook: Any, index: int) -> str:

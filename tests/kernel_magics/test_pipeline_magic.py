@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 from IPython.core.error import UsageError
-from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell, new_notebook
 
 from kernel_magics.pipeline_magics import _parser
 from pipelines.store.run_store import DATABASE_URL_ENV
+from tests.helpers.notebooks import execute_in_kernel as execute
 from tests.helpers.notebooks import make_pipeline
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -33,19 +32,6 @@ SOURCES = {
     ],
 }
 TOML = "[params]\nbad = false\n"
-
-
-def execute(folder: Path, cells: list[str]) -> Any:
-    notebook = new_notebook(cells=[new_code_cell(source) for source in cells])
-    NotebookClient(
-        notebook,
-        kernel_name="python3",
-        timeout=120,
-        allow_errors=True,
-        store_widget_state=True,
-        resources={"metadata": {"path": str(folder)}},
-    ).execute()
-    return notebook
 
 
 def outputs(notebook: Any, index: int) -> list[Any]:
