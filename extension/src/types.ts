@@ -1,0 +1,176 @@
+// The JSON forms the server answers (pipelines/server/schemas.py). Objects may gain keys.
+import { BlockStatus, RunStatus, Trigger } from './statuses';
+
+export type ParamValue = string | number | boolean;
+export type Params = Record<string, ParamValue>;
+
+export interface IProblem {
+  kind: string;
+  severity: 'error' | 'warning';
+  message: string;
+  hint: string;
+  notebook: string;
+  /** 1-based, as the CLI prints it. */
+  cell: number | null;
+  cell_id: string | null;
+  line: number | null;
+}
+
+export interface ISchedule {
+  cron: string | null;
+  every: string | null;
+  timezone: string;
+  catchup: 'none' | 'latest' | 'all';
+  max_active_runs: number;
+  params: Params;
+}
+
+export interface IRun {
+  run_id: string;
+  pipeline: string;
+  pipeline_path: string;
+  status: RunStatus;
+  trigger: Trigger;
+  params: Params;
+  created_at: string | null;
+  started_at: string | null;
+  ended_at: string | null;
+  resumed_from: string | null;
+  scheduled_for: string | null;
+  attempt: number;
+  error: string | null;
+  run_dir: string;
+  duration: number | null;
+}
+
+export interface ITestRecord {
+  name: string;
+  status: string;
+  message?: string;
+}
+
+export interface IRunBlock {
+  name: string;
+  status: BlockStatus;
+  attempts: number;
+  error: string | null;
+  notebook: string;
+  started_at: string | null;
+  ended_at: string | null;
+  duration: number | null;
+  reused_from: string | null;
+  tests: ITestRecord[];
+  outputs: Array<Record<string, unknown>>;
+}
+
+export interface IRunWithBlocks extends IRun {
+  blocks: IRunBlock[];
+}
+
+export interface IPipelineSummary {
+  pipeline: string;
+  folder: string;
+  /** The folder as a contents path relative to the server root. */
+  path: string;
+  ok: boolean;
+  errors: number;
+  warnings: number;
+  block_count: number;
+  schedule: ISchedule | null;
+  last_run: IRun | null;
+  /** The [params] defaults of pipeline.toml, secret-named ones masked. */
+  params?: Params;
+}
+
+export interface IGraphBlock {
+  name: string;
+  /** Relative to the pipeline folder. */
+  notebook: string;
+  /** 1-based position of the block's cell in its notebook, as problems count. */
+  cell: number;
+  cell_id: string | null;
+  kind: string;
+  upstream: string[];
+  outputs: string[];
+  inputs: string[];
+  /** Input name -> the block that provides it. */
+  sources: Record<string, string>;
+  stored_outputs: string[];
+  tests: string[];
+}
+
+export interface IPipeline extends IPipelineSummary {
+  blocks: IGraphBlock[];
+  order: string[];
+  problems: IProblem[];
+  last_blocks: Record<string, IRunBlock>;
+}
+
+export interface IProblems {
+  pipeline: string;
+  ok: boolean;
+  problems: IProblem[];
+}
+
+export interface IRunPage {
+  runs: IRun[];
+  next_before: string | null;
+}
+
+export interface IRunRequest {
+  params?: Params;
+  only?: string[];
+  resume?: string | null;
+}
+
+export interface INotebookLocation {
+  path: string;
+  cell_index: number;
+  run_id: string;
+  block: string;
+}
+
+export interface IDebugNotebook {
+  path: string;
+  created: boolean;
+  run_id: string;
+  block: string;
+}
+
+export interface IScheduleEntry extends ISchedule {
+  pipeline: string;
+  path: string;
+  next_fire: string | null;
+  last_fired: string | null;
+}
+
+export interface ITemplate {
+  key: string;
+  kind: string;
+  source: string;
+  description: string;
+  default_name: string;
+  parameters: string[];
+  text: string;
+}
+
+export interface ILatestBlock {
+  status: BlockStatus;
+  duration: number | null;
+  started_at: string | null;
+  ended_at: string | null;
+  error: string | null;
+  source: 'run' | 'interactive';
+  run_id: string | null;
+}
+
+export interface ILatest {
+  pipeline: string;
+  blocks: Record<string, ILatestBlock>;
+}
+
+export interface IApiError {
+  message: string;
+  hint: string;
+  kind: string;
+}
