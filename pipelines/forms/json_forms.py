@@ -98,6 +98,8 @@ def pipeline_json(
         "errors": len(pipeline.errors),
         "warnings": len(pipeline.warnings),
         "block_count": len(pipeline.blocks),
+        # pipeline.toml `[params]` defaults (a run form starts from them), secrets masked.
+        "params": json_params(masked(pipeline.config.params)),
         "schedule": _schedule_config_json(pipeline.config.schedule),
         "last_run": None if last_run is None else run_json(last_run, with_blocks=False),
     }

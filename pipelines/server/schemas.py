@@ -83,6 +83,11 @@ _SUMMARY_FIELDS: dict[str, Schema] = {
     "errors": {"type": "integer"},
     "warnings": {"type": "integer"},
     "block_count": {"type": "integer"},
+    "params": {
+        **_PARAMS,
+        "description": "the [params] defaults of pipeline.toml, secret-named ones masked; {} "
+        "when pipeline.toml cannot be read",
+    },
     "schedule": {"oneOf": [{"type": "null"}, obj("a pipeline's [schedule]", **_SCHEDULE_FIELDS)]},
     "last_run": {"oneOf": [{"type": "null"}, ref("Run")]},
 }

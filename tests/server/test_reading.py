@@ -23,6 +23,11 @@ LOAD = (
 DOUBLE = "%%block double\ndoubled = [2 * r for r in rows]\nprint(label, sum(doubled))"
 BROKEN = "%%block broken\nraise ValueError('no such file: trips.csv')"
 SCHEDULED = '[params]\nlabel = "sum"\n\n[schedule]\ncron = "0 6 * * *"\n'
+# TOML types (a date, a number) and values to hide: a secret name, a URL with a password.
+PARAMS = (
+    '[params]\nday = 2024-01-31\nlimit = 10\ndb_password = "hunter22"\n'
+    'warehouse = "postgresql://me:pw123@db/x"\n'
+)
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     root = tmp_path_factory.mktemp("shared")
     (root / "blockbook.toml").touch()
     write_pipeline(root, "chain", {"a.ipynb": [LOAD, DOUBLE], "b.ipynb": [BROKEN]}, SCHEDULED)
-    write_pipeline(root, "invalid", {"a.ipynb": ["%%block a --upstream nowhere\nx = 1"]})
+    write_pipeline(root, "invalid", {"a.ipynb": ["%%block a --upstream nowhere\nx = 1"]}, PARAMS)
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv(DATABASE_URL_ENV, raising=False)
         with Project(root) as project:
@@ -66,6 +71,20 @@ async def test_pipelines_lists_each_with_its_newest_run(api: Api, shared: Shared
     assert listed["chain"]["schedule"]["cron"] == "0 6 * * *"
     assert listed["invalid"]["ok"] is False
     assert listed["invalid"]["last_run"] is None
+
+
+async def test_summaries_hold_the_params_defaults_secrets_masked(api: Api) -> None:
+    listed = {p["pipeline"]: p for p in (await api.get("pipelines")).body["pipelines"]}
+    detail = await api.get("pipelines/{name}", name="invalid")
+
+    assert listed["chain"]["params"] == {"label": "sum"}
+    assert listed["invalid"]["params"] == {
+        "day": "2024-01-31",
+        "limit": 10,
+        "db_password": "********",
+        "warehouse": "postgresql://me:********@db/x",
+    }
+    assert detail.body["params"] == listed["invalid"]["params"]
 
 
 async def test_pipeline_is_the_graph_with_each_blocks_last_status_and_duration(
