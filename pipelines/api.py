@@ -28,6 +28,7 @@ from pipelines.assembly.project import (
     notebook_files,
     resolve_pipeline,
 )
+from pipelines.assembly.templates import TEMPLATES, Template
 from pipelines.errors import InvalidInputError, NotFoundError
 from pipelines.params import ParamValue, json_params, masked, merge
 from pipelines.rundir.artifacts import ArtifactStore
@@ -180,6 +181,10 @@ class Project:
         if errors:
             raise InvalidInputError(errors[0].format(), hint="fix pipeline.toml first")
         return config
+
+    def templates(self) -> tuple[Template, ...]:
+        """The block templates `%block_new` inserts, for a frontend's "new block" menu."""
+        return TEMPLATES
 
     # ---- runs --------------------------------------------------------------------------
 

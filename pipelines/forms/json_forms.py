@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.assembly.blocks import Block
 from pipelines.assembly.config import ScheduleConfig
 from pipelines.assembly.pipeline import Pipeline
+from pipelines.assembly.templates import Template
 from pipelines.params import json_params, masked
 from pipelines.rundir.layout import executed_notebook
 from pipelines.rundir.state import seconds_between
@@ -136,6 +137,19 @@ def _schedule_config_json(config: ScheduleConfig | None) -> dict[str, Any] | Non
         "max_active_runs": config.max_active_runs,
         # pipeline.toml may name credentials (`${TOKEN}` expanded or not): never shown.
         "params": json_params(masked(config.params)),
+    }
+
+
+def template_json(template: Template) -> dict[str, Any]:
+    """A block template of `%block_new`; `text` is the cell it inserts (default block name)."""
+    return {
+        "key": template.key,
+        "kind": str(template.kind),
+        "source": template.source,
+        "description": template.description,
+        "default_name": template.default_name,
+        "parameters": list(template.parameters),
+        "text": template.render(),
     }
 
 

@@ -144,6 +144,13 @@ class StartRunHandler(BlockbookHandler):
         self.send_json(started, HTTPStatus.CREATED)
 
 
+class TemplatesHandler(BlockbookHandler):
+    @tornado.web.authenticated
+    @authorized("read", resource=AUTH_RESOURCE)
+    async def get(self) -> None:
+        self.send_json(await self.call(views.templates))
+
+
 # ---- runs --------------------------------------------------------------------------------
 
 

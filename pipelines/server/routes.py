@@ -112,6 +112,19 @@ ROUTES: tuple[Route, ...] = (
         },
     ),
     Route(
+        "templates",
+        h.TemplatesHandler,
+        {
+            "get": Operation(
+                "The block templates of %block_new, each with the cell it inserts",
+                "TemplateList",
+                errors=(),
+                description="`text` is the whole cell (header with `default_name`, body, "
+                "@test); to name the block otherwise, replace the name in its first line.",
+            )
+        },
+    ),
+    Route(
         "runs",
         h.RunsHandler,
         {

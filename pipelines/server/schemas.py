@@ -24,8 +24,9 @@ def ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def obj(description: str, **properties: Schema) -> Schema:
-    """An object whose listed properties are all present (some may be null)."""
+def obj(description: str, /, **properties: Schema) -> Schema:
+    """An object whose listed properties are all present (some may be null); `description` is
+    positional, so a property may be named so."""
     return {
         "type": "object",
         "description": description,
@@ -219,5 +220,20 @@ SCHEMAS: dict[str, Schema] = {
         last_fired=TIME,
     ),
     "ScheduleList": obj("every valid schedule under the root", schedules=array(ref("Schedule"))),
+    "Template": obj(
+        "a block template of %block_new",
+        key={"type": "string", "description": "`KIND SOURCE`, unique: `loader csv`"},
+        kind={"type": "string", "description": "the block kind (--kind): loader, exporter, ..."},
+        source={"type": "string", "description": "what it reads or writes: csv, sql, ..."},
+        description=TEXT,
+        default_name={"type": "string", "description": "the block name `text` has"},
+        parameters={
+            **array(TEXT),
+            "description": "the names the body reads and the user sets (a plain cell, an "
+            "upstream block or [params])",
+        },
+        text={"type": "string", "description": "the whole cell to insert: header, body, @test"},
+    ),
+    "TemplateList": obj("every block template", templates=array(ref("Template"))),
     "OpenAPI": {"type": "object", "description": "this document"},
 }

@@ -539,6 +539,24 @@ def test_find_template_explains_mistakes(words: list[str], expected: str) -> Non
         assert "Templates (" in str(info.value), "the template list comes with the error"
 
 
+def test_the_templates_are_plain_data_of_pipelines_the_magic_only_presents() -> None:
+    from pipelines.assembly import templates as data
+    from pipelines.errors import InvalidInputError
+
+    assert TEMPLATES is data.TEMPLATES
+    assert find_template(["loader", "csv"]) == data.find_template(["loader", "csv"])
+    with pytest.raises(InvalidInputError) as info:
+        data.find_template(["loadr", "csv"])
+    assert "did you mean `loader`?" in info.value.message
+    assert info.value.hint == listing()
+    # The REST server lists them: the data must load without IPython.
+    code = (
+        "import sys, pipelines.assembly.templates\n"
+        "assert 'IPython' not in sys.modules and 'kernel_magics' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_the_extension_imports_no_data_library() -> None:
     # Loading the extension must stay quick: pandas and SQLAlchemy load when a block runs.
     code = (

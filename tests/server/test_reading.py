@@ -13,6 +13,7 @@ import pytest
 
 import pipelines.store.queue as queue
 from pipelines.api import Project
+from pipelines.assembly.templates import TEMPLATES, find_template
 from pipelines.store.run_store import DATABASE_URL_ENV
 from tests.server.conftest import Api, wait_for_end, write_pipeline
 
@@ -273,6 +274,26 @@ async def test_the_debug_folder_is_no_pipeline(api: Api, shared: Shared) -> None
     reply = await api.get("pipelines")
 
     assert {p["pipeline"] for p in reply.body["pipelines"]} == {"chain", "invalid"}
+
+
+# ---- templates ---------------------------------------------------------------------------
+
+
+async def test_templates_are_those_of_block_new_with_the_cells_they_insert(api: Api) -> None:
+    reply = await api.get("templates")
+
+    listed = {template["key"]: template for template in reply.body["templates"]}
+    assert list(listed) == [template.key for template in TEMPLATES]
+    csv = listed["loader csv"]
+    assert (csv["kind"], csv["source"], csv["default_name"], csv["parameters"]) == (
+        "loader",
+        "csv",
+        "load_csv",
+        ["csv_path"],
+    )
+    assert csv["text"] == find_template(["loader", "csv"])[0].render()
+    assert csv["text"].startswith("%%block load_csv --kind loader\n")
+    assert "@test" in csv["text"]
 
 
 # ---- schedules ---------------------------------------------------------------------------
