@@ -45,8 +45,8 @@ export interface IRun {
 
 export interface ITestRecord {
   name: string;
-  status: string;
-  message?: string;
+  outcome: string;
+  message: string;
 }
 
 export interface IRunBlock {

@@ -1,0 +1,457 @@
+// The runs view (newest first, filtered by pipeline and status, a page at a time) and a run's
+// page: its blocks, the graph coloured by the run, logs, cancel, resume and debug.
+import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
+import { ReactWidget } from '@jupyterlab/ui-components';
+import * as React from 'react';
+
+import { BlockbookApi } from './api';
+import { formatDuration, formatTime } from './format';
+import { blockStates, GraphCanvas } from './graph';
+import { blockbookIcon } from './icons';
+import { Change, isTerminal, LiveUpdates } from './live';
+import { RUN_STATUSES, RunStatus } from './statuses';
+import { IGraphBlock, IPipeline, IRun, IRunBlock, IRunWithBlocks } from './types';
+
+export const RUNS_ID = 'blockbook-runs';
+const PAGE_SIZE = 50;
+
+export interface IRunsViewOptions {
+  api: BlockbookApi;
+  live: LiveUpdates;
+  openRun: (runId: string) => void;
+}
+
+export class RunsView extends ReactWidget {
+  constructor(private readonly options: IRunsViewOptions) {
+    super();
+    this.id = RUNS_ID;
+    this.addClass('bb-RunsView');
+    this.title.icon = blockbookIcon;
+    this.title.label = 'Blockbook runs';
+    this.title.closable = true;
+    options.live.changed.connect(this._onChange, this);
+    void this.refresh();
+  }
+
+  /** Show only this pipeline's runs (its name), or every run. */
+  setPipeline(pipeline: string): void {
+    if (pipeline !== this._pipeline) {
+      this._pipeline = pipeline;
+      void this.refresh();
+    }
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      const page = await this.options.api.runs(this._query());
+      this._runs = page.runs;
+      this._nextBefore = page.next_before;
+      this._error = null;
+    } catch (error) {
+      this._error = (error as Error).message;
+    }
+    this.update();
+  }
+
+  dispose(): void {
+    this.options.live.changed.disconnect(this._onChange, this);
+    super.dispose();
+  }
+
+  render(): JSX.Element {
+    return (
+      <div className="bb-RunsView-body">
+        <header className="bb-ViewHeader">
+          <h2>Runs</h2>
+          <label>
+            Pipeline{' '}
+            <input
+              className="jp-mod-styled"
+              name="pipeline"
+              value={this._pipeline}
+              placeholder="all"
+              onChange={event => this.setPipeline(event.target.value.trim())}
+            />
+          </label>
+          <label>
+            Status{' '}
+            <select
+              className="jp-mod-styled"
+              name="status"
+              value={this._status}
+              onChange={event => {
+                this._status = event.target.value as RunStatus | '';
+                void this.refresh();
+              }}
+            >
+              <option value="">all</option>
+              {RUN_STATUSES.map(status => (
+                <option key={status} value={status}>
+                  {status}
+                </option>
+              ))}
+            </select>
+          </label>
+          <button className="jp-mod-styled bb-Button" data-action="refresh" onClick={() => void this.refresh()}>
+            Refresh
+          </button>
+        </header>
+        {this._error && <p className="bb-Error" role="alert">{this._error}</p>}
+        <table className="bb-Table">
+          <thead>
+            <tr>
+              <th>Run</th>
+              <th>Pipeline</th>
+              <th>Status</th>
+              <th>Trigger</th>
+              <th>Started</th>
+              <th>Duration</th>
+            </tr>
+          </thead>
+          <tbody>
+            {this._runs.map(run => (
+              <RunRow key={run.run_id} run={run} open={this.options.openRun} />
+            ))}
+          </tbody>
+        </table>
+        {this._runs.length === 0 && !this._error && <p className="bb-Empty">No runs yet.</p>}
+        {this._nextBefore && (
+          <button className="jp-mod-styled bb-Button" data-action="more" onClick={() => void this._more()}>
+            Older runs
+          </button>
+        )}
+      </div>
+    );
+  }
+
+  private _query() {
+    return {
+      pipeline: this._pipeline || undefined,
+      status: this._status || undefined,
+      limit: PAGE_SIZE
+    };
+  }
+
+  private async _more(): Promise<void> {
+    if (!this._nextBefore) {
+      return;
+    }
+    const page = await this.options.api.runs({ ...this._query(), before: this._nextBefore });
+    this._runs = [...this._runs, ...page.runs];
+    this._nextBefore = page.next_before;
+    this.update();
+  }
+
+  private _onChange(_: LiveUpdates, change: Change): void {
+    if (change.kind === 'run') {
+      void this.refresh();
+    }
+  }
+
+  private _pipeline = '';
+  private _status: RunStatus | '' = '';
+  private _runs: IRun[] = [];
+  private _nextBefore: string | null = null;
+  private _error: string | null = null;
+}
+
+function RunRow(props: { run: IRun; open: (runId: string) => void }): JSX.Element {
+  const { run } = props;
+  return (
+    <tr
+      className="bb-RunRow"
+      data-run={run.run_id}
+      data-status={run.status}
+      tabIndex={0}
+      onClick={() => props.open(run.run_id)}
+      onKeyDown={event => event.key === 'Enter' && props.open(run.run_id)}
+      title="Open this run"
+    >
+      <td>
+        <code>{run.run_id}</code>
+      </td>
+      <td>{run.pipeline}</td>
+      <td>
+        <span className={`bb-Chip bb-status-${run.status}`}>{run.status}</span>
+      </td>
+      <td>{run.trigger}</td>
+      <td>{formatTime(run.started_at ?? run.created_at)}</td>
+      <td>{formatDuration(run.duration)}</td>
+    </tr>
+  );
+}
+
+export interface IRunViewOptions {
+  api: BlockbookApi;
+  live: LiveUpdates;
+  runId: string;
+  /** Opens a block's executed notebook of this run at its cell. */
+  openExecuted: (runId: string, block: string) => Promise<void>;
+  /** Opens a contents path (the debug notebook). */
+  openPath: (path: string) => void;
+  openSourceBlock: (pipeline: IPipeline, block: IGraphBlock) => void;
+  /** Starts a run that resumes this one; answers the new run's id. */
+  resume: (run: IRun) => Promise<string | undefined>;
+}
+
+export class RunView extends ReactWidget {
+  constructor(private readonly options: IRunViewOptions) {
+    super();
+    this.id = `blockbook-run-${options.runId}`;
+    this.addClass('bb-RunView');
+    this.title.icon = blockbookIcon;
+    this.title.label = `Run ${options.runId}`;
+    this.title.closable = true;
+    options.live.changed.connect(this._onChange, this);
+    void this.refresh();
+  }
+
+  get runId(): string {
+    return this.options.runId;
+  }
+
+  async refresh(): Promise<void> {
+    const { api, runId } = this.options;
+    try {
+      this._run = await api.run(runId);
+      this._error = null;
+      this.title.label = `${this._run.pipeline} run ${runId}`;
+      if (!this._pipeline) {
+        this._pipeline = await api.pipeline(encodeURIComponent(this._run.pipeline_path));
+      }
+    } catch (error) {
+      this._error = (error as Error).message;
+    }
+    this.update();
+  }
+
+  dispose(): void {
+    this.options.live.changed.disconnect(this._onChange, this);
+    super.dispose();
+  }
+
+  render(): JSX.Element {
+    const run = this._run;
+    if (!run) {
+      return <p className={this._error ? 'bb-Error' : 'bb-Empty'}>{this._error ?? 'Loading…'}</p>;
+    }
+    const ended = isTerminal(run.status);
+    return (
+      <div className="bb-RunView-body" data-run={run.run_id} data-run-status={run.status}>
+        <header className="bb-ViewHeader">
+          <h2>
+            {run.pipeline} <code>{run.run_id}</code>
+          </h2>
+          <span className={`bb-Chip bb-status-${run.status}`}>{run.status}</span>
+          <button
+            className="jp-mod-styled jp-mod-warn bb-Button"
+            data-action="cancel"
+            disabled={ended}
+            onClick={() => void this._cancel()}
+          >
+            Cancel
+          </button>
+          <button
+            className="jp-mod-styled bb-Button"
+            data-action="resume"
+            disabled={!ended || run.status === 'success'}
+            title="Run again what did not succeed, reusing what did"
+            onClick={() => void this.options.resume(run)}
+          >
+            Retry what did not succeed
+          </button>
+        </header>
+        <dl className="bb-RunFacts">
+          <dt>Trigger</dt>
+          <dd>{run.trigger}</dd>
+          <dt>Started</dt>
+          <dd>{formatTime(run.started_at ?? run.created_at)}</dd>
+          <dt>Duration</dt>
+          <dd>{formatDuration(run.duration) || '–'}</dd>
+          {run.resumed_from && (
+            <>
+              <dt>Resumes</dt>
+              <dd>
+                <code>{run.resumed_from}</code>
+              </dd>
+            </>
+          )}
+          {Object.keys(run.params).length > 0 && (
+            <>
+              <dt>Parameters</dt>
+              <dd>
+                {Object.entries(run.params)
+                  .map(([name, value]) => `${name}=${value}`)
+                  .join(', ')}
+              </dd>
+            </>
+          )}
+        </dl>
+        {this._error && <p className="bb-Error" role="alert">{this._error}</p>}
+        {run.error && <pre className="bb-Error bb-RunError">{run.error}</pre>}
+        <table className="bb-Table">
+          <thead>
+            <tr>
+              <th>Block</th>
+              <th>Status</th>
+              <th>Attempts</th>
+              <th>Duration</th>
+              <th>Tests</th>
+              <th>Error</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {run.blocks.map(block => (
+              <BlockRow
+                key={block.name}
+                block={block}
+                showLog={() => void this._showLog(block.name)}
+                openNotebook={() => void this._openExecuted(block.name)}
+                debug={() => void this._debug(block.name)}
+              />
+            ))}
+          </tbody>
+        </table>
+        {this._log && (
+          <section className="bb-Log" data-log-block={this._log.block}>
+            <h3>
+              Output of <code>{this._log.block}</code>
+              <button className="jp-mod-styled bb-Button" onClick={() => this._closeLog()}>
+                Close
+              </button>
+            </h3>
+            <pre>{this._log.text || '(nothing printed)'}</pre>
+          </section>
+        )}
+        {this._pipeline && (
+          <section className="bb-RunGraph">
+            <h3>Graph of this run</h3>
+            <GraphCanvas
+              blocks={this._pipeline.blocks}
+              states={blockStates(run.blocks)}
+              onOpenBlock={block => this.options.openSourceBlock(this._pipeline!, block)}
+            />
+          </section>
+        )}
+      </div>
+    );
+  }
+
+  private async _cancel(): Promise<void> {
+    const answer = await showDialog({
+      title: 'Cancel this run?',
+      body: `Blocks still running in ${this.options.runId} are stopped; finished ones keep their results.`,
+      buttons: [Dialog.cancelButton({ label: 'Keep running' }), Dialog.warnButton({ label: 'Cancel run' })]
+    });
+    if (!answer.button.accept) {
+      return;
+    }
+    try {
+      this._run = await this.options.api.cancel(this.options.runId);
+    } catch (error) {
+      await showErrorMessage('Could not cancel the run', error as Error);
+    }
+    this.update();
+  }
+
+  private async _showLog(block: string): Promise<void> {
+    try {
+      const text = await this.options.api.blockLog(this.options.runId, block);
+      this._log = { block, text };
+    } catch (error) {
+      this._log = { block, text: (error as Error).message };
+    }
+    this.update();
+  }
+
+  private _closeLog(): void {
+    this._log = null;
+    this.update();
+  }
+
+  private async _openExecuted(block: string): Promise<void> {
+    try {
+      await this.options.openExecuted(this.options.runId, block);
+    } catch (error) {
+      await showErrorMessage('Could not open the executed notebook', error as Error);
+    }
+  }
+
+  private async _debug(block: string): Promise<void> {
+    try {
+      const notebook = await this.options.api.debug(this.options.runId, block);
+      this.options.openPath(notebook.path);
+    } catch (error) {
+      await showErrorMessage('Could not create the debug notebook', error as Error);
+    }
+  }
+
+  private _onChange(_: LiveUpdates, change: Change): void {
+    if (change.kind !== 'pipelines' && change.run_id === this.options.runId) {
+      if (this._refreshTimer === null) {
+        this._refreshTimer = window.setTimeout(() => {
+          this._refreshTimer = null;
+          void this.refresh();
+        }, 150);
+      }
+    }
+  }
+
+  private _run: IRunWithBlocks | null = null;
+  private _pipeline: IPipeline | null = null;
+  private _error: string | null = null;
+  private _log: { block: string; text: string } | null = null;
+  private _refreshTimer: number | null = null;
+}
+
+function BlockRow(props: {
+  block: IRunBlock;
+  showLog: () => void;
+  openNotebook: () => void;
+  debug: () => void;
+}): JSX.Element {
+  const { block } = props;
+  const ran = block.status !== 'pending' && block.status !== 'upstream_failed' && block.status !== 'skipped';
+  const passed = block.tests.filter(test => test.outcome === 'passed').length;
+  return (
+    <tr className="bb-BlockRow" data-block={block.name} data-status={block.status}>
+      <td>
+        <code>{block.name}</code>
+      </td>
+      <td>
+        <span className={`bb-Chip bb-status-${block.status}`}>{block.status.replace('_', ' ')}</span>
+        {block.reused_from && <span title={`reused from ${block.reused_from}`}> (reused)</span>}
+      </td>
+      <td>{block.attempts}</td>
+      <td>{formatDuration(block.duration)}</td>
+      <td title={block.tests.map(test => `${test.name}: ${test.outcome}`).join('\n')}>
+        {block.tests.length ? `${passed}/${block.tests.length} passed` : ''}
+      </td>
+      <td className="bb-BlockRow-error">{block.error ?? ''}</td>
+      <td className="bb-BlockRow-actions">
+        <button className="jp-mod-styled bb-Button" data-action="log" disabled={!ran} onClick={props.showLog}>
+          Log
+        </button>
+        <button
+          className="jp-mod-styled bb-Button"
+          data-action="open-notebook"
+          disabled={!ran}
+          title="Open the executed notebook at this block's cell"
+          onClick={props.openNotebook}
+        >
+          Open cell
+        </button>
+        <button
+          className="jp-mod-styled bb-Button"
+          data-action="debug"
+          disabled={!ran}
+          title="Create a notebook that re-creates this block with its inputs"
+          onClick={props.debug}
+        >
+          Debug
+        </button>
+      </td>
+    </tr>
+  );
+}
