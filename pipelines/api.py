@@ -32,7 +32,7 @@ from pipelines.assembly.templates import TEMPLATES, Template
 from pipelines.errors import InvalidInputError, NotFoundError
 from pipelines.params import ParamValue, json_params, masked, merge
 from pipelines.rundir.artifacts import ArtifactStore
-from pipelines.rundir.layout import launch_log
+from pipelines.rundir.layout import dev_dir, launch_log
 from pipelines.rundir.state import now as clock
 from pipelines.runs.selection import check_only, check_runnable
 from pipelines.scheduling.launcher import LaunchRequest, SubprocessLauncher
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from pipelines.runs.runner import Runner, RunOptions, RunResult
     from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions
     from pipelines.scheduling.upcoming import ScheduleInfo
+    from pipelines.store.latest import LatestBlocks
     from pipelines.store.records import BlockRunRecord, RunId, RunRecord
     from pipelines.store.run_store import RunStore
 
@@ -206,6 +207,15 @@ class Project:
         if record is None:
             raise NotFoundError(f"no run `{run_id}`", hint="`blockbook runs` lists run ids")
         return record
+
+    def latest(self, name: str | Path) -> LatestBlocks:
+        """Each block's latest status: from the newest run that has it, or from running it by
+        hand (the dev area), whichever is newer; blocks never executed are left out."""
+        from pipelines.store.latest import latest_blocks
+
+        pipeline = self.assemble(name)
+        dev_area = dev_dir(self.root, pipeline.folder.name)  # as the %%block magic names it
+        return latest_blocks(self.store, pipeline.name, pipeline.blocks, dev_area)
 
     def last_success(self, pipeline: str, block: str) -> RunRecord | None:
         """The newest run of `pipeline` in which `block` succeeded."""

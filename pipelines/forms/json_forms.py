@@ -16,6 +16,7 @@ from pipelines.rundir.layout import executed_notebook
 from pipelines.rundir.state import seconds_between
 
 if TYPE_CHECKING:
+    from pipelines.store.latest import LatestBlock, LatestBlocks
     from pipelines.store.records import BlockRunRecord, RunRecord
 
 
@@ -112,6 +113,26 @@ def pipeline_json(
 
 def _blocks_by_name(record: RunRecord) -> dict[str, dict[str, Any]]:
     return {block.block: block_run_json(record, block) for block in record.blocks}
+
+
+def latest_json(latest: LatestBlocks) -> dict[str, Any]:
+    """Each block's latest status (`Project.latest`), for a badge on its cell."""
+    return {
+        "pipeline": latest.pipeline,
+        "blocks": {name: _latest_block_json(block) for name, block in latest.blocks.items()},
+    }
+
+
+def _latest_block_json(block: LatestBlock) -> dict[str, Any]:
+    return {
+        "status": str(block.status),
+        "duration": seconds_between(block.started_at, block.ended_at),
+        "started_at": _iso(block.started_at),
+        "ended_at": _iso(block.ended_at),
+        "error": block.error,
+        "source": str(block.source),
+        "run_id": block.run_id,
+    }
 
 
 def schedule_json(

@@ -133,6 +133,13 @@ class ProblemsHandler(BlockbookHandler):
         self.send_json(await self.call(views.problems, name))
 
 
+class LatestHandler(BlockbookHandler):
+    @tornado.web.authenticated
+    @authorized("read", resource=AUTH_RESOURCE)
+    async def get(self, name: str) -> None:
+        self.send_json(await self.call(views.latest, name))
+
+
 class StartRunHandler(BlockbookHandler):
     @tornado.web.authenticated
     @authorized("write", resource=AUTH_RESOURCE)

@@ -96,6 +96,20 @@ ROUTES: tuple[Route, ...] = (
         },
     ),
     Route(
+        "pipelines/{name}/latest",
+        h.LatestHandler,
+        {
+            "get": Operation(
+                "Each block's latest status, for a badge on its cell",
+                "LatestBlocks",
+                errors=(HTTPStatus.NOT_FOUND, HTTPStatus.BAD_REQUEST),
+                description="From the newest run that has the block, or from running it by "
+                "hand in a notebook (`source`: interactive), whichever ended (or started) "
+                "later. Blocks never executed are absent.",
+            )
+        },
+    ),
+    Route(
         "pipelines/{name}/runs",
         h.StartRunHandler,
         {

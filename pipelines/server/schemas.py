@@ -160,6 +160,25 @@ SCHEMAS: dict[str, Schema] = {
             },
         },
     },
+    "LatestBlock": obj(
+        "how a block went the last time it was executed: in a run, or by hand in a notebook",
+        status=enum(BlockStatus),
+        duration=SECONDS,
+        started_at=TIME,
+        ended_at=TIME,
+        error=NULLABLE_TEXT,
+        source=enum(["run", "interactive"]),
+        run_id={**NULLABLE_TEXT, "description": "the run; null when run by hand (interactive)"},
+    ),
+    "LatestBlocks": obj(
+        "each block's latest status, for a badge on its cell",
+        pipeline=TEXT,
+        blocks={
+            "type": "object",
+            "description": "block name -> its latest status; blocks never executed are absent",
+            "additionalProperties": ref("LatestBlock"),
+        },
+    ),
     "RunStarted": obj("the run just recorded and launched", run_id=TEXT),
     "Run": obj("a run (run_json)", **_RUN_FIELDS),
     "RunBlock": obj(

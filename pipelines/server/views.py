@@ -10,7 +10,13 @@ from typing import Any
 
 from pipelines.api import Project
 from pipelines.errors import InvalidInputError, NotFoundError
-from pipelines.forms.json_forms import pipeline_json, run_json, schedule_json, template_json
+from pipelines.forms.json_forms import (
+    latest_json,
+    pipeline_json,
+    run_json,
+    schedule_json,
+    template_json,
+)
 from pipelines.server.inputs import RunRequest, RunsQuery
 from pipelines.server.notebooks import (
     DEBUG_FOLDER,
@@ -50,6 +56,10 @@ def problems(project: Project, name: str) -> dict[str, Any]:
         "ok": assembled.ok,
         "problems": [problem.to_json() for problem in assembled.problems],
     }
+
+
+def latest(project: Project, name: str) -> dict[str, Any]:
+    return latest_json(project.latest(pipeline_folder(project, name)))
 
 
 def templates(project: Project) -> dict[str, Any]:

@@ -1,11 +1,13 @@
 """The read routes over one shared project whose pipeline ran once (really: runner process and
-kernels) before the tests of this module: listings, graph, problems, a run and its blocks'
-logs, executed and debug notebooks, schedules, and the errors of each."""
+kernels), and one of whose blocks then ran by hand in a kernel, before the tests of this module:
+listings, graph, problems, latest block statuses, a run and its blocks' logs, executed and debug
+notebooks, templates, schedules, and the errors of each."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
@@ -14,7 +16,11 @@ import pytest
 import pipelines.store.queue as queue
 from pipelines.api import Project
 from pipelines.assembly.templates import TEMPLATES, find_template
+from pipelines.rundir.layout import dev_dir
+from pipelines.rundir.state import BlockState, write_state
+from pipelines.status import BlockStatus
 from pipelines.store.run_store import DATABASE_URL_ENV
+from tests.helpers.notebooks import LOAD_EXT, execute_in_kernel
 from tests.server.conftest import Api, wait_for_end, write_pipeline
 
 LOAD = (
@@ -40,7 +46,8 @@ class Shared:
 @pytest.fixture(scope="session")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     """A project with pipeline `chain` (load -> double, and broken) run once to its end
-    (failed: `broken` raises), and pipeline `invalid`, which cannot run."""
+    (failed: `broken` raises), then `load` run by hand in a kernel; and pipeline `invalid`,
+    which cannot run."""
     root = tmp_path_factory.mktemp("shared")
     (root / "blockbook.toml").touch()
     write_pipeline(root, "chain", {"a.ipynb": [LOAD, DOUBLE], "b.ipynb": [BROKEN]}, SCHEDULED)
@@ -50,6 +57,21 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
         with Project(root) as project:
             run_id = project.start("chain", {"label": "total"})
         wait_for_end(root, run_id)
+        by_hand = execute_in_kernel(root / "chain", [LOAD_EXT, LOAD])
+        assert "block load: success" in str(by_hand.cells[1].outputs), by_hand.cells[1].outputs
+        # `double` failed by hand long before the run, as the magic records it in the dev area.
+        long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+        write_state(
+            dev_dir(root, "chain"),
+            BlockState(
+                "double",
+                BlockStatus.FAILED,
+                "",
+                error="NameError: name 'rows' is not defined",
+                started_at=long_ago,
+                ended_at=long_ago,
+            ),
+        )
         yield Shared(root, run_id)
 
 
@@ -103,6 +125,48 @@ async def test_pipeline_is_the_graph_with_each_blocks_last_status_and_duration(
         "broken": "failed",
     }
     assert all(b["duration"] >= 0 for b in last.values())
+
+
+async def test_latest_is_each_blocks_newest_status_from_a_run_or_by_hand(
+    api: Api, shared: Shared
+) -> None:
+    reply = await api.get("pipelines/{name}/latest", name="chain")
+    run = (await api.get("runs/{run_id}", run_id=shared.run_id)).body
+
+    assert reply.code == 200
+    assert reply.body["pipeline"] == "chain"
+    blocks = reply.body["blocks"]
+    assert {name: (b["status"], b["source"], b["run_id"]) for name, b in blocks.items()} == {
+        "load": ("success", "interactive", None),  # by hand after the run
+        "double": ("success", "run", shared.run_id),  # by hand long before it
+        "broken": ("failed", "run", shared.run_id),
+    }
+    assert list(blocks) == ["load", "double", "broken"]
+    ran = {block["name"]: block for block in run["blocks"]}
+    assert blocks["load"]["started_at"] > ran["load"]["ended_at"]
+    assert blocks["double"] == {
+        "status": "success",
+        "duration": ran["double"]["duration"],
+        "started_at": ran["double"]["started_at"],
+        "ended_at": ran["double"]["ended_at"],
+        "error": None,
+        "source": "run",
+        "run_id": shared.run_id,
+    }
+    assert "no such file: trips.csv" in blocks["broken"]["error"]
+    assert blocks["load"]["duration"] >= 0
+
+
+async def test_latest_leaves_out_blocks_never_executed(api: Api) -> None:
+    reply = await api.get("pipelines/{name}/latest", name="invalid")
+
+    assert reply.body == {"pipeline": "invalid", "blocks": {}}
+
+
+async def test_latest_of_an_unknown_pipeline_is_404(api: Api) -> None:
+    reply = await api.get("pipelines/{name}/latest", name="chian")
+
+    assert (reply.code, reply.body["kind"]) == (404, "not_found")
 
 
 async def test_problems_of_an_invalid_pipeline(api: Api) -> None:
