@@ -7,7 +7,6 @@ environment where Blockbook's dependencies (imported by `pipelines/__init__.py`)
 
 from __future__ import annotations
 
-import enum
 import importlib.util
 import sys
 from pathlib import Path
@@ -17,7 +16,8 @@ STATUS_MODULE = Path(__file__).resolve().parents[2] / "pipelines" / "status.py"
 
 def load_status_module():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("blockbook_status", STATUS_MODULE)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses and enums look their module up by name
     spec.loader.exec_module(module)

@@ -139,7 +139,13 @@ export class BlockbookApi {
     const url = URLExt.join(this.settings.baseUrl, API_PATH, path);
     let response: Response;
     try {
-      response = await ServerConnection.makeRequest(url, init, this.settings);
+      // 'no-cache' revalidates instead of adding ServerConnection's bare cache-busting
+      // query key, which the API's strict query checking would refuse.
+      response = await ServerConnection.makeRequest(
+        url,
+        { cache: 'no-cache', ...init },
+        this.settings
+      );
     } catch (error) {
       throw new ServerConnection.NetworkError(error as TypeError);
     }

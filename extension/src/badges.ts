@@ -4,18 +4,14 @@ import { CodeCell } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 
 import { BlockbookApi, pipelineKey } from './api';
+import { DRIVE_NAME } from './drive';
 import { formatDuration } from './format';
+import { blockName } from './header';
 import { LiveUpdates } from './live';
 import { PipelineListing } from './model';
-import { ILatestBlock } from './types';
+import { ILatestBlock, IRunWithBlocks } from './types';
 
-const HEADER = /^%%block\s+([A-Za-z_][A-Za-z0-9_]*)/;
 const BADGE_CLASS = 'bb-cell-badge';
-
-/** The block a cell holds, from its first line; null for other cells. */
-export function blockName(source: string): string | null {
-  return HEADER.exec(source)?.[1] ?? null;
-}
 
 export class CellBadges {
   constructor(
@@ -44,9 +40,15 @@ export class CellBadges {
   }
 
   async refresh(panel: NotebookPanel): Promise<void> {
-    await this.listing.ready();
-    const pipeline = this.listing.forNotebook(panel.context.path);
-    const latest = pipeline ? (await this.api.latest(pipelineKey(pipeline))).blocks : {};
+    const runId = executedRunId(panel.context.path);
+    let latest: Record<string, ILatestBlock> = {};
+    if (runId) {
+      latest = runBlocks(await this.api.run(runId));
+    } else {
+      await this.listing.ready();
+      const pipeline = this.listing.forNotebook(panel.context.path);
+      latest = pipeline ? (await this.api.latest(pipelineKey(pipeline))).blocks : {};
+    }
     this._latest.set(panel, latest);
     this._draw(panel);
   }
@@ -83,6 +85,30 @@ export class CellBadges {
 
   private _panels: NotebookPanel[] = [];
   private readonly _latest = new Map<NotebookPanel, Record<string, ILatestBlock>>();
+}
+
+/** An executed notebook of the runs drive names its run: `BlockbookRuns:RUN_ID/NAME.ipynb`. */
+function executedRunId(path: string): string | null {
+  const prefix = `${DRIVE_NAME}:`;
+  return path.startsWith(prefix) ? path.slice(prefix.length).split('/')[0] : null;
+}
+
+/** In an executed notebook, a badge tells how its block went in that run. */
+function runBlocks(run: IRunWithBlocks): Record<string, ILatestBlock> {
+  return Object.fromEntries(
+    run.blocks.map(block => [
+      block.name,
+      {
+        status: block.status,
+        duration: block.duration,
+        started_at: block.started_at,
+        ended_at: block.ended_at,
+        error: block.error,
+        source: 'run' as const,
+        run_id: run.run_id
+      }
+    ])
+  );
 }
 
 function paint(badge: HTMLElement, name: string, state: ILatestBlock | undefined): void {

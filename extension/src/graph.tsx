@@ -1,17 +1,24 @@
 // The graph view: a pipeline's blocks as a DAG (ELK layout, grouped by notebook), each node
 // coloured by its status in the newest run, or in one given run; live while a run is active.
 import { ReactWidget } from '@jupyterlab/ui-components';
-import ELK from 'elkjs/lib/elk.bundled.js';
 import * as React from 'react';
 
 import { BlockbookApi } from './api';
 import { formatDuration } from './format';
 import { blockbookIcon } from './icons';
+import type { ELK as ElkEngine } from 'elkjs/lib/elk-api';
+
 import { IPlacedGraph, layoutGraph, NODE_HEIGHT } from './layout';
 import { Change, LiveUpdates } from './live';
 import { IGraphBlock, IPipeline, IRunBlock } from './types';
 
-const elk = new ELK();
+let elkEngine: Promise<ElkEngine> | null = null;
+
+/** ELK is large: loaded with the first graph drawn, not with JupyterLab. */
+function elk(): Promise<ElkEngine> {
+  elkEngine ??= import('elkjs/lib/elk.bundled.js').then(module => new module.default());
+  return elkEngine;
+}
 
 export interface IBlockState {
   status: string;
@@ -37,7 +44,9 @@ export function GraphCanvas(props: IGraphCanvasProps): JSX.Element {
   const shape = JSON.stringify(props.blocks);
   React.useEffect(() => {
     let current = true;
-    layoutGraph(elk, props.blocks).then(
+    elk()
+      .then(engine => layoutGraph(engine, props.blocks))
+      .then(
       graph => current && setPlaced(graph),
       reason => current && setError(String(reason))
     );

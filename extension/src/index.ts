@@ -162,9 +162,13 @@ class Workbench {
     });
   }
 
-  async resume(run: IRun): Promise<string | undefined> {
+  async pipelineOf(run: IRun): Promise<IPipelineSummary | undefined> {
     await this.listing.ready();
-    const pipeline = this.listing.pipelines.find(p => p.path === run.pipeline_path);
+    return this.listing.pipelines.find(p => p.folder === run.pipeline_path);
+  }
+
+  async resume(run: IRun): Promise<string | undefined> {
+    const pipeline = await this.pipelineOf(run);
     if (!pipeline) {
       await showErrorMessage('Cannot resume', `No pipeline at ${run.pipeline_path} any more.`);
       return undefined;
@@ -253,6 +257,7 @@ class Workbench {
       },
       openPath: path => void this.docManager.openOrReveal(path),
       openSourceBlock: (p, block) => void this.openSourceBlock(p, block),
+      pipelineOf: run => this.pipelineOf(run),
       resume: run => this.resume(run)
     });
     this.app.shell.add(view, 'main');

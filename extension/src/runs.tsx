@@ -4,13 +4,20 @@ import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { BlockbookApi } from './api';
+import { BlockbookApi, pipelineKey } from './api';
 import { formatDuration, formatTime } from './format';
 import { blockStates, GraphCanvas } from './graph';
 import { blockbookIcon } from './icons';
 import { Change, isTerminal, LiveUpdates } from './live';
 import { RUN_STATUSES, RunStatus } from './statuses';
-import { IGraphBlock, IPipeline, IRun, IRunBlock, IRunWithBlocks } from './types';
+import {
+  IGraphBlock,
+  IPipeline,
+  IPipelineSummary,
+  IRun,
+  IRunBlock,
+  IRunWithBlocks
+} from './types';
 
 export const RUNS_ID = 'blockbook-runs';
 const PAGE_SIZE = 50;
@@ -190,6 +197,8 @@ export interface IRunViewOptions {
   /** Opens a contents path (the debug notebook). */
   openPath: (path: string) => void;
   openSourceBlock: (pipeline: IPipeline, block: IGraphBlock) => void;
+  /** The pipeline a run belongs to (its folder), if it is still under the root. */
+  pipelineOf: (run: IRun) => Promise<IPipelineSummary | undefined>;
   /** Starts a run that resumes this one; answers the new run's id. */
   resume: (run: IRun) => Promise<string | undefined>;
 }
@@ -217,7 +226,8 @@ export class RunView extends ReactWidget {
       this._error = null;
       this.title.label = `${this._run.pipeline} run ${runId}`;
       if (!this._pipeline) {
-        this._pipeline = await api.pipeline(encodeURIComponent(this._run.pipeline_path));
+        const summary = await this.options.pipelineOf(this._run);
+        this._pipeline = summary ? await api.pipeline(pipelineKey(summary)) : null;
       }
     } catch (error) {
       this._error = (error as Error).message;
