@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from pipelines.assembly.cache import AssemblyCache
+from pipelines.assembly.changes import PipelineChanges
 from pipelines.assembly.config import PipelineConfig, ScheduleConfig, load_pipeline_config
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.assembly.project import (
@@ -158,6 +159,10 @@ class Project:
 
     def pipeline_refs(self) -> list[PipelineRef]:
         return list_pipelines(self.root)
+
+    def pipeline_changes(self) -> PipelineChanges:
+        """A watch whose `look()` tells the pipeline folders added, removed or edited since."""
+        return PipelineChanges(self.root, lambda: [ref.folder for ref in self.pipeline_refs()])
 
     def notebooks(self, ref: PipelineRef) -> list[Path]:
         return notebook_files(ref.folder)

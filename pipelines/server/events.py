@@ -1,10 +1,16 @@
-"""Live run and block status changes as jupyter_events, for the frontend's event websocket.
+"""Live run and block status changes, and changed pipelines, as jupyter_events for the
+frontend's event websocket.
 
 A background task polls the run store for active (queued or running) runs, so runs started by
 any process (this server, the CLI, the scheduler) show up. It polls a few times a second while
 runs are active and every few seconds otherwise, when one query finds there are none; a run
 started through this server wakes it at once. Each change is one event: a run's status, or
 one block's status in a run.
+
+Every few seconds (the idle interval) it also looks at the pipelines' files under the root
+(`Project.pipeline_changes`: stat calls, a listing only when one can differ) and tells in one
+event which pipelines were added, removed or edited. A big tree makes looking slow, so it
+looks less often: looking takes at most a twentieth of the time.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +26,13 @@ from typing import Any
 from pipelines.api import Project
 from pipelines.errors import BlockbookError, NotFoundError
 from pipelines.forms.json_forms import run_json
+from pipelines.server.views import contents_path
 from pipelines.status import BlockStatus, RunStatus
 
 # URNs: an id needs to be a URI, not to resolve, and Blockbook has no domain to put them under.
 RUN_EVENT = "urn:blockbook:event:run:v1"
 BLOCK_EVENT = "urn:blockbook:event:block:v1"
+PIPELINES_EVENT = "urn:blockbook:event:pipelines:v1"
 
 _COMMON: dict[str, Any] = {
     "run_id": {"type": "string", "title": "run id"},
@@ -65,10 +74,29 @@ BLOCK_SCHEMA: dict[str, Any] = {
     },
 }
 
-SCHEMAS = (RUN_SCHEMA, BLOCK_SCHEMA)
+PIPELINES_SCHEMA: dict[str, Any] = {
+    "$id": PIPELINES_EVENT,
+    "version": "1",
+    "title": "Blockbook pipelines changed",
+    "description": "Pipelines under the server root were added, removed or edited (a notebook "
+    "or pipeline.toml): list them again.",
+    "type": "object",
+    "required": ["changed"],
+    "properties": {
+        "changed": {
+            "type": "array",
+            "items": {"type": "string"},
+            "title": "the pipelines' folders, as contents paths ('' for the root)",
+        },
+    },
+}
+
+SCHEMAS = (RUN_SCHEMA, BLOCK_SCHEMA, PIPELINES_SCHEMA)
 _ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 _MOST_ACTIVE = 500
 """Active runs watched at once (per status): far more than a project runs together."""
+_LOOKING_SHARE = 20
+"""Looks at the pipelines' files are at least this many times as far apart as one takes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +166,10 @@ class RunWatcher:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._pipelines = project.pipeline_changes()
+        self._next_look = 0.0
+        """When to look at the pipelines' files next (`time.monotonic`)."""
+        self._looking_fails = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="blockbook-runs")
@@ -145,6 +177,11 @@ class RunWatcher:
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    @property
+    def watching_pipelines(self) -> bool:
+        """Whether the first look at the pipelines was taken: changes after it are told."""
+        return self._pipelines.started
 
     def wake(self) -> None:
         """Look now: a run was just started here."""
@@ -182,11 +219,23 @@ class RunWatcher:
         }
         return events
 
+    def look_at_pipelines(self) -> list[Event]:
+        """One look at the pipelines' files (blocking): an event if some changed since the last
+        (none on the first look)."""
+        changed = self._pipelines.look()
+        if not changed:
+            return []
+        paths = [contents_path(self.project, folder) for folder in changed]
+        return [Event(PIPELINES_EVENT, {"changed": paths})]
+
     async def _loop(self) -> None:
         while not self._stopping:
             # Before the look, so a run started during it wakes the next one.
             self._wake.clear()
-            for event in await self._poll():
+            events = await self._poll()
+            if time.monotonic() >= self._next_look:
+                events += await self._look()
+            for event in events:
                 try:
                     self.emit(event)
                 except Exception:  # one bad event must not end the watching
@@ -209,6 +258,21 @@ class RunWatcher:
         if self._failing:
             self.log.info("blockbook: watching runs again")
         self._failing = False
+        return events
+
+    async def _look(self) -> list[Event]:
+        started = time.monotonic()
+        try:
+            events = await asyncio.to_thread(self.look_at_pipelines)
+        except Exception:  # a folder that cannot be read: say so once, keep looking
+            if not self._looking_fails:
+                self.log.exception("blockbook: cannot look at the pipelines; looking on")
+            self._looking_fails = True
+            events = []
+        else:
+            self._looking_fails = False
+        took = time.monotonic() - started
+        self._next_look = time.monotonic() + max(self.idle_interval, took * _LOOKING_SHARE)
         return events
 
     def _active(self) -> Iterable[RunState]:

@@ -28,7 +28,9 @@ class BlockbookExtension(ExtensionApp):
         0.5, help="Seconds between looks at the run store while runs are active."
     ).tag(config=True)
     idle_poll_interval = Float(
-        2.0, help="Seconds between looks at the run store while no run is active."
+        2.0,
+        help="Seconds between looks at the run store while no run is active, and between "
+        "looks at the pipelines' files (for the pipelines-changed event).",
     ).tag(config=True)
 
     def initialize_settings(self) -> None:

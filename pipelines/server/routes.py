@@ -272,8 +272,8 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "title": "Blockbook",
             "version": __version__,
             "description": "Pipelines, runs and schedules of the project at the Jupyter "
-            "server's root. Live run and block status changes come as jupyter_events on "
-            "the server's /api/events/subscribe websocket.",
+            "server's root. Live run and block status changes, and changed pipelines, come "
+            "as jupyter_events on the server's /api/events/subscribe websocket.",
         },
         "servers": [{"url": url_path_join(base_url, API_PREFIX)}],
         "paths": {f"/{route.path}": _path_item(route) for route in ROUTES},

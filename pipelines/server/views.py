@@ -34,7 +34,7 @@ def pipelines(project: Project) -> dict[str, Any]:
         "pipelines": [
             {
                 **pipeline_json(summary.pipeline, summary.last_run, with_graph=False),
-                "path": _contents_path(project, summary.ref.folder),
+                "path": contents_path(project, summary.ref.folder),
             }
             for summary in project.pipelines()
         ]
@@ -45,7 +45,7 @@ def pipeline(project: Project, name: str) -> dict[str, Any]:
     detail = project.pipeline(pipeline_folder(project, name))
     return {
         **pipeline_json(detail.pipeline, detail.last_run, with_graph=True),
-        "path": _contents_path(project, detail.pipeline.folder),
+        "path": contents_path(project, detail.pipeline.folder),
     }
 
 
@@ -74,7 +74,7 @@ def pipeline_folder(project: Project, name: str) -> Path:
     relative to the server's working folder, and a URL must not reach outside the root.
     """
     refs = project.pipeline_refs()
-    matches = [ref for ref in refs if _contents_path(project, ref.folder) == name]
+    matches = [ref for ref in refs if contents_path(project, ref.folder) == name]
     matches = matches or [ref for ref in refs if ref.name == name]
     if len(matches) == 1:
         return matches[0].folder
@@ -198,14 +198,14 @@ def schedules(project: Project) -> dict[str, Any]:
         "schedules": [
             {
                 **schedule_json(info.pipeline, info.config, info.next_fire, info.last_fired),
-                "path": _contents_path(project, info.folder),
+                "path": contents_path(project, info.folder),
             }
             for info in project.schedules()
         ]
     }
 
 
-def _contents_path(project: Project, folder: Path) -> str:
+def contents_path(project: Project, folder: Path) -> str:
     """A folder as Jupyter's contents API names it: relative to the server root ("" for it)."""
     relative = folder.resolve().relative_to(project.root).as_posix()
     return "" if relative == "." else relative

@@ -219,3 +219,25 @@ def events(started: Any) -> Iterator[list[tuple[str, dict[str, Any]]]]:
         started.event_logger.add_listener(schema_id=schema_id, listener=listener)
     yield seen
     started.event_logger.remove_listener(listener=listener)
+
+
+@pytest.fixture
+def pipeline_events(
+    started: Any, jp_asyncio_loop: asyncio.AbstractEventLoop
+) -> Iterator[list[dict[str, Any]]]:
+    """The data of every pipelines-changed event the server emits during the test, once the
+    watcher took its first look at the pipelines (changes are told against it)."""
+    from pipelines.server.events import PIPELINES_EVENT
+
+    seen: list[dict[str, Any]] = []
+
+    async def listener(logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        seen.append(dict(data))
+
+    watcher = started.extension_manager.extension_points["blockbook"].app.watcher
+    started.event_logger.add_listener(schema_id=PIPELINES_EVENT, listener=listener)
+    jp_asyncio_loop.run_until_complete(
+        until(lambda: watcher.watching_pipelines, "the first look at the pipelines")
+    )
+    yield seen
+    started.event_logger.remove_listener(listener=listener)
