@@ -145,7 +145,8 @@ def changes(before: RunState | None, after: RunState) -> list[Event]:
 
 
 class RunWatcher:
-    """Polls the store and hands each change to `emit`; `start` and `stop` on the server's loop."""
+    """Polls the store (and looks at the pipelines' files) and hands each change to `emit`;
+    `start` and `stop` on the server's loop."""
 
     def __init__(
         self,
