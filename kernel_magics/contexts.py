@@ -126,6 +126,9 @@ class BlockContext(Protocol):
 
     def finished(self, name: str, state: BlockState) -> None: ...
 
+    def record(self, state: BlockState) -> None:
+        """Write the block's state where this context keeps it."""
+
 
 class HeadlessContext:
     """A block inside a papermill run: the plan says everything, upstream states are waited on."""
@@ -186,6 +189,9 @@ class HeadlessContext:
 
     def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
         return self.plan.blocks[name].stored
+
+    def record(self, state: BlockState) -> None:
+        write_state(self.state_root, state)
 
     def finished(self, name: str, state: BlockState) -> None:
         if state.status is BlockStatus.SUCCESS and state.reused_from is None:
@@ -271,6 +277,10 @@ class InteractiveContext:
 
     def redact(self, text: str) -> str:
         return text
+
+    def record(self, state: BlockState) -> None:
+        # Each execution by hand is a new one: its state replaces the last, whatever it was.
+        write_state(self.state_root, state, keep_terminal=False)
 
     def finished(self, name: str, state: BlockState) -> None:
         pass

@@ -38,7 +38,6 @@ from pipelines.rundir.state import (
     TestOutcome,
     TestRecord,
     now,
-    write_state,
 )
 from pipelines.status import BlockStatus
 
@@ -92,7 +91,7 @@ class _Execution:
     clock: SensorClock = field(default_factory=SensorClock)
 
     def publish(self, state: BlockState) -> None:
-        write_state(self.context.state_root, state)
+        self.context.record(state)
         if self.on_state is not None:
             self.on_state(state)
 
@@ -273,7 +272,7 @@ def _finish(
     error: BaseException | None = None,
     tests: tuple[TestRecord, ...] = (),
 ) -> Outcome:
-    write_state(context.state_root, state)
+    context.record(state)
     context.finished(state.block, state)
     return Outcome(state=state, preparation=preparation, error=error, tests=tests)
 

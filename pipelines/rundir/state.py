@@ -203,10 +203,11 @@ def state_path(run_dir: Path, block: str) -> Path:
     return run_dir / STATE_DIR / f"{block}.json"
 
 
-def write_state(run_dir: Path, state: BlockState) -> None:
-    """Replace the block's state file atomically; terminal states are never overwritten."""
+def write_state(run_dir: Path, state: BlockState, *, keep_terminal: bool = True) -> None:
+    """Replace the block's state file atomically. In a run a terminal state is never overwritten
+    (`keep_terminal`); in the dev area each execution by hand is a new one, so it replaces."""
     path = state_path(run_dir, state.block)
-    current = read_state(run_dir, state.block)
+    current = read_state(run_dir, state.block) if keep_terminal else None
     if current is not None and current.status.is_terminal and current.status != state.status:
         return
     write_json_atomic(path, state.to_json())

@@ -76,7 +76,11 @@ def run_request(body: bytes) -> RunRequest:
 
 def runs_query(arguments: Mapping[str, list[bytes]]) -> RunsQuery:
     """GET runs?pipeline=&status=&limit=&before= (tornado's `request.query_arguments`)."""
-    values = {name: _single(name, raw) for name, raw in arguments.items()}
+    values = {
+        name: _single(name, raw)
+        for name, raw in arguments.items()
+        if not _is_cache_buster(name, raw)
+    }
     unknown = sorted(set(values) - {"pipeline", "status", "limit", "before"})
     if unknown:
         raise InvalidInputError(
@@ -137,6 +141,12 @@ def _optional_text(value: Any, field: str) -> str | None:
     if value is None or (isinstance(value, str) and value):
         return value
     raise InvalidInputError(f"`{field}` must be a run id (text)", hint="GET runs lists run ids")
+
+
+def _is_cache_buster(name: str, raw: list[bytes]) -> bool:
+    """JupyterLab's `ServerConnection` appends `&<milliseconds>` (a bare key) to GET requests
+    by default; any frontend extension may send one, so it is no misspelt parameter."""
+    return name.isdigit() and raw == [b""]
 
 
 def _single(name: str, raw: list[bytes]) -> str:

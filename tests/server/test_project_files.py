@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
 from nbclient import NotebookClient
 from nbformat import v4
 
@@ -52,12 +51,6 @@ async def test_a_pipeline_whose_config_cannot_be_read_lists_without_params(
     assert (detail.code, detail.body["params"]) == (200, {})
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    reason="the dev area keeps a block's first terminal state: `rundir.state.write_state` never "
-    "replaces a terminal state with another status, and the magic writes by-hand executions "
-    "there as it writes a run's, so fixing a failed block by hand leaves it `failed`",
-)
 async def test_a_block_fixed_by_hand_is_latest_as_it_went_last(api: Api, root: Path) -> None:
     folder = write_pipeline(root, "chain", {"a.ipynb": [LOAD]})
     failing = "%%block load\nraise ValueError('not yet')"

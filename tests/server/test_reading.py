@@ -261,6 +261,15 @@ async def test_bad_query_values_are_400(api: Api, query: dict[str, str], word: s
     assert word in reply.body["message"]
 
 
+async def test_jupyterlabs_cache_buster_is_no_unknown_parameter(api: Api, shared: Shared) -> None:
+    """ServerConnection appends `&<milliseconds>` to GETs; a misspelt name is still refused."""
+    reply = await api.get("runs", {"limit": "1", "1796480435716": ""})
+
+    assert reply.code == 200
+    assert len(reply.body["runs"]) == 1
+    assert (await api.get("runs", {"1796480435716": "x"})).code == 400
+
+
 # ---- blocks of a run ---------------------------------------------------------------------
 
 
