@@ -1,6 +1,5 @@
 // The graph view: a pipeline's blocks as a DAG (ELK layout, grouped by notebook), each node
 // coloured by its status in the newest run, or in one given run; live while a run is active.
-import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { BlockbookApi } from './api';
@@ -10,6 +9,7 @@ import type { ELK as ElkEngine } from 'elkjs/lib/elk-api';
 
 import { IPlacedGraph, layoutGraph, NODE_HEIGHT } from './layout';
 import { Change, LiveUpdates } from './live';
+import { LiveView } from './liveview';
 import { IGraphBlock, IPipeline, IRunBlock } from './types';
 
 let elkEngine: Promise<ElkEngine> | null = null;
@@ -142,38 +142,31 @@ export interface IGraphViewOptions {
 }
 
 /** The graph of a pipeline, coloured by its newest run and refreshed as runs change. */
-export class GraphView extends ReactWidget {
+export class GraphView extends LiveView {
   constructor(private readonly options: IGraphViewOptions) {
-    super();
+    super(options.live);
     this.addClass('bb-GraphView');
     this.title.icon = blockbookIcon;
     this.title.closable = true;
     this.title.label = 'Graph';
-    options.live.changed.connect(this._onChange, this);
     void this.refresh();
   }
 
-  async refresh(): Promise<void> {
-    try {
-      this._pipeline = await this.options.api.pipeline(this.options.pipelineKey);
-      this._error = null;
-      this.title.label = `${this._pipeline.pipeline} graph`;
-      this.title.caption = `Blockbook graph of ${this._pipeline.path}`;
-    } catch (error) {
-      this._error = (error as Error).message;
-    }
-    this.update();
+  protected async load(): Promise<void> {
+    this._pipeline = await this.options.api.pipeline(this.options.pipelineKey);
+    this.title.label = `${this._pipeline.pipeline} graph`;
+    this.title.caption = `Blockbook graph of ${this._pipeline.path}`;
   }
 
-  dispose(): void {
-    this.options.live.changed.disconnect(this._onChange, this);
-    super.dispose();
+  protected concerns(change: Change): boolean {
+    const pipeline = this._pipeline;
+    return change.kind === 'pipelines' || !pipeline || change.pipeline === pipeline.pipeline;
   }
 
   render(): JSX.Element {
     const pipeline = this._pipeline;
-    if (this._error) {
-      return <p className="bb-Error" role="alert">{this._error}</p>;
+    if (this.error) {
+      return <p className="bb-Error" role="alert">{this.error}</p>;
     }
     if (!pipeline) {
       return <p className="bb-Empty">Loading…</p>;
@@ -210,24 +203,5 @@ export class GraphView extends ReactWidget {
     );
   }
 
-  private _onChange(_: LiveUpdates, change: Change): void {
-    const pipeline = this._pipeline;
-    if (change.kind === 'pipelines' || !pipeline || change.pipeline === pipeline.pipeline) {
-      this._scheduleRefresh();
-    }
-  }
-
-  /** Many block events arrive together; one fetch serves them all. */
-  private _scheduleRefresh(): void {
-    if (this._refreshTimer === null) {
-      this._refreshTimer = window.setTimeout(() => {
-        this._refreshTimer = null;
-        void this.refresh();
-      }, 150);
-    }
-  }
-
   private _pipeline: IPipeline | null = null;
-  private _error: string | null = null;
-  private _refreshTimer: number | null = null;
 }

@@ -1,7 +1,6 @@
 // The runs view (newest first, filtered by pipeline and status, a page at a time) and a run's
 // page: its blocks, the graph coloured by the run, logs, cancel, resume and debug.
 import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
-import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { BlockbookApi, pipelineKey } from './api';
@@ -9,6 +8,7 @@ import { formatDuration, formatTime } from './format';
 import { blockStates, GraphCanvas } from './graph';
 import { blockbookIcon } from './icons';
 import { Change, isTerminal, LiveUpdates } from './live';
+import { LiveView } from './liveview';
 import { RUN_STATUSES, RunStatus } from './statuses';
 import {
   IGraphBlock,
@@ -28,15 +28,14 @@ export interface IRunsViewOptions {
   openRun: (runId: string) => void;
 }
 
-export class RunsView extends ReactWidget {
+export class RunsView extends LiveView {
   constructor(private readonly options: IRunsViewOptions) {
-    super();
+    super(options.live);
     this.id = RUNS_ID;
     this.addClass('bb-RunsView');
     this.title.icon = blockbookIcon;
     this.title.label = 'Blockbook runs';
     this.title.closable = true;
-    options.live.changed.connect(this._onChange, this);
     void this.refresh();
   }
 
@@ -48,21 +47,14 @@ export class RunsView extends ReactWidget {
     }
   }
 
-  async refresh(): Promise<void> {
-    try {
-      const page = await this.options.api.runs(this._query());
-      this._runs = page.runs;
-      this._nextBefore = page.next_before;
-      this._error = null;
-    } catch (error) {
-      this._error = (error as Error).message;
-    }
-    this.update();
+  protected async load(): Promise<void> {
+    const page = await this.options.api.runs(this._query());
+    this._runs = page.runs;
+    this._nextBefore = page.next_before;
   }
 
-  dispose(): void {
-    this.options.live.changed.disconnect(this._onChange, this);
-    super.dispose();
+  protected concerns(change: Change): boolean {
+    return change.kind === 'run';
   }
 
   render(): JSX.Element {
@@ -103,7 +95,7 @@ export class RunsView extends ReactWidget {
             Refresh
           </button>
         </header>
-        {this._error && <p className="bb-Error" role="alert">{this._error}</p>}
+        {this.error && <p className="bb-Error" role="alert">{this.error}</p>}
         <table className="bb-Table">
           <thead>
             <tr>
@@ -121,7 +113,7 @@ export class RunsView extends ReactWidget {
             ))}
           </tbody>
         </table>
-        {this._runs.length === 0 && !this._error && <p className="bb-Empty">No runs yet.</p>}
+        {this._runs.length === 0 && !this.error && <p className="bb-Empty">No runs yet.</p>}
         {this._nextBefore && (
           <button className="jp-mod-styled bb-Button" data-action="more" onClick={() => void this._more()}>
             Older runs
@@ -149,17 +141,10 @@ export class RunsView extends ReactWidget {
     this.update();
   }
 
-  private _onChange(_: LiveUpdates, change: Change): void {
-    if (change.kind === 'run') {
-      void this.refresh();
-    }
-  }
-
   private _pipeline = '';
   private _status: RunStatus | '' = '';
   private _runs: IRun[] = [];
   private _nextBefore: string | null = null;
-  private _error: string | null = null;
 }
 
 function RunRow(props: { run: IRun; open: (runId: string) => void }): JSX.Element {
@@ -203,15 +188,14 @@ export interface IRunViewOptions {
   resume: (run: IRun) => Promise<string | undefined>;
 }
 
-export class RunView extends ReactWidget {
+export class RunView extends LiveView {
   constructor(private readonly options: IRunViewOptions) {
-    super();
+    super(options.live);
     this.id = `blockbook-run-${options.runId}`;
     this.addClass('bb-RunView');
     this.title.icon = blockbookIcon;
     this.title.label = `Run ${options.runId}`;
     this.title.closable = true;
-    options.live.changed.connect(this._onChange, this);
     void this.refresh();
   }
 
@@ -219,31 +203,24 @@ export class RunView extends ReactWidget {
     return this.options.runId;
   }
 
-  async refresh(): Promise<void> {
+  protected async load(): Promise<void> {
     const { api, runId } = this.options;
-    try {
-      this._run = await api.run(runId);
-      this._error = null;
-      this.title.label = `${this._run.pipeline} run ${runId}`;
-      if (!this._pipeline) {
-        const summary = await this.options.pipelineOf(this._run);
-        this._pipeline = summary ? await api.pipeline(pipelineKey(summary)) : null;
-      }
-    } catch (error) {
-      this._error = (error as Error).message;
+    this._run = await api.run(runId);
+    this.title.label = `${this._run.pipeline} run ${runId}`;
+    if (!this._pipeline) {
+      const summary = await this.options.pipelineOf(this._run);
+      this._pipeline = summary ? await api.pipeline(pipelineKey(summary)) : null;
     }
-    this.update();
   }
 
-  dispose(): void {
-    this.options.live.changed.disconnect(this._onChange, this);
-    super.dispose();
+  protected concerns(change: Change): boolean {
+    return change.kind !== 'pipelines' && change.run_id === this.options.runId;
   }
 
   render(): JSX.Element {
     const run = this._run;
     if (!run) {
-      return <p className={this._error ? 'bb-Error' : 'bb-Empty'}>{this._error ?? 'Loading…'}</p>;
+      return <p className={this.error ? 'bb-Error' : 'bb-Empty'}>{this.error ?? 'Loading…'}</p>;
     }
     const ended = isTerminal(run.status);
     return (
@@ -297,7 +274,7 @@ export class RunView extends ReactWidget {
             </>
           )}
         </dl>
-        {this._error && <p className="bb-Error" role="alert">{this._error}</p>}
+        {this.error && <p className="bb-Error" role="alert">{this.error}</p>}
         {run.error && <pre className="bb-Error bb-RunError">{run.error}</pre>}
         <table className="bb-Table">
           <thead>
@@ -397,22 +374,9 @@ export class RunView extends ReactWidget {
     }
   }
 
-  private _onChange(_: LiveUpdates, change: Change): void {
-    if (change.kind !== 'pipelines' && change.run_id === this.options.runId) {
-      if (this._refreshTimer === null) {
-        this._refreshTimer = window.setTimeout(() => {
-          this._refreshTimer = null;
-          void this.refresh();
-        }, 150);
-      }
-    }
-  }
-
   private _run: IRunWithBlocks | null = null;
   private _pipeline: IPipeline | null = null;
-  private _error: string | null = null;
   private _log: { block: string; text: string } | null = null;
-  private _refreshTimer: number | null = null;
 }
 
 function BlockRow(props: {
