@@ -125,7 +125,8 @@ export class LiveUpdates {
       const run = await this.api.run(runId);
       this._changed.emit({ kind: 'run', ...runFields(run) });
     }
-    if (ended.length || [...now.keys()].some(id => !before.has(id))) {
+    const changed = [...now.values()].some(run => before.get(run.run_id)?.status !== run.status);
+    if (ended.length || changed) {
       this._activeChanged.emit();
     }
     if (now.size > 0 && !this._eventsSeen) {
