@@ -1,6 +1,5 @@
 // Cell badges: each `%%block` cell of an open notebook of a pipeline shows the block's name
 // and its latest status and duration, from the newest run or an interactive execution.
-import { CodeCell } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 
 import { BlockbookApi, pipelineKey } from './api';
@@ -23,7 +22,7 @@ export class CellBadges {
     tracker.widgetAdded.connect((_, panel) => this._track(panel));
     tracker.forEach(panel => this._track(panel));
     NotebookActions.executed.connect((_, { notebook, cell }) => {
-      if (cell instanceof CodeCell && blockName(cell.model.sharedModel.getSource())) {
+      if (cell.model.type === 'code' && blockName(cell.model.sharedModel.getSource())) {
         const panel = this._panels.find(p => p.content === notebook);
         if (panel) {
           void this.refresh(panel);

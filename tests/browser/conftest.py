@@ -208,8 +208,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 # ---- the browser ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: Path) -> Iterator[Browser]:
+    # Module scope, not session: Playwright's sync API keeps an asyncio loop running while it is
+    # open, and the server tests that share this xdist worker need to run their own loop.
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
