@@ -137,12 +137,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def _quiet_settings(settings: Path) -> None:
     """User settings of the test lab: no "get notified about Jupyter news?" toast over the
-    screenshots, no update check (no network)."""
-    notification = (
-        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    )
-    notification.parent.mkdir(parents=True)
-    notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    screenshots, no update check (no network), no autosave (a test that edits a notebook of
+    the project, say inserting a block, must not change the pipelines other tests run)."""
+    chosen = {
+        "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+        "docmanager-extension/plugin": {"autosave": False},
+    }
+    for plugin, values in chosen.items():
+        path = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
 
 
 @pytest.fixture(scope="session")

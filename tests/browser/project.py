@@ -5,6 +5,7 @@ taxi/        the example pipeline, copied from notebooks/ (load, clean, export)
 broken/      two notebooks; `divide_by_zero` (the second block of explode.ipynb) raises
 bad/         a header with a misspelt option: `%%block a --upsteam b`
 slow/        one block that sleeps, to see a run while it is active
+hello/       one block no test runs headlessly: its cell badge can only come from running it
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ FAILING_HEADER = f"%%block {FAILING_BLOCK} --kind transformer"
 FAILING_NOTEBOOK = "explode.ipynb"
 BAD_HEADER = "%%block a --upsteam b"
 BAD_NOTEBOOK = "headers.ipynb"
+BADGE_NOTEBOOK = "hello/hello.ipynb"
+BADGE_BLOCK = "greeting"
 SLOW_SECONDS = 300
 """How long the slow pipeline's block sleeps (the test cancels the run once it saw it)."""
 
@@ -87,4 +90,14 @@ def write_project(root: Path, examples: Path) -> Path:
         [LOAD_EXT, "%%block nap\nimport time\n\ntime.sleep(seconds)\nrested = True"],
     )
     (root / "slow" / "pipeline.toml").write_text(f"[params]\nseconds = {SLOW_SECONDS}\n")
+    write_notebook(
+        root / BADGE_NOTEBOOK,
+        [
+            LOAD_EXT,
+            ("markdown", "# Hello\n\nRun the cells one by one: the block gets a badge."),
+            f"%%block {BADGE_BLOCK} --kind loader\nimport pandas as pd\n\n"
+            'greetings = pd.DataFrame({"word": ["hello", "hi", "hey"], "length": [5, 2, 3]})\n\n\n'
+            "@test\ndef not_empty(greetings):\n    assert len(greetings) == 3",
+        ],
+    )
     return root

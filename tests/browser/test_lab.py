@@ -19,8 +19,12 @@ from playwright.sync_api import Page, expect
 from tests.browser.project import (
     BAD_HEADER,
     BAD_NOTEBOOK,
+    BADGE_BLOCK,
+    BADGE_NOTEBOOK,
     FAILING_BLOCK,
     FAILING_HEADER,
+    FAILING_NOTEBOOK,
+    LOAD_EXT,
 )
 from tests.browser.ui import (
     RUN_DEADLINE_MS,
@@ -31,9 +35,11 @@ from tests.browser.ui import (
     current_tab,
     graph_node,
     main_area,
+    open_notebook,
     open_panel,
     page_errors,
     pipeline_row,
+    run_from_palette,
     run_from_panel,
     run_page,
     run_row,
@@ -43,6 +49,8 @@ pytestmark = pytest.mark.xdist_group("lab")
 
 Shot = Callable[..., Path]
 BLOCK_ACTIONS = ("open-notebook", "log", "debug")
+EXECUTED = re.compile(r"\[\d+\]")
+"""A code cell's prompt once the kernel ran it: `[1]:`."""
 ACTIVE_DEADLINE_MS = 120_000
 """What a run started from the panel may take to be seen running (a kernel starts first)."""
 
@@ -54,12 +62,12 @@ def test_lab_loads_with_blockbook(lab: Lab, page: Page) -> None:
     names = [extension["name"] for extension in config.get("federated_extensions", [])]
     assert "@blockbook/jupyterlab" in names, names
     listed = {p["pipeline"] for p in lab.api("GET", "pipelines")["pipelines"]}
-    assert {"taxi", "broken", "bad", "slow"} <= listed, listed
+    assert {"taxi", "broken", "bad", "slow", "hello"} <= listed, listed
 
 
 def test_panel_lists_pipelines(page: Page, shot: Shot) -> None:
     panel = open_panel(page)
-    for pipeline in ("taxi", "broken", "bad", "slow"):
+    for pipeline in ("taxi", "broken", "bad", "slow", "hello"):
         expect(panel.locator(f'[data-pipeline="{pipeline}"]')).to_be_visible()
     row = pipeline_row(page, "taxi")
     for action in ("run", "graph", "runs"):
@@ -139,18 +147,58 @@ def test_failed_run_opens_the_failing_cell(lab: Lab, page: Page, shot: Shot) -> 
     assert not errors, "the run page shows an error"
 
 
-def test_cell_badge_shows_the_newest_run(lab: Lab, page: Page, shot: Shot) -> None:
-    # Started over REST so this test stands alone; the badge must come from that run.
-    run_id = lab.api("POST", "pipelines/taxi/runs", {})["run_id"]
-    assert lab.wait_for_end(run_id)["status"] == "success"
-    page.goto(lab.url("lab/tree/taxi/load.ipynb", reset=""))
-    notebook = main_area(page).locator(".jp-NotebookPanel").filter(visible=True)
-    block = notebook.locator(".jp-Notebook .jp-Cell").filter(has_text="%%block load_trips").first
-    badge = block.locator('.bb-cell-badge[data-block="load_trips"]')
+def test_cell_badge_after_running_a_block(lab: Lab, page: Page, shot: Shot) -> None:
+    """Open a notebook no test runs headlessly, run `%load_ext` then its block with Shift+Enter:
+    the block's cell gets a success badge, which only that execution can have given it."""
+    assert not lab.runs("hello"), "no test may run the hello pipeline headlessly"
+    cells = open_notebook(page, lab, BADGE_NOTEBOOK)
+    load_ext = cells.filter(has_text=LOAD_EXT).first
+    block = cells.filter(has_text=f"%%block {BADGE_BLOCK}").first
+    badge = block.locator(f'.bb-cell-badge[data-block="{BADGE_BLOCK}"]')
+    expect(badge.and_(page.locator('[data-status="success"]'))).to_have_count(0)
+    for cell in (load_ext, block):
+        cell.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        expect(cell.locator(".jp-InputPrompt")).to_have_text(EXECUTED, timeout=RUN_DEADLINE_MS)
     expect(badge).to_have_attribute("data-status", "success", timeout=RUN_DEADLINE_MS)
-    expect(badge).to_have_attribute("title", re.compile(run_id))
     block.scroll_into_view_if_needed()
     shot("badge.png")
+
+
+def test_cell_badges_show_the_newest_run(lab: Lab, page: Page) -> None:
+    """A source notebook's badges tell how its blocks went in the pipeline's newest run. The
+    run is started over REST so this test stands alone (and leaves taxi to the journey above)."""
+    before = {run["run_id"] for run in lab.runs("broken")}
+    run_id = lab.api("POST", "pipelines/broken/runs", {})["run_id"]
+    assert run_id not in before
+    assert lab.wait_for_end(run_id)["status"] == "failed"
+    page.goto(lab.url(f"lab/tree/broken/{FAILING_NOTEBOOK}", reset=""))
+    cells = main_area(page).locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell")
+    for block, status in (("total", "success"), (FAILING_BLOCK, "failed")):
+        cell = cells.filter(has_text=f"%%block {block} ").first
+        badge = cell.locator(f'.bb-cell-badge[data-block="{block}"]')
+        expect(badge).to_have_attribute("data-status", status, timeout=RUN_DEADLINE_MS)
+        expect(badge).to_have_attribute("title", re.compile(run_id))
+
+
+def test_palette_commands_in_a_notebook(lab: Lab, page: Page) -> None:
+    """From a pipeline's notebook, like a user: the palette's Open Pipeline Graph shows that
+    notebook's pipeline; Insert Block from Template adds a `%%block` cell below the active one
+    (autosave is off in the test lab: the project's notebooks stay as they are)."""
+    open_notebook(page, lab, "taxi/clean.ipynb")
+    run_from_palette(page, "blockbook:open-graph", "Pipeline Graph")
+    for block in lab.block_names("taxi"):
+        expect(graph_node(page, block)).to_be_visible()
+
+    cells = open_notebook(page, lab, f"bad/{BAD_NOTEBOOK}")
+    expect(cells).to_have_count(3)
+    run_from_palette(page, "blockbook:insert-template", "Block from Template")
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog.locator('[name="template"]').first).to_be_visible()
+    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+    expect(dialog).to_have_count(0)
+    expect(cells).to_have_count(4)
+    expect(active_cell(page)).to_contain_text("%%block ")
 
 
 def test_problem_list_opens_the_notebook(page: Page, shot: Shot) -> None:

@@ -17,6 +17,7 @@ Plus a small client of the REST API (docs/server.md) to arrange and check runs.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -121,6 +122,23 @@ def wait_for_shell(page: Page) -> None:
     expect(page.locator(".jp-DirListing-item").first).to_be_visible(timeout=SHELL_DEADLINE_MS)
 
 
+def wait_for_kernel(page: Page) -> None:
+    """The open notebook's kernel has started: the status bar says `| Idle` (the toolbar's
+    execution indicator says idle already while the kernel is still initializing)."""
+    kernel = page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\|\s*Idle"))
+    expect(kernel).to_be_visible(timeout=RUN_DEADLINE_MS)
+
+
+def open_notebook(page: Page, lab: Lab, path: str) -> Locator:
+    """Load the lab at `lab/tree/PATH` (a reset workspace) and wait until the notebook shows
+    and its kernel is idle; its cells."""
+    page.goto(lab.url(f"lab/tree/{path}", reset=""))
+    expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=SHELL_DEADLINE_MS)
+    expect(current_tab(page)).to_have_text(Path(path).name, timeout=SHELL_DEADLINE_MS)
+    wait_for_kernel(page)
+    return page.locator(f"{MAIN} .jp-NotebookPanel:visible .jp-Notebook .jp-Cell")
+
+
 def main_area(page: Page) -> Locator:
     return page.locator(MAIN)
 
@@ -167,6 +185,16 @@ def run_from_panel(page: Page, pipeline: str, params: dict[str, str] | None = No
     dialog.get_by_role("button", name="Run", exact=True).click()
     expect(dialog).to_have_count(0)
     return dialog
+
+
+def run_from_palette(page: Page, command: str, search: str) -> None:
+    """Open the command palette (Ctrl+Shift+C), type `search`, click the command's item."""
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator(".jp-ModalCommandPalette .lm-CommandPalette")
+    expect(palette).to_be_visible()
+    palette.locator(".lm-CommandPalette-input").fill(search)
+    palette.locator(f'.lm-CommandPalette-item[data-command="{command}"]').first.click()
+    expect(palette).to_be_hidden()
 
 
 # ---- main-area views -----------------------------------------------------------------------
