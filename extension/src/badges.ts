@@ -7,6 +7,7 @@ import { DRIVE_NAME } from './drive';
 import { formatDuration } from './format';
 import { blockName } from './header';
 import { LiveUpdates } from './live';
+import { BURST_MS } from './liveview';
 import { PipelineListing } from './model';
 import { ILatestBlock, IRunWithBlocks } from './types';
 
@@ -33,7 +34,7 @@ export class CellBadges {
       if (change.kind !== 'pipelines') {
         this._panels
           .filter(panel => this.listing.forNotebook(panel.context.path)?.pipeline === change.pipeline)
-          .forEach(panel => void this.refresh(panel));
+          .forEach(panel => this._refreshSoon(panel));
       }
     });
   }
@@ -52,11 +53,26 @@ export class CellBadges {
     this._draw(panel);
   }
 
+  /** A run's block events come in bursts: one fetch per panel serves a burst. */
+  private _refreshSoon(panel: NotebookPanel): void {
+    if (!this._soon.has(panel)) {
+      this._soon.set(
+        panel,
+        window.setTimeout(() => {
+          this._soon.delete(panel);
+          void this.refresh(panel);
+        }, BURST_MS)
+      );
+    }
+  }
+
   private _track(panel: NotebookPanel): void {
     this._panels.push(panel);
     panel.disposed.connect(() => {
       this._panels = this._panels.filter(p => p !== panel);
       this._latest.delete(panel);
+      window.clearTimeout(this._soon.get(panel));
+      this._soon.delete(panel);
     });
     void panel.context.ready.then(() => this.refresh(panel));
     // Cells are created lazily (windowed notebooks) and edited: draw again when they change.
@@ -84,6 +100,7 @@ export class CellBadges {
 
   private _panels: NotebookPanel[] = [];
   private readonly _latest = new Map<NotebookPanel, Record<string, ILatestBlock>>();
+  private readonly _soon = new Map<NotebookPanel, number>();
 }
 
 /** An executed notebook of the runs drive names its run: `BlockbookRuns:RUN_ID/NAME.ipynb`. */
@@ -114,7 +131,7 @@ function paint(badge: HTMLElement, name: string, state: ILatestBlock | undefined
   const status = state?.status ?? 'none';
   badge.dataset.block = name;
   badge.dataset.status = status;
-  badge.className = `${BADGE_CLASS} bb-status-${status}`;
+  badge.className = `${BADGE_CLASS} bb-Chip bb-status-${status}`;
   const where = state?.source === 'run' ? `run ${state.run_id}` : 'run in this notebook';
   const text = state
     ? `${name} · ${status.replace('_', ' ')}${state.duration !== null ? ` · ${formatDuration(state.duration)}` : ''}`

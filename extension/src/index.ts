@@ -308,7 +308,10 @@ class Workbench {
 
   private async findPipeline(keyOrName: string): Promise<IPipelineSummary | undefined> {
     await this.listing.ready();
-    return this.listing.find(keyOrName) ?? (await this.listing.refresh(), this.listing.find(keyOrName));
+    if (!this.listing.find(keyOrName)) {
+      await this.listing.refresh(); // made since the listing was fetched
+    }
+    return this.listing.find(keyOrName);
   }
 
   private async currentPipeline(): Promise<IPipelineSummary | undefined> {

@@ -5,7 +5,7 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import { Change, LiveUpdates } from './live';
 
 /** Changes arrive in bursts (a run's blocks end together): one fetch serves a burst. */
-const BURST_MS = 150;
+export const BURST_MS = 150;
 
 export abstract class LiveView extends ReactWidget {
   constructor(private readonly _live: LiveUpdates) {
