@@ -108,7 +108,9 @@ function PipelineRow(props: IListProps & { pipeline: IPipelineSummary }): JSX.El
         <span className="bb-PipelineRow-name" title={pipeline.path}>
           {pipeline.pipeline}
         </span>
-        <span className="bb-PipelineRow-count">{pipeline.block_count} blocks</span>
+        <span className="bb-PipelineRow-count">
+          {pipeline.block_count} {pipeline.block_count === 1 ? 'block' : 'blocks'}
+        </span>
       </div>
       <div className="bb-PipelineRow-meta">
         {lastRun ? (
