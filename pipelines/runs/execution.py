@@ -142,7 +142,10 @@ class Execution:
         clock = time.monotonic()
         if clock - self._last_beat >= HEARTBEAT_SECONDS:
             self._last_beat = clock
-            if heartbeat(self.store, self.plan.run_id) and not self.cancel_requested.is_set():
+            if (
+                heartbeat(self.store, self.plan.run_id).cancel_requested
+                and not self.cancel_requested.is_set()
+            ):
                 log.info("run %s: a cancel was requested; stopping it", self.plan.run_id)
                 self.cancel_requested.set()
 

@@ -113,22 +113,40 @@ def active_counts(store: RunStore) -> dict[str, int]:
         return {pipeline: int(count) for pipeline, count in session.execute(query)}
 
 
-def heartbeat(store: RunStore, run_id: str, at: datetime | None = None) -> bool:
-    """Record that the run's runner is alive; True when someone asked the run to stop.
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """What a runner learns from its heartbeat."""
 
-    One round trip where the database can return what it updated (PostgreSQL, SQLite 3.35+),
-    since every running run beats every few seconds.
+    cancel_requested: bool
+    status: RunStatus | None
+    """The run's stored status; None when the run is gone from the store."""
+
+    @property
+    def ended_elsewhere(self) -> bool:
+        """Someone else ended the run (a scheduler marked it crashed while this runner was
+        paused): the runner must stop without further side effects."""
+        return self.status is None or self.status.is_terminal
+
+
+def heartbeat(store: RunStore, run_id: str, at: datetime | None = None) -> Beat:
+    """Record that the run's runner is alive, and tell it whether someone asked the run to stop
+    or already ended it.
+
+    Only an active run is touched, so a heartbeat never revives a run marked crashed.
     """
-    beat = update(RunRow).where(RunRow.run_id == run_id).values(heartbeat_at=at or now())
+    beat = (
+        update(RunRow)
+        .where(RunRow.run_id == run_id, RunRow.status.in_(_ACTIVE))
+        .values(heartbeat_at=at or now())
+    )
     with store.writing() as session:
-        if session.get_bind().dialect.update_returning:
-            requested = session.scalar(beat.returning(RunRow.cancel_requested_at))
-        else:
-            session.execute(beat)
-            requested = session.scalar(
-                select(RunRow.cancel_requested_at).where(RunRow.run_id == run_id)
-            )
-    return requested is not None
+        session.execute(beat)
+        row = session.execute(
+            select(RunRow.status, RunRow.cancel_requested_at).where(RunRow.run_id == run_id)
+        ).first()
+    if row is None:
+        return Beat(cancel_requested=False, status=None)
+    return Beat(cancel_requested=row.cancel_requested_at is not None, status=RunStatus(row.status))
 
 
 def request_cancel(store: RunStore, run_id: str, by: str, at: datetime | None = None) -> RunRecord:

@@ -101,6 +101,13 @@ class RunRow(Base):
     """When someone first asked the run to stop; its runner sees it on its next heartbeat."""
     cancel_requested_by: Mapped[str | None] = mapped_column(String(REQUESTER_LENGTH))
     """Who asked: `user@host` from the command line, `api`, `server`."""
+    runner_pid: Mapped[int | None]
+    """The process that runs (or will run) the run, on `runner_host`: a scheduler that finds it
+    gone on its own host marks the run crashed at once instead of waiting for heartbeats."""
+    runner_host: Mapped[str | None] = mapped_column(String(255))
+    runner_started_at: Mapped[datetime | None]
+    """The runner process's start time, so a pid the system has given to another process since
+    is not mistaken for the runner."""
 
     blocks: Mapped[list[BlockRunRow]] = relationship(
         back_populates="run",

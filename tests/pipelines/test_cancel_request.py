@@ -112,7 +112,7 @@ def test_a_running_run_gets_the_request_recorded_and_its_heartbeat_says_so(
     store: RunStore,
 ) -> None:
     run_id = running(store)
-    assert heartbeat(store, run_id) is False
+    assert heartbeat(store, run_id).cancel_requested is False
 
     at = T0 + timedelta(minutes=2)
     record = request_cancel(store, run_id, "ada@lab", at)
@@ -122,8 +122,8 @@ def test_a_running_run_gets_the_request_recorded_and_its_heartbeat_says_so(
     assert record.ended_at is None
     assert record.error is None
     assert {b.status for b in record.blocks} == {BlockStatus.PENDING}
-    assert heartbeat(store, run_id) is True
-    assert heartbeat(store, run_id) is True, "the request stays until the run ends"
+    assert heartbeat(store, run_id).cancel_requested is True
+    assert heartbeat(store, run_id).cancel_requested is True, "the request stays until the run ends"
 
 
 def test_the_first_request_wins(store: RunStore) -> None:
@@ -172,7 +172,7 @@ def test_a_run_taken_by_a_runner_but_not_started_gets_the_request_recorded(
     assert record.cancel_requested_by == "cli"
     adopt(store, run_id, params={}, run_dir="runs/x", blocks=BLOCKS)
     store.start_run(run_id, T0)
-    assert heartbeat(store, run_id) is True
+    assert heartbeat(store, run_id).cancel_requested is True
 
 
 def test_the_finished_run_says_who_cancelled_it_and_when(store: RunStore) -> None:
@@ -276,9 +276,9 @@ def test_heartbeat_without_returning_updates_then_reads(
     monkeypatch.setattr(dialect, "update_returning", False)
     run_id = running(store)
 
-    assert heartbeat(store, run_id, T0 + timedelta(seconds=2)) is False
+    assert heartbeat(store, run_id, T0 + timedelta(seconds=2)).cancel_requested is False
     request_cancel(store, run_id, "cli")
-    assert heartbeat(store, run_id, T0 + timedelta(seconds=4)) is True
+    assert heartbeat(store, run_id, T0 + timedelta(seconds=4)).cancel_requested is True
 
     record = store.get_run(run_id)
     assert record is not None
@@ -287,8 +287,8 @@ def test_heartbeat_without_returning_updates_then_reads(
 
 def test_heartbeat_records_the_beat_and_ignores_unknown_runs(store: RunStore) -> None:
     run_id = running(store)
-    assert heartbeat(store, run_id, T0 + timedelta(seconds=2)) is False
+    assert heartbeat(store, run_id, T0 + timedelta(seconds=2)).cancel_requested is False
     record = store.get_run(run_id)
     assert record is not None
     assert record.heartbeat_at == T0 + timedelta(seconds=2)
-    assert heartbeat(store, "20991231T000000Z-ffffff") is False
+    assert heartbeat(store, "20991231T000000Z-ffffff").cancel_requested is False
