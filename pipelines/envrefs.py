@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
 from pipelines.errors import BlockbookError
-from pipelines.params import MIN_SECRET_LENGTH
+from pipelines.params import MIN_SECRET_LENGTH, userinfo_span
 
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -74,11 +74,10 @@ def expanded_values(
 
 
 def credentials_span(template: str) -> tuple[int, int] | None:
-    """Where `user:password` sits in a URL template, as (start, end) offsets, if it has one."""
+    """Where `user:password` sits in a URL template, as (start, end) offsets, if it has one
+    (read as `pipelines.params.userinfo_span` reads every URL)."""
     separator = template.find("://")
     if separator == -1:
         return None
-    start = separator + 3
-    ends = [index for index in (template.find(c, start) for c in "/?#") if index != -1]
-    at = template.rfind("@", start, min(ends, default=len(template)))
-    return (start, at) if at != -1 else None
+    userinfo = userinfo_span(template, separator + 3)
+    return None if userinfo is None else (userinfo.start, userinfo.at)

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from pipelines.errors import InvalidInputError
 
@@ -16,7 +17,15 @@ MASK = "********"
 MIN_SECRET_LENGTH = 3
 """Shorter values are not masked in free text: masking "a" everywhere would garble it."""
 _SECRET_NAME = re.compile(r"password|passwd|secret|token|key|credential", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s/]+)(?=@)")
+# A URL in free text: a scheme (any case: `POSTGRESQL://` works too), then up to whitespace.
+_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_WHITESPACE = re.compile(r"\s")
+# `user:password@` when a raw "/", "?" or "#" in the password ends the authority early: read it
+# as SQLAlchemy's `make_url` does (the password runs to the first "@")...
+_EARLY_USERINFO = re.compile(r"[^:/?#@\s]*:(?P<password>[^@\s]*)@")
+# ...unless what follows the colon is a port number (`https://host:443/path?mail=a@b`).
+_PORT = re.compile(r"\d*(?:[/?#]|\Z)")
+_QUERY_ITEM = re.compile(r"(?P<key>[^=&#\s]+)=(?P<value>[^&#\s]*)")
 _INT = re.compile(r"[+-]?\d+\Z")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?\Z")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
@@ -34,7 +43,7 @@ def is_secret(name: str) -> bool:
 
 def is_secret_param(name: str, value: object) -> bool:
     """A parameter to hide: a credential-like name, or a URL value that holds a password."""
-    return is_secret(name) or (isinstance(value, str) and _URL_PASSWORD.search(value) is not None)
+    return is_secret(name) or (isinstance(value, str) and bool(url_secrets(value)))
 
 
 def parse_value(text: str) -> ParamValue:
@@ -92,16 +101,99 @@ def secret_values(params: Mapping[str, Any]) -> list[str]:
     values = {str(v) for k, v in params.items() if is_secret(k) and str(v)}
     for value in params.values():
         if isinstance(value, str):
-            values.update(match.group("secret") for match in _URL_PASSWORD.finditer(value))
+            values.update(url_secrets(value))
     return sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
-def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """Mask URL passwords and every given secret value inside free text."""
-    text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
+def mask_text(text: str, secrets: Iterable[str] = (), *, mask: str = MASK) -> str:
+    """Mask URL passwords (and query values named like secrets) and every given secret value
+    inside free text. A URL runs from its scheme to the next whitespace."""
+    text = _replace(text, _secret_spans(text, whole=False), mask)
     for secret in secrets:
-        text = text.replace(secret, MASK)
+        text = text.replace(secret, mask)
     return text
+
+
+# ---- URLs: the one masker -----------------------------------------------------------------------
+# Every place that shows or stores a URL (messages, the store, plans, run and debug notebooks,
+# CLI output, alerts) goes through these, so they all agree on where a password is.
+
+
+def mask_url(url: str, mask: str = MASK) -> str:
+    """`url` (the whole string, spaces and all, is one URL) with its password and secret-named
+    query values masked."""
+    return _replace(url, _secret_spans(url, whole=True), mask)
+
+
+def url_secrets(text: str) -> list[str]:
+    """The passwords and secret-named query values of the URLs in `text`, each as written and
+    percent-decoded (a driver's error message shows the decoded one)."""
+    found: set[str] = set()
+    for start, end in _secret_spans(text, whole=False):
+        if end > start:
+            found |= {text[start:end], unquote(text[start:end])}
+    return sorted(found, key=len, reverse=True)
+
+
+def userinfo_span(text: str, start: int = 0, stop: int | None = None) -> UserInfo | None:
+    """Where the `user[:password]@` part of the URL in `text[start:stop]` sits; `start` is where
+    its authority begins (just after "://"). None when the URL names no user."""
+    stop = len(text) if stop is None else stop
+    end = min(
+        (index for index in (text.find(c, start, stop) for c in "/?#") if index != -1),
+        default=stop,
+    )
+    at = text.rfind("@", start, end)
+    if at != -1:
+        colon = text.find(":", start, at)
+        return UserInfo(start, None if colon == -1 else colon + 1, at)
+    match = _EARLY_USERINFO.match(text, start, stop)
+    if match and not _PORT.match(match["password"]):
+        return UserInfo(start, match.start("password"), match.end("password"))
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """Offsets of a URL's `user:password@` in some text."""
+
+    start: int
+    password: int | None
+    """Where the password starts (None without a colon: a user alone)."""
+    at: int
+    """Where the "@" that ends the part is."""
+
+
+def _secret_spans(text: str, *, whole: bool) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for match in _URL_START.finditer(text):
+        start = match.end()
+        stop = len(text)
+        if not whole:
+            space = _WHITESPACE.search(text, start)
+            stop = space.start() if space else stop
+        userinfo = userinfo_span(text, start, stop)
+        if userinfo is not None and userinfo.password is not None:
+            spans.append((userinfo.password, userinfo.at))
+        query = text.find("?", userinfo.at if userinfo else start, stop)
+        if query != -1:
+            fragment = text.find("#", query, stop)
+            for item in _QUERY_ITEM.finditer(text, query + 1, stop if fragment == -1 else fragment):
+                if is_secret(item["key"]):
+                    spans.append(item.span("value"))
+    return spans
+
+
+def _replace(text: str, spans: list[tuple[int, int]], mask: str) -> str:
+    """`text` with each span (overlapping ones merged) replaced by `mask`."""
+    pieces, done = [], 0
+    for start, end in sorted(spans):
+        if start < done:  # overlaps the span masked last: extend it
+            done = max(done, end)
+            continue
+        pieces += [text[done:start], mask]
+        done = end
+    return "".join(pieces) + text[done:]
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from pipelines.alerts.messages import Alert, render_text, subject, webhook_paylo
 from pipelines.assembly.config import AlertsConfig, EmailConfig
 from pipelines.assembly.connections import describe_url
 from pipelines.errors import BlockbookError
-from pipelines.params import MASK, MIN_SECRET_LENGTH, mask_text
+from pipelines.params import MASK, MIN_SECRET_LENGTH, mask_text, mask_url
 
 # Not `__name__`: all of alerts logs (and is configured) as one logger, `pipelines.alerts.messages`.
 logger = logging.getLogger("pipelines.alerts")
@@ -176,7 +176,8 @@ def describe_webhook(url: str) -> str:
     """
     if envrefs.REFERENCE.search(url):
         return describe_url(url)
-    parts = urlsplit(url)
+    # Masked first: a raw "/" in a password would end urlsplit's netloc before the "@".
+    parts = urlsplit(mask_url(url))
     if not parts.scheme or not parts.hostname:
         return MASK
     host = parts.netloc.rpartition("@")[2]

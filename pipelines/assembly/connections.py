@@ -11,7 +11,6 @@ notebooks and TOML files: they live in the environment of whoever starts Jupyter
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,13 +18,12 @@ from pipelines import envrefs
 from pipelines.assembly.config import PROJECT_FILE, ConnectionConfig, load_project_config
 from pipelines.assembly.project import find_root
 from pipelines.errors import InvalidInputError
-from pipelines.params import is_secret
+from pipelines.params import mask_url
 
 URL_MASK = "***"
 """What stands for a password in `describe_url`; SQLAlchemy shows hidden passwords the same way."""
 
 _EXAMPLE_URL = "postgresql+psycopg://user@host:5432/database"
-_QUERY_ITEM = re.compile(r"(?P<key>[^=&#]+)=(?P<value>[^&#]*)")
 
 
 class ConnectionConfigError(InvalidInputError):
@@ -79,22 +77,9 @@ def expand_variables(template: str, what: str, environ: Mapping[str, str] | None
 
 
 def describe_url(url: str) -> str:
-    """`url` fit to show: its password, and query values named like secrets, masked."""
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        return url
-    end = _authority_end(rest, 0)
-    authority, tail = rest[:end], rest[end:]
-    userinfo, at, host = authority.rpartition("@")
-    if at and ":" in userinfo:
-        authority = f"{userinfo.partition(':')[0]}:{URL_MASK}@{host}"
-    elif not at:
-        # A raw "/", "?" or "#" in a password ends the authority early. Read `user:password@`
-        # the way SQLAlchemy does, unless what follows the colon is a port number.
-        match = re.match(r"([^:/?#@]*):([^@]*)@", rest)
-        if match and not re.match(r"\d*(?:[/?#]|\Z)", match.group(2)):
-            authority, tail = f"{match.group(1)}:{URL_MASK}@", rest[match.end() :]
-    return f"{scheme}://{authority}{_mask_query(tail)}"
+    """`url` fit to show: its password, and query values named like secrets, masked (by the
+    masker every message, notebook and stored record uses: `pipelines.params`)."""
+    return mask_url(url, URL_MASK)
 
 
 def _connections(root: Path) -> dict[str, ConnectionConfig]:
@@ -128,19 +113,3 @@ def _unknown(name: str, connections: Mapping[str, ConnectionConfig], root: Path)
         f"no connection named `{name}` in {file}",
         hint=f"{suggestion}known connections: {', '.join(known)}; or {define}",
     )
-
-
-def _authority_end(text: str, start: int) -> int:
-    ends = [index for index in (text.find(c, start) for c in "/?#") if index != -1]
-    return min(ends, default=len(text))
-
-
-def _mask_query(tail: str) -> str:
-    path, question, rest = tail.partition("?")
-    if not question:
-        return tail
-    query, hash_mark, fragment = rest.partition("#")
-    query = _QUERY_ITEM.sub(
-        lambda m: f"{m['key']}={URL_MASK}" if is_secret(m["key"]) else m.group(0), query
-    )
-    return f"{path}?{query}{hash_mark}{fragment}"

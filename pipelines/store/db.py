@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 
 from pipelines.assembly.config import PROJECT_FILE, ProjectConfig, load_project_config
-from pipelines.assembly.connections import describe_url
+from pipelines.assembly.connections import URL_MASK, describe_url
 from pipelines.errors import (
     AmbiguousError,
     BlockbookError,
@@ -24,6 +24,7 @@ from pipelines.errors import (
     NotFoundError,
     UnavailableError,
 )
+from pipelines.params import mask_text, url_secrets
 from pipelines.rundir.layout import STATE_DIR
 
 DATABASE_URL_ENV = "BLOCKBOOK_DATABASE_URL"
@@ -124,10 +125,8 @@ def unusable(
     without the password, and a hint for the backend (`sqlite` or another dialect name)."""
     lines = str(exc.orig).strip().splitlines()
     detail = lines[0] if lines else type(exc.orig).__name__
-    password = make_url(url).password
-    if password:
-        # Drivers do not usually echo the password, but the message ends up in CI logs.
-        detail = detail.replace(str(password), "***")
+    # Drivers do not usually echo the password, but the message ends up in CI logs.
+    detail = mask_text(detail, url_secrets(url), mask=URL_MASK)
     if backend == "sqlite":
         hint = (
             "check that the folder of the database file exists and is writable and that no "
