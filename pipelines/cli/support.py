@@ -43,13 +43,21 @@ def stop_on_signals(first: Callable[[], None], message: str) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+USER_ERROR_KINDS = frozenset(
+    {ErrorKind.INVALID, ErrorKind.NOT_FOUND, ErrorKind.AMBIGUOUS, ErrorKind.CONFLICT}
+)
+"""Errors that answer what the user typed (a bad option, an unknown name, a run id taken)."""
+
+
 @contextlib.contextmanager
 def usage_errors() -> Iterator[None]:
-    """Blockbook errors of what the user typed become click usage errors (exit 2)."""
+    """Blockbook errors of what the user typed become click usage errors (exit 2); the others
+    (the run store down, an internal error) print `error: ...` and exit 1, since retyping the
+    command the same way is the fix, not changing it."""
     try:
         yield
     except BlockbookError as exc:
-        if exc.kind is ErrorKind.UNAVAILABLE:
+        if exc.kind not in USER_ERROR_KINDS:
             fail(exc)
         raise click.UsageError(str(exc)) from None
 

@@ -6,7 +6,9 @@ Layout under an artifact root (a run's folder, or the interactive `dev` area):
     ROOT/artifacts/BLOCK/NAME.json          <- manifest, written after the data
 
 A reader trusts only outputs whose manifest exists, so a crash mid-write leaves nothing half
-visible. Both files are written to a temporary name and renamed into place.
+visible. Both files are written to a temporary name and renamed into place; the temporary files a
+killed writer leaves behind (`.NAME.XXXX.tmp`, possibly gigabytes) are removed by
+`remove_leftover_writes` once nothing can still be writing them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import BlockbookError
-from pipelines.rundir.state import write_bytes_atomic, write_json_atomic
+from pipelines.rundir.state import TEMPORARY_SUFFIX, write_bytes_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +158,28 @@ class ArtifactStore:
                 os.link(file, destination)
             except OSError:
                 write_bytes_atomic(destination, file.read_bytes())
+
+
+def remove_leftover_writes(folder: Path) -> list[Path]:
+    """Delete the temporary files of atomic writes cut short (kill -9, a dead kernel) anywhere
+    under `folder`, a run folder; returns what was removed.
+
+    Call it only when no process can still be writing there: the run ended, or its runner is
+    known to be gone (a later run or a resume finds the run crashed)."""
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.rglob(f".*{TEMPORARY_SUFFIX}"):
+        if not path.is_file():
+            continue
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            continue  # its writer finished (renamed it) or another sweep got it first
+        logger.info("removed %s (%d bytes), left by a write that was cut short", path, size)
+        removed.append(path)
+    return removed
 
 
 def summarize(value: Any) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from pipelines.status import BlockStatus
 STATE_DIR = "blocks"
 CANCEL_FLAG = "CANCELLED"
 """A file in the run folder whose presence tells every kernel the run is being cancelled."""
+TEMPORARY_SUFFIX = ".tmp"
+"""Atomic writes go to `.NAME.XXXX.tmp` beside their target first (see `write_bytes_atomic`)."""
 INTERRUPT_DIR = "interrupts"
 """`INTERRUPT_DIR/BLOCK` holds why the runner interrupted that block's kernel."""
 
@@ -222,6 +224,12 @@ def read_state(run_dir: Path, block: str) -> BlockState | None:
     return BlockState.from_json(data)
 
 
+def raise_stop_flag(run_dir: Path, reason: str) -> None:
+    """Tell every kernel of the run to start no further block (they check `CANCEL_FLAG` before
+    a block starts and while they wait for upstream): a cancel, or a run that ended elsewhere."""
+    (run_dir / CANCEL_FLAG).write_text(f"{reason}\n", encoding="utf-8")
+
+
 def record_interrupt(run_dir: Path, block: str, reason: str) -> None:
     """Say why the runner is about to interrupt `block`'s kernel (the kernel reports it)."""
     path = run_dir / INTERRUPT_DIR / block
@@ -243,7 +251,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
     """Write to a temporary file in the same folder, then rename over the target."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
+    )
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)

@@ -3,8 +3,9 @@
 It differs from papermill's nbclient engine in three ways the runner needs: the kernel starts
 in the source notebook's folder with an environment of the runner's choosing (papermill's own
 `cwd` changes the whole process's directory, which parallel notebooks can't share); the runner
-gets the kernel manager as soon as the kernel is up, to interrupt or kill it; and the output
-notebook is saved at most once a second while cells run instead of twice per cell.
+gets the kernel manager as soon as the kernel is up, to interrupt or kill it; the runner may
+stop the notebook before any cell (`cell_gate`); and the output notebook is saved when a cell
+ends and at most once a second when one starts, instead of twice per cell.
 """
 
 from __future__ import annotations
@@ -21,14 +22,19 @@ from papermill.engines import NBClientEngine, NotebookExecutionManager
 logger = logging.getLogger(__name__)
 
 KernelStarted = Callable[[Any], None]
+CellGate = Callable[[Any], None]
 SAVE_INTERVAL_SECONDS = 1.0
 
 
 class ThrottledExecutionManager(NotebookExecutionManager):  # type: ignore[misc]
-    """Saves on cell events at most once per interval; start and end always save."""
+    """Saves on cell starts at most once per interval; the notebook's start and end, and every
+    cell's end, always save: a runner killed mid-run (kill -9) must not lose the outputs of the
+    blocks that finished. `cell_gate`, when set, runs before each cell and may raise to stop the
+    notebook before the cell reaches the kernel."""
 
     _in_cell_event = False
     _last_write = 0.0
+    cell_gate: CellGate | None = None
 
     def save(self, **kwargs: Any) -> None:
         if self._in_cell_event and time.monotonic() - self._last_write < SAVE_INTERVAL_SECONDS:
@@ -37,16 +43,11 @@ class ThrottledExecutionManager(NotebookExecutionManager):  # type: ignore[misc]
         self._last_write = time.monotonic()
 
     def cell_start(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
+        if self.cell_gate is not None:
+            self.cell_gate(cell)
         self._in_cell_event = True
         try:
             super().cell_start(cell, cell_index, **kwargs)
-        finally:
-            self._in_cell_event = False
-
-    def cell_complete(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
-        self._in_cell_event = True
-        try:
-            super().cell_complete(cell, cell_index, **kwargs)
         finally:
             self._in_cell_event = False
 
@@ -75,6 +76,7 @@ class BlockbookEngine(NBClientEngine):  # type: ignore[misc]
         progress_bar: bool = False,
         log_output: bool = False,
         autosave_cell_every: int = 30,
+        cell_gate: CellGate | None = None,
         **kwargs: Any,
     ) -> Any:
         manager = ThrottledExecutionManager(
@@ -84,6 +86,7 @@ class BlockbookEngine(NBClientEngine):  # type: ignore[misc]
             log_output=log_output,
             autosave_cell_every=autosave_cell_every,
         )
+        manager.cell_gate = cell_gate
         manager.notebook_start()
         try:
             cls.execute_managed_notebook(manager, kernel_name, log_output=log_output, **kwargs)

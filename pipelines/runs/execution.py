@@ -29,14 +29,15 @@ from pipelines.rundir.state import (
     BlockState,
     interrupt_reason,
     now,
+    raise_stop_flag,
     read_state,
     record_interrupt,
     write_state,
 )
 from pipelines.rundir.state import STATE_DIR as BLOCK_STATE_DIR
 from pipelines.runs.build import block_of, run_kernel, write_notebook
+from pipelines.runs.reporting import RunReporter
 from pipelines.status import BlockStatus, RunStatus
-from pipelines.store.queue import heartbeat
 from pipelines.store.run_store import RunStore
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ class Execution:
         self._cancel_sent_at: float | None = None
         self._wake = threading.Event()
         self._last_beat = float("-inf")
+        self.reporter = RunReporter(store, plan.run_id)
+        self._stopped_at_once = False
 
     def execute(self, notebooks: list[str]) -> RunStatus:
         jobs = [
@@ -114,7 +117,10 @@ class Execution:
             # Before the cancel check: a request made before the run started stops it before any
             # kernel starts.
             self._beat()
-            if self.cancel_requested.is_set():
+            if self.reporter.ended_elsewhere is not None:
+                self._stop_at_once(started, waiting)
+                waiting = []
+            elif self.cancel_requested.is_set():
                 self._cancel(started, waiting)
                 waiting = []
             while waiting and self._busy(started) < self.concurrency:
@@ -131,6 +137,7 @@ class Execution:
             self._wake.wait(0.02)
             self._wake.clear()
         self._poll_states()
+        self.reporter.flush_all()  # what an outage held back, before the run is finished
         return self._status()
 
     def states(self) -> dict[str, BlockState]:
@@ -138,16 +145,26 @@ class Execution:
 
     def _beat(self) -> None:
         """Tell schedulers this run's runner is alive (they mark silent runs crashed), and learn
-        whether someone asked the run to stop (`blockbook cancel`, from any process)."""
+        whether someone asked the run to stop (`blockbook cancel`, from any process) or ended it
+        (marked it crashed while this runner was paused). A store outage skips beats (see
+        `RunReporter`); the kernels go on meanwhile."""
         clock = time.monotonic()
         if clock - self._last_beat >= HEARTBEAT_SECONDS:
             self._last_beat = clock
-            if (
-                heartbeat(self.store, self.plan.run_id).cancel_requested
-                and not self.cancel_requested.is_set()
-            ):
+            beat = self.reporter.beat()
+            if beat is not None and beat.cancel_requested and not self.cancel_requested.is_set():
                 log.info("run %s: a cancel was requested; stopping it", self.plan.run_id)
                 self.cancel_requested.set()
+
+    def _stop_at_once(self, started: list[_NotebookJob], waiting: list[_NotebookJob]) -> None:
+        """The run was ended elsewhere: no block may start, so kernels are killed, not
+        interrupted (an interrupted kernel would still report, and its notebook go on)."""
+        if not self._stopped_at_once:
+            self._stopped_at_once = True
+            raise_stop_flag(self.run_dir, f"the run was marked {self.reporter.ended_elsewhere}")
+        for job in started:
+            if not job.done:
+                _signal(job.pid, signal.SIGKILL)
 
     # ---- notebook threads --------------------------------------------------------------
 
@@ -186,6 +203,7 @@ class Execution:
                     kernel_cwd=str((self.pipeline.folder / source).parent),
                     kernel_env=env,
                     kernel_started=kernel_started,
+                    cell_gate=self.reporter.check_before_cell,
                 )
         except BaseException as exc:  # recorded and turned into block states by _settle
             job.error = exc
@@ -212,6 +230,8 @@ class Execution:
         job.settled = True
 
     def _failure_reason(self, job: _NotebookJob, name: str, running: str | None, died: bool) -> str:
+        if self.reporter.ended_elsewhere is not None:
+            return f"not run: the run was marked {self.reporter.ended_elsewhere} elsewhere"
         if self.cancel_requested.is_set():
             return "cancelled"
         if name in self._killed:
@@ -247,7 +267,7 @@ class Execution:
             if self._states.get(name) == state:
                 continue
             self._states[name] = state
-            self.store.record_block(self.plan.run_id, _masked_state(state, self.secrets))
+            self.reporter.record(_masked_state(state, self.secrets))
             if self.on_block is not None:
                 self.on_block(state)
 
@@ -318,6 +338,8 @@ class Execution:
         """Success when every block succeeded or was skipped (--skip, --only, a false condition
         upstream, a skipped upstream). Any failed, upstream_failed or cancelled block fails the
         run, even when an `--trigger-rule all_done` or `one_success` block ran after it."""
+        if self.reporter.ended_elsewhere is not None:
+            return self.reporter.ended_elsewhere
         if self.cancel_requested.is_set():
             return RunStatus.CANCELLED
         fine = {BlockStatus.SUCCESS, BlockStatus.SKIPPED}

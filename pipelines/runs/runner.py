@@ -12,10 +12,12 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.header import BlockKind, BlockName
 from pipelines.assembly.pipeline import Pipeline
+from pipelines.errors import BlockbookError
 from pipelines.params import (
     ParamValue,
     Secrets,
@@ -23,7 +25,7 @@ from pipelines.params import (
     masked,
     merge,
 )
-from pipelines.rundir.artifacts import ArtifactStore
+from pipelines.rundir.artifacts import ArtifactStore, remove_leftover_writes
 from pipelines.rundir.layout import executed_notebook, input_notebook
 from pipelines.rundir.layout import run_dir as run_folder
 from pipelines.rundir.plan import RunPlan, write_plan
@@ -36,8 +38,10 @@ from pipelines.runs.build import build_plan, build_run_notebooks, write_notebook
 from pipelines.runs.execution import BlockListener, Execution, Limits
 from pipelines.runs.selection import RunError, check_only, check_runnable
 from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.store.db import RunConflict, StoreUnavailable
 from pipelines.store.queue import adopt
 from pipelines.store.records import RunRecord
+from pipelines.store.retry import retrying
 from pipelines.store.run_store import RunId, RunStore, new_run_id
 
 logger = logging.getLogger(__name__)
@@ -89,53 +93,151 @@ class Runner:
             plan = build_plan(  # checks that each notebook's kernel is installed
                 pipeline, run_id, run_dir, params, isolate=options.isolate, skipped=not_run
             )
-        except RunError as exc:
+        except Exception as exc:
             if queued is not None:
                 # A scheduler or trigger queued it: it must still end, with the reason.
-                self.store.finish_run(run_id, RunStatus.FAILED, now(), error=exc.message)
+                self._fail(run_id, exc)
             raise
+        self._clean_up_after_crashes(pipeline, options)
         blocks = [(name, plan.blocks[name].run_notebook) for name in plan.order]
+        self._record(run_id, pipeline, options, queued, params, run_dir, blocks)
+        try:
+            notebooks = self._prepare(pipeline, plan, params, reused, not_run)
+            retrying(lambda: self.store.start_run(run_id, now()), f"start run {run_id}")
+        except BaseException as exc:
+            # Recorded but never started: a queued row left behind would be launched later.
+            self._fail(run_id, exc)
+            raise
+        secrets = Secrets.of(params)
+        execution = Execution(
+            self.store, pipeline, plan, secrets, options.limits, self._cancel, self.on_block
+        )
+        try:
+            status = execution.execute(list(notebooks))
+            execution.finalize_notebooks()
+        finally:
+            remove_leftover_writes(run_dir)  # no kernel of this run writes any more
+        states = execution.states()
+        if execution.reporter.ended_elsewhere is not None:
+            # Marked crashed while this runner was paused: the run is not ours to finish.
+            return RunResult(run_id, execution.reporter.ended_elsewhere, run_dir, states)
+        error = _first_error(plan, states)
+        if error is not None:
+            error = secrets.mask(error)
+        retrying(
+            lambda: self.store.finish_run(run_id, status, now(), error=error),
+            f"finish run {run_id}",
+        )
+        alerts.notify_finished(pipeline.config.alerts, self.store, run_id)  # never raises
+        return RunResult(run_id, self._stored_status(run_id, status), run_dir, states)
+
+    # ---- steps -------------------------------------------------------------------------
+
+    def _record(
+        self,
+        run_id: RunId,
+        pipeline: Pipeline,
+        options: RunOptions,
+        queued: RunRecord | None,
+        params: Mapping[str, ParamValue],
+        run_dir: Path,
+        blocks: list[tuple[str, str]],
+    ) -> None:
+        """Record the run (or fill in the queued one), riding out a brief store outage."""
         if queued is not None:
-            adopt(
-                self.store,
-                run_id,
-                params=json_params(masked(params)),
-                run_dir=str(run_dir),
-                blocks=blocks,
+            retrying(
+                lambda: adopt(
+                    self.store,
+                    run_id,
+                    params=json_params(masked(params)),
+                    run_dir=str(run_dir),
+                    blocks=blocks,
+                ),
+                f"adopt run {run_id}",
             )
-        else:
-            self.store.create_run(
-                run_id,
-                pipeline=pipeline.name,
-                pipeline_path=str(pipeline.folder),
-                trigger=options.trigger,
-                params=json_params(masked(params)),
-                run_dir=str(run_dir),
-                blocks=blocks,
-                resumed_from=options.resume,
-            )
+            return
+        tried = False
+
+        def create() -> None:
+            nonlocal tried
+            try:
+                self.store.create_run(
+                    run_id,
+                    pipeline=pipeline.name,
+                    pipeline_path=str(pipeline.folder),
+                    trigger=options.trigger,
+                    params=json_params(masked(params)),
+                    run_dir=str(run_dir),
+                    blocks=blocks,
+                    resumed_from=options.resume,
+                )
+            except RunConflict:
+                # An attempt cut off by the outage may have been committed after all.
+                if not tried:
+                    raise
+            finally:
+                tried = True
+
+        retrying(create, f"record run {run_id}")
+
+    def _prepare(
+        self,
+        pipeline: Pipeline,
+        plan: RunPlan,
+        params: Mapping[str, ParamValue],
+        reused: Mapping[str, str],
+        not_run: frozenset[str],
+    ) -> dict[str, Any]:
+        """Write the run folder: the plan, the carried-over blocks' states, the run notebooks."""
+        run_dir = Path(plan.run_dir)
         write_plan(plan)
         self._carry_over(plan, reused, not_run)
         notebooks = build_run_notebooks(pipeline, plan, params)
         for path, notebook in notebooks.items():
             write_notebook(notebook, input_notebook(run_dir, path))
             executed_notebook(run_dir, path).parent.mkdir(parents=True, exist_ok=True)
-        self.store.start_run(run_id, now())
-        secrets = Secrets.of(params)
-        execution = Execution(
-            self.store, pipeline, plan, secrets, options.limits, self._cancel, self.on_block
-        )
-        status = execution.execute(list(notebooks))
-        execution.finalize_notebooks()
-        states = execution.states()
-        error = _first_error(plan, states)
-        if error is not None:
-            error = secrets.mask(error)
-        self.store.finish_run(run_id, status, now(), error=error)
-        alerts.notify_finished(pipeline.config.alerts, self.store, run_id)  # never raises
-        return RunResult(run_id, status, run_dir, states)
+        return notebooks
 
-    # ---- steps -------------------------------------------------------------------------
+    def _fail(self, run_id: RunId, exc: BaseException) -> None:
+        """End a run that could not start `failed`, with the reason (the exception goes on)."""
+        reason = exc.message if isinstance(exc, BlockbookError) else f"{type(exc).__name__}: {exc}"
+        try:
+            retrying(
+                lambda: self.store.finish_run(
+                    run_id, RunStatus.FAILED, now(), error=f"the run could not start: {reason}"
+                ),
+                f"fail run {run_id}",
+            )
+        except BlockbookError as store_error:
+            # The original error is the one to report; this one is logged beside it.
+            logger.error("run %s could not be marked failed: %s", run_id, store_error)
+
+    def _stored_status(self, run_id: RunId, status: RunStatus) -> RunStatus:
+        """The status the store holds, which the exit code must match: another process may
+        have ended the run first (marked it crashed during an outage)."""
+        record = retrying(lambda: self.store.get_run(run_id), f"read run {run_id}")
+        if record is None or record.status == status:
+            return status
+        logger.warning(
+            "run %s ended %s here, but the store has it %s", run_id, status, record.status
+        )
+        return record.status
+
+    def _clean_up_after_crashes(self, pipeline: Pipeline, options: RunOptions) -> None:
+        """Remove the temporary files that killed writers left in this pipeline's crashed runs
+        (their runners are gone) and in the run being resumed."""
+        try:
+            crashed = self.store.list_runs(pipeline.name, limit=20, status=RunStatus.CRASHED)
+            resumed = self.store.get_run(options.resume) if options.resume else None
+        except StoreUnavailable as exc:
+            # Housekeeping only: the next run cleans up; recording this run rides the outage out.
+            logger.warning("leftover temporary files not looked for: %s", exc.message)
+            return
+        folders = {Path(record.run_dir) for record in crashed}
+        if resumed is not None and resumed.status.is_terminal:
+            folders.add(Path(resumed.run_dir))
+        for folder in sorted(folders):
+            remove_leftover_writes(folder)
 
     def _queued(self, run_id: RunId) -> RunRecord | None:
         """The run a scheduler or trigger queued under this id, if there is one."""
