@@ -4,7 +4,6 @@ notebooks finished off (secrets masked, block cells tagged with their status).""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -36,8 +35,17 @@ from pipelines.rundir.state import (
 )
 from pipelines.rundir.state import STATE_DIR as BLOCK_STATE_DIR
 from pipelines.runs.build import block_of, run_kernel, write_notebook
+from pipelines.runs.kernels import (
+    KernelLog,
+    KernelStartFailed,
+    kernel_group,
+    kill_group,
+    signal_kernel,
+)
+from pipelines.runs.kernels import cause as kernel_cause
 from pipelines.runs.reporting import RunReporter
 from pipelines.status import BlockStatus, RunStatus
+from pipelines.store.db import StoreUnavailable
 from pipelines.store.run_store import RunStore
 
 log = logging.getLogger(__name__)
@@ -61,7 +69,11 @@ class _NotebookJob:
     blocks: list[str]
     thread: threading.Thread | None = None
     pid: int | None = None
+    group: int | None = None
+    """The kernel's process group: signalled whole, so a block's child processes go too."""
     error: BaseException | None = None
+    cause: str | None = None
+    """Why the kernel ended, from its log, when the notebook did not finish."""
     done: bool = False
     settled: bool = False
 
@@ -98,6 +110,7 @@ class Execution:
         self._wake = threading.Event()
         self._last_beat = float("-inf")
         self.reporter = RunReporter(store, plan.run_id)
+        self._started: list[_NotebookJob] = []
         self._stopped_at_once = False
 
     def execute(self, notebooks: list[str]) -> RunStatus:
@@ -110,6 +123,7 @@ class Execution:
         jobs = [job for job in jobs if any(self.plan.blocks[n].run for n in job.blocks)]
         waiting = sorted(jobs, key=lambda job: self.plan.order.index(job.blocks[0]))
         started: list[_NotebookJob] = []
+        self._started = started
         sla = alerts.SlaWatch(self.pipeline.config.alerts, self.store, self.plan.run_id)
         while True:
             self._poll_states()
@@ -151,7 +165,15 @@ class Execution:
         clock = time.monotonic()
         if clock - self._last_beat >= HEARTBEAT_SECONDS:
             self._last_beat = clock
-            beat = self.reporter.beat()
+            try:
+                beat = self.reporter.beat()
+            except StoreUnavailable:
+                # The outage outlasted the patience: the run can no longer be recorded, and the
+                # runner gives up; it must leave no kernel running behind it.
+                for job in self._started:
+                    if not job.done:
+                        _signal(job.pid, signal.SIGKILL)
+                raise
             if beat is not None and beat.cancel_requested and not self.cancel_requested.is_set():
                 log.info("run %s: a cancel was requested; stopping it", self.plan.run_id)
                 self.cancel_requested.set()
@@ -186,28 +208,34 @@ class Execution:
 
         def kernel_started(km: Any) -> None:
             job.pid = getattr(km.provisioner, "pid", None)
+            job.group = kernel_group(job.pid)
 
-        # The kernel process's own output (warnings, a crash's last words) goes to the run's logs.
-        log_path = kernel_log(self.run_dir, job.path)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        # The kernel process's own output (warnings, a crash's last words, whatever a block's
+        # subprocess prints) goes to the run's logs, secrets masked before it reaches the disk.
+        masking = Secrets.of(self.secrets.params, whole_values=True)
+        output = KernelLog(kernel_log(self.run_dir, job.path), masking.mask)
         try:
-            with log_path.open("ab") as kernel_output:
-                papermill.execute_notebook(
-                    str(input_notebook(self.run_dir, job.path)),
-                    str(executed_notebook(self.run_dir, job.path)),
-                    engine_name="blockbook",
-                    kernel_log=kernel_output,
-                    kernel_name=run_kernel(input_notebook(self.run_dir, job.path)),
-                    progress_bar=False,
-                    log_output=False,
-                    kernel_cwd=str((self.pipeline.folder / source).parent),
-                    kernel_env=env,
-                    kernel_started=kernel_started,
-                    cell_gate=self.reporter.check_before_cell,
-                )
+            papermill.execute_notebook(
+                str(input_notebook(self.run_dir, job.path)),
+                str(executed_notebook(self.run_dir, job.path)),
+                engine_name="blockbook",
+                kernel_log=output,
+                kernel_name=run_kernel(input_notebook(self.run_dir, job.path)),
+                progress_bar=False,
+                log_output=False,
+                kernel_cwd=str((self.pipeline.folder / source).parent),
+                kernel_env=env,
+                kernel_started=kernel_started,
+                cell_gate=self.reporter.check_before_cell,
+            )
         except BaseException as exc:  # recorded and turned into block states by _settle
             job.error = exc
         finally:
+            # The kernel is gone (shut down, killed or dead): what its blocks started goes too.
+            kill_group(job.group)
+            output.close()
+            if job.error is not None:
+                job.cause = kernel_cause(output.tail())
             job.done = True
             self._wake.set()
 
@@ -234,16 +262,21 @@ class Execution:
             return f"not run: the run was marked {self.reporter.ended_elsewhere} elsewhere"
         if self.cancel_requested.is_set():
             return "cancelled"
+        if isinstance(job.error, KernelStartFailed):
+            return f"not run: {job.error}"
         if name in self._killed:
             return f"{self._interrupt_reason(name)}; the kernel did not stop and was killed"
+        said = f"; its log says: {job.cause}" if job.cause else ""
         if died and running == name:
-            return "the kernel died while this block ran (out of memory, a crash, or os._exit)"
+            return (
+                "the kernel died while this block ran (out of memory, a crash, or os._exit)" + said
+            )
         if died:
             return (
                 f"not run: the kernel died while running `{running}`"
                 if running
                 else "not run: the kernel died"
-            )
+            ) + said
         detail = f": {type(job.error).__name__}: {job.error}" if job.error else ""
         return f"not run: the notebook stopped early{detail}"
 
@@ -411,7 +444,6 @@ def _is_dead_kernel(error: BaseException | None) -> bool:
 
 
 def _signal(pid: int | None, signum: int) -> None:
-    if pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError):  # already gone: nothing left to stop
-        os.kill(pid, signum)
+    """Signal a kernel with its whole process group: an interrupt reaches a `!command` the way
+    Ctrl-C in a terminal does, and a kill leaves no child process of a block orphaned."""
+    signal_kernel(pid, kernel_group(pid), signum)

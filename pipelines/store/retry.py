@@ -54,8 +54,7 @@ def retrying(
         try:
             result = call()
         except StoreUnavailable as exc:
-            outage.failed(exc)  # raises once patience runs out
-            sleep(outage.wait())
+            sleep(outage.failed(exc))  # raises once patience runs out
             continue
         outage.recovered()
         return result
@@ -80,12 +79,9 @@ class Outage:
         """Whether a call may be tried now (always, unless backing off after a failure)."""
         return time.monotonic() >= self._next_try
 
-    def wait(self) -> float:
-        """Seconds until the next try is due (0 when it is due now)."""
-        return max(0.0, self._next_try - time.monotonic())
-
-    def failed(self, exc: StoreUnavailable) -> None:
-        """Note a failure and back off; re-raise `exc` once the outage outlasts the patience."""
+    def failed(self, exc: StoreUnavailable) -> float:
+        """Note a failure and back off (returns the seconds until the next try); re-raise `exc`
+        once the outage outlasts the patience."""
         clock = time.monotonic()
         if self._since is None:
             self._since = clock
@@ -103,7 +99,9 @@ class Outage:
                 self.what,
             )
             raise exc
-        self._next_try = clock + self.policy.delay(self._failures)
+        delay = self.policy.delay(self._failures)
+        self._next_try = clock + delay
+        return delay
 
     def recovered(self) -> None:
         if self._since is not None:
