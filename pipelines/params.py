@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import keyword
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,8 +34,54 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 
+# Names the generated cells bind or read around the user's parameters: the parameters cell
+# (`import datetime`, which every date parameter's literal needs, and the run context), the setup
+# cell (`kernel_magics`, `%load_ext` -> `get_ipython()`, the `@test` decorator it defines) and the
+# debug notebook's setup cell. A parameter with one of them would break those cells or be lost.
+GENERATED_NAMES = frozenset(
+    {"datetime", "kernel_magics", "get_ipython", "test", "os", "Path", "ArtifactStore", "warnings"}
+)
+_GENERATED_PREFIXES = ("_blockbook", "__blockbook")
+NAME_HINT = (
+    "name parameters with Python identifiers (letters, digits, underscores; not a keyword), "
+    f"other than {', '.join(sorted(GENERATED_NAMES))} and names starting with _blockbook"
+)
+VALUE_HINT = "give a finite number, or quote it to pass the text"
+
+
 class ParameterError(InvalidInputError):
-    """A `-p NAME=VALUE` that cannot be read."""
+    """A `-p NAME=VALUE` that cannot be read, or a parameter a run notebook cannot hold."""
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a parameter (the parameters cell assigns it), or None."""
+    if not name.isidentifier():
+        return f"`{name}` is not a Python identifier"
+    if keyword.iskeyword(name):
+        return f"`{name}` is a Python keyword"
+    if name in GENERATED_NAMES or name.startswith(_GENERATED_PREFIXES):
+        return f"`{name}` is a name the generated run notebook cells use"
+    return None
+
+
+def value_problem(value: object) -> str | None:
+    """Why `value` cannot be a parameter's value, or None. `repr` of inf and nan is no Python
+    literal: the parameters cell would fail with a NameError."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
+    return None
+
+
+def check_params(params: Mapping[str, Any], where: str = "parameter") -> None:
+    """Raise ParameterError for the first name or value a run notebook cannot hold; `where`
+    says where the parameters came from, for the message."""
+    for name, value in params.items():
+        problem = name_problem(name)
+        if problem is not None:
+            raise ParameterError(f"bad {where} `{name}`: {problem}", hint=NAME_HINT)
+        problem = value_problem(value)
+        if problem is not None:
+            raise ParameterError(f"bad {where} `{name}`: {problem}", hint=VALUE_HINT)
 
 
 def is_secret(name: str) -> bool:
@@ -69,22 +117,34 @@ def parse_value(text: str) -> ParamValue:
 
 
 def parse_assignments(items: Iterable[str]) -> dict[str, ParamValue]:
+    """`-p name=value` options as typed parameters; ParameterError names the bad option."""
     params: dict[str, ParamValue] = {}
     for item in items:
         name, separator, raw = item.partition("=")
         name = name.strip()
-        if not separator or not name.isidentifier():
+        if not separator:
             raise ParameterError(
-                f"bad parameter `{item}`",
+                f"bad parameter `-p {item}`: no `=`",
                 hint="write parameters as -p name=value, with a Python identifier as the name",
             )
-        params[name] = parse_value(raw)
+        value = parse_value(raw)
+        problem = name_problem(name)
+        hint = NAME_HINT
+        if problem is None:
+            problem, hint = value_problem(value), VALUE_HINT
+        if problem is not None:
+            raise ParameterError(f"bad parameter `-p {item}`: {problem}", hint=hint)
+        params[name] = value
     return params
 
 
 def merge(
     defaults: Mapping[str, ParamValue], overrides: Mapping[str, ParamValue]
 ) -> dict[str, ParamValue]:
+    """The run's parameters. The overrides come from anywhere (command line, REST, a schedule,
+    the %pipeline magic), so they are checked here, before any run starts; the defaults are
+    `pipeline.toml`'s, which `blockbook validate` reports with their lines."""
+    check_params(overrides)
     return {**defaults, **overrides}
 
 

@@ -7,8 +7,11 @@ cell structure, cell ids) are cheaper to make directly and give better messages.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +102,17 @@ def _check_structure(raw: Any, relative: str) -> tuple[NotebookFile | None, list
                 )
             )
             continue
+        if not _valid_cell_id(cell_id):
+            problems.append(
+                _bad(
+                    here,
+                    f"cell id `{cell_id}` is not a valid nbformat cell id (1 to 64 letters, "
+                    "digits, `-` or `_`); a run notebook with it cannot be written",
+                    "delete the `id` of that cell from the JSON and re-save in JupyterLab (it "
+                    "gives the cell a new id), or edit the id to match",
+                )
+            )
+            continue
         if cell_id in seen_ids:
             problems.append(
                 _bad(
@@ -115,6 +129,26 @@ def _check_structure(raw: Any, relative: str) -> tuple[NotebookFile | None, list
     if problems:
         return None, problems
     return NotebookFile(relative, tuple(code_cells), _kernel_name(raw)), []
+
+
+@functools.cache
+def _cell_id_rule() -> tuple[re.Pattern[str], int, int]:
+    """nbformat's own rule for cell ids, from its 4.5 schema: the one `nbformat.write` (and so
+    every run notebook) enforces."""
+    schema_file = resources.files("nbformat") / "v4" / "nbformat.v4.5.schema.json"
+    rule = json.loads(schema_file.read_text(encoding="utf-8"))["definitions"]["cell_id"]
+    return re.compile(rule["pattern"]), int(rule["minLength"]), int(rule["maxLength"])
+
+
+def _valid_cell_id(cell_id: str) -> bool:
+    pattern, shortest, longest = _cell_id_rule()
+    # `search` as JSON Schema does; the pattern is anchored with ^ and $ (and $ would accept a
+    # trailing newline, which the schema's ECMAScript regex does not).
+    return (
+        shortest <= len(cell_id) <= longest
+        and "\n" not in cell_id
+        and bool(pattern.search(cell_id))
+    )
 
 
 def _kernel_name(raw: dict[str, Any]) -> str | None:

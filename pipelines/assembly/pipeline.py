@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.assembly.blocks import Block, compile_notebook
-from pipelines.assembly.config import PipelineConfig, load_pipeline_config, load_project_config
+from pipelines.assembly.config import (
+    PIPELINE_FILE,
+    PipelineConfig,
+    load_pipeline_config,
+    load_project_config,
+)
+from pipelines.assembly.config import _line_of_key as line_of_key
 from pipelines.assembly.graph import (
     Wiring,
     find_cycles,
@@ -23,6 +29,7 @@ from pipelines.assembly.notebooks import NotebookFile, read_notebook
 from pipelines.assembly.project import find_root, notebook_files
 from pipelines.assembly.scope import Scope, unprovided_names
 from pipelines.errors import Location, Problem, ProblemKind, Severity
+from pipelines.params import NAME_HINT, VALUE_HINT, name_problem, value_problem
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,7 @@ def assemble(folder: Path) -> Pipeline:
     bad input: everything wrong ends up in `Pipeline.problems`."""
     folder = folder.resolve()
     config, problems = load_pipeline_config(folder)
+    problems += param_problems(folder, config)
     notebooks, notebook_problems = read_notebooks(folder)
     blocks, block_problems = compile_blocks(notebooks)
     unique, duplicate_problems = index_by_name(blocks)
@@ -200,6 +208,33 @@ def index_by_name(blocks: list[Block]) -> tuple[dict[BlockName, Block], list[Pro
             )
         )
     return unique, problems
+
+
+def param_problems(folder: Path, config: PipelineConfig) -> list[Problem]:
+    """`[params]` and `[schedule.params]` a run notebook's parameters cell cannot hold: names
+    that are not identifiers, keywords, names the generated cells use; inf and nan."""
+    tables = [(["params"], config.params)]
+    if config.schedule is not None:
+        tables.append((["schedule", "params"], config.schedule.params))
+    problems: list[Problem] = []
+    for table, params in tables:
+        for name, value in params.items():
+            problem, hint = name_problem(name), NAME_HINT
+            if problem is None:
+                problem, hint = value_problem(value), VALUE_HINT
+            if problem is None:
+                continue
+            text = (folder / PIPELINE_FILE).read_text(encoding="utf-8-sig")
+            line = line_of_key(text, [*table, name])
+            problems.append(
+                Problem(
+                    ProblemKind.BAD_CONFIG,
+                    f"`{'.'.join([*table, name])}`: {problem}",
+                    Location(PIPELINE_FILE, line=line),
+                    hint,
+                )
+            )
+    return problems
 
 
 def check_explicit_upstream(blocks: Mapping[BlockName, Block]) -> list[Problem]:

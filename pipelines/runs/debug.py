@@ -9,6 +9,7 @@ as the run did after the body, and last the error the run recorded.
 from __future__ import annotations
 
 import ast
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ from pipelines.rundir.plan import RUN_CONTEXT_NAME, BlockPlan, RunPlan, load_pla
 from pipelines.runs.build import block_of, write_notebook
 from pipelines.store.records import RunRecord
 from pipelines.store.run_store import RunStore, StoreError
+
+log = logging.getLogger(__name__)
 
 
 class DebugError(ConflictError):
@@ -173,17 +176,41 @@ def recorded_cell(run_dir: Path, block: BlockPlan) -> tuple[Any, Any]:
 
 
 def checked_output(path: Path, plan: RunPlan) -> Path:
+    """`path`, if a debug notebook may be written there: never over a file Blockbook's debug
+    did not write (the run store, a source notebook, anyone's file), and never inside the
+    state folder but in this run's debug folder."""
     path, run_dir = path.absolute(), Path(plan.run_dir).resolve()
-    folder = Path(plan.pipeline_folder)
-    sources = {(folder / b.source_notebook).resolve() for b in plan.blocks.values()}
     resolved = path.resolve()
-    in_run = resolved.is_relative_to(run_dir) and not resolved.is_relative_to(run_dir / DEBUG_DIR)
-    if resolved in sources or in_run:
+    state_dir = run_dir.parent.parent  # <root>/.blockbook/runs/<run id>
+    hint = "leave out --output (the notebook goes to the run's debug folder), or give a new file"
+    if resolved.is_relative_to(state_dir) and not resolved.is_relative_to(run_dir / DEBUG_DIR):
         raise DebugUsageError(
-            f"{path} belongs to the pipeline or the run; a debug notebook never replaces those",
-            hint="leave out --output, or give a new file",
+            f"--output {path} is inside Blockbook's state folder {state_dir}; a debug notebook "
+            "goes only in its run's debug folder",
+            hint=hint,
+        )
+    if resolved.exists() and not _written_by_debug(resolved):
+        raise DebugUsageError(
+            f"--output {path} exists and is not a notebook `blockbook debug` wrote; a debug "
+            "notebook never replaces another file",
+            hint=hint,
         )
     return path
+
+
+def _written_by_debug(path: Path) -> bool:
+    """Whether `path` is a notebook an earlier `blockbook debug` wrote (so may be rewritten)."""
+    if not path.is_file() or path.suffix != ".ipynb":
+        return False
+    try:
+        notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+    # nbformat's reader raises internal errors (KeyError, AttributeError) on JSON that is not a
+    # notebook: any failure means "not ours", and the caller refuses the path.
+    except Exception as exc:
+        log.info("not overwriting %s: cannot read it as a notebook (%s)", path, exc)
+        return False
+    provenance = notebook.get("metadata", {}).get("blockbook", {})
+    return isinstance(provenance, dict) and provenance.get("debug") is True
 
 
 def parameter_lines(plan: RunPlan, run_notebook: Any, analysis: BlockAnalysis) -> list[str]:

@@ -12,7 +12,13 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
 
 from pipelines.assembly.config import PROJECT_FILE, ProjectConfig, load_project_config
 from pipelines.assembly.connections import URL_MASK, describe_url
@@ -46,6 +52,10 @@ class StoreUnavailable(StoreError, UnavailableError):
 
 class StoreMisconfigured(StoreError, InvalidInputError):
     """The settings that say where the run store is are wrong (URL, folder, blockbook.toml)."""
+
+
+class StoreCorrupt(StoreError, UnavailableError):
+    """The run store's file exists but is not a database SQLite can read (overwritten, damaged)."""
 
 
 class AmbiguousRunId(StoreError, AmbiguousError):
@@ -139,6 +149,24 @@ def unusable(
         )
     hint += f"set {DATABASE_URL_ENV} or `[store] url` in {PROJECT_FILE} to use another database"
     return StoreUnavailable(f"cannot use the run store at {masked}: {detail}", hint)
+
+
+def corrupt(exc: DatabaseError, url: URL) -> StoreError | None:
+    """The error to raise for `exc` when it says the SQLite file at `url` is no database; None
+    for any other error. (An exact `DatabaseError` is SQLite's "file is not a database" and
+    "database disk image is malformed"; the subclasses are the everyday errors.)"""
+    file = _sqlite_file(url) if url.get_backend_name() == "sqlite" else None
+    if type(exc) is not DatabaseError or file is None:
+        return None
+    lines = str(exc.orig).strip().splitlines()
+    detail = lines[0] if lines else type(exc.orig).__name__
+    return StoreCorrupt(
+        f"the run store {file.absolute()} is not a database Blockbook can read ({detail})",
+        f"something overwrote or damaged it: restore it from a backup, or move it aside "
+        f"(`mv {file} {file}.broken`, its runs are then forgotten) and the next command starts "
+        f"an empty store; or set {DATABASE_URL_ENV} or `[store] url` in {PROJECT_FILE} to use "
+        "another database",
+    )
 
 
 def project_config(root: Path) -> ProjectConfig:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DatabaseError
 
-from pipelines.store.db import DATABASE_URL_ENV, READ_ONLY, StoreUnavailable
+from pipelines.store.db import DATABASE_URL_ENV, READ_ONLY, StoreUnavailable, corrupt
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,19 @@ there opens without importing Alembic, which costs a command ~0.3 s."""
 def upgrade_schema(engine: Engine, masked_url: str) -> None:
     """Migrate the database to the newest revision; a database already there is left alone.
 
-    Refuses a database whose revision this Blockbook does not know (a newer one wrote to it).
+    Refuses a database whose revision this Blockbook does not know (a newer one wrote to it),
+    and a SQLite file that is no database (StoreCorrupt, naming the file).
     """
-    if current_revisions(engine) == {HEAD_REVISION}:
-        return
-    _upgrade_with_alembic(engine, masked_url)
+    try:
+        if current_revisions(engine) == {HEAD_REVISION}:
+            return
+        _upgrade_with_alembic(engine, masked_url)
+    except DatabaseError as exc:
+        # Opening is the first read of the file: where a damaged or overwritten store shows.
+        error = corrupt(exc, engine.url)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def current_revisions(engine: Engine) -> set[str]:
