@@ -32,6 +32,7 @@ from pipelines.rundir.plan import RunPlan, write_plan
 from pipelines.rundir.state import (
     BlockState,
     now,
+    read_state,
     write_state,
 )
 from pipelines.runs.build import build_plan, build_run_notebooks, write_notebook
@@ -270,9 +271,10 @@ class Runner:
                     f"run `{previous.run_id}` belongs to pipeline `{previous.pipeline}`",
                     hint=f"resume it with `blockbook run {previous.pipeline_path} --resume ...`",
                 )
+            succeeded = _succeeded_in_folder(previous)
             for block in previous.blocks:
                 if (
-                    block.status is BlockStatus.SUCCESS
+                    (block.status is BlockStatus.SUCCESS or block.block in succeeded)
                     and block.block in pipeline.blocks
                     # A condition is decided again: its false result is not kept with the run.
                     and pipeline.blocks[BlockName(block.block)].header.kind
@@ -339,6 +341,23 @@ def _checked_run_id(run_id: str) -> RunId:
             hint="use letters, digits, '.', '_' and '-' only, or leave it out",
         )
     return RunId(run_id)
+
+
+def _succeeded_in_folder(previous: RunRecord) -> frozenset[str]:
+    """Blocks of a crashed run whose kernel finished them (state file `success`, outputs stored)
+    though the store never heard of it: its runner was paused, killed or cut off meanwhile.
+    A resume must not run them again: an export would happen twice."""
+    if previous.status is not RunStatus.CRASHED:
+        return frozenset()
+    folder = Path(previous.run_dir)
+    return frozenset(
+        block.block
+        for block in previous.blocks
+        if block.status is not BlockStatus.SUCCESS
+        and (state := read_state(folder, block.block)) is not None
+        and state.status is BlockStatus.SUCCESS
+        and state.reused_from is None
+    )
 
 
 def _first_error(plan: RunPlan, states: Mapping[str, BlockState]) -> str | None:

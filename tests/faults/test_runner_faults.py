@@ -147,6 +147,38 @@ def test_a_runner_that_finds_its_run_crashed_stops_at_once_and_says_so(
     assert exports.read_text(encoding="utf-8") == "1\n", "export ran more than once"
 
 
+def test_a_block_that_ended_while_its_runner_was_paused_is_not_run_again_by_the_resume(
+    project: Path, pipeline: Callable[..., Path], store: RunStore
+) -> None:
+    gate = project / "go"
+    exports = project / "exports.txt"
+    export = gated_block(
+        "export", gate, f"with open({str(exports)!r}, 'a') as f:\n    f.write('exported\\n')"
+    )
+    pipeline({"a.ipynb": nb(export, "%%block later\ndone = 1")})
+    process = start_blockbook(project, "run", "pipe")
+    try:
+        run_id = wait_for(
+            lambda: newest_run_with(store, "export", BlockStatus.RUNNING), "export ran", process
+        )
+        os.kill(process.pid, signal.SIGSTOP)
+        assert mark_crashed(store, run_id, "the runner stopped beating (test)")
+        gate.touch()
+        folder = run_folder(project, run_id)
+        wait_for(lambda: block_file_status(folder, "export") is BlockStatus.SUCCESS, "exported")
+        os.kill(process.pid, signal.SIGCONT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        stop(process)
+    assert process.returncode not in (0, 2), (process.returncode, stdout, stderr)
+    assert_no_kernels(project, within=60)
+
+    resumed = blockbook(project, "run", "pipe", "--resume", run_id)
+
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert exports.read_text(encoding="utf-8") == "exported\n", "export ran twice"
+
+
 # ---- an error between recording a run and starting it --------------------------------------
 
 
