@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 STATE_DIR = ".blockbook"
@@ -19,6 +20,9 @@ INPUT_DIR = "input"
 NOTEBOOK_DIR = "notebooks"
 DEBUG_DIR = "debug"
 LOG_DIR = "logs"
+
+PRIVATE_MODE = 0o700
+"""Run folders hold parameters, data and logs that can quote secrets: their owner's only."""
 
 KERNEL_NAME = "python3"
 """The kernelspec of debug notebooks, and of run notebooks whose source names none."""
@@ -31,6 +35,14 @@ def state_dir(root: Path) -> Path:
 
 def run_dir(root: Path, run_id: str) -> Path:
     return root / STATE_DIR / RUNS_DIR / run_id
+
+
+def make_run_dir(run_folder: Path) -> Path:
+    """Create a run's folder readable by its owner only (whatever the umask allows others),
+    before anything is written into it."""
+    run_folder.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
+    os.chmod(run_folder, PRIVATE_MODE)  # mkdir's mode is masked by the umask, and may exist
+    return run_folder
 
 
 def dev_dir(root: Path, pipeline: str) -> Path:

@@ -10,20 +10,26 @@ ends and at most once a second when one starts, instead of twice per cell.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from jupyter_core.utils import run_sync
+from jupyter_core.utils import ensure_async, run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, NotebookExecutionManager
+
+from pipelines.runs.kernels import START_ATTEMPTS, KernelLog, KernelStartFailed, lost_port_race
+from pipelines.runs.kernels import cause as kernel_cause
 
 logger = logging.getLogger(__name__)
 
 KernelStarted = Callable[[Any], None]
 CellGate = Callable[[Any], None]
 SAVE_INTERVAL_SECONDS = 1.0
+READY_POLL_SECONDS = 0.2
 
 
 class ThrottledExecutionManager(NotebookExecutionManager):  # type: ignore[misc]
@@ -58,12 +64,59 @@ class BlockbookNotebookClient(PapermillNotebookClient):  # type: ignore[misc]
         self._kernel_started = kernel_started
 
     async def async_start_new_kernel(self, **kwargs: Any) -> None:
-        await super().async_start_new_kernel(**kwargs)
-        if self._kernel_started is not None:
-            self._kernel_started(self.km)
+        """Start the kernel and wait until it is ready. A start that lost the port race (another
+        process took a port between jupyter_client choosing it and the kernel binding it) is
+        tried again with fresh ports; any other failed start raises KernelStartFailed with the
+        cause from the kernel's log, as soon as the kernel dies or says why."""
+        kernel_log = kwargs.get("stdout")
+        output = kernel_log if isinstance(kernel_log, KernelLog) else None
+        for attempt in range(1, START_ATTEMPTS + 1):
+            if self.km is None:
+                self.create_kernel_manager()
+            # What this start says, not an earlier one that lost the race.
+            since = output.mark() if output is not None else 0
+            await super().async_start_new_kernel(**kwargs)
+            if self._kernel_started is not None:
+                self._kernel_started(self.km)
+            failure = await self._until_ready(output, since)
+            if failure is None:
+                return
+            lines = await asyncio.to_thread(output.tail, since=since) if output else []
+            if lost_port_race(lines) and attempt < START_ATTEMPTS:
+                logger.warning("kernel start %d lost the port race; starting it again", attempt)
+                continue
+            reason = kernel_cause(lines) or f"{type(failure).__name__}: {failure}"
+            path = output.path if output is not None else None
+            # nbclient registered an atexit clean-up that expects a kernel manager: an unstarted
+            # one has nothing to clean up, where None would fail an assertion at exit.
+            self.create_kernel_manager()
+            raise KernelStartFailed(reason, path, attempt) from failure
 
     # nbclient binds its sync wrapper to the base coroutine; rebind it to the override above.
     start_new_kernel = run_sync(async_start_new_kernel)
+
+    async def _until_ready(self, output: KernelLog | None, since: int) -> BaseException | None:
+        """Wait for the kernel's first reply: None when it came, else why it will not. nbclient
+        notices a kernel process that exits within a second; a kernel that failed to bind a port
+        can instead hang, alive and silent, until the start-up timeout; its log says so first."""
+        ready = asyncio.ensure_future(self.async_start_new_kernel_client())
+        while not ready.done():
+            await asyncio.wait({ready}, timeout=READY_POLL_SECONDS)
+            if (
+                not ready.done()
+                and output is not None
+                and lost_port_race(output.tail(since=since, drain=False))
+            ):
+                ready.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ready
+                await self._async_cleanup_kernel()  # kills the hung kernel's process group
+                return RuntimeError("the kernel could not bind its ports")
+        failure = ready.exception()
+        if failure is not None and self.km is not None and self.kc is None:
+            await ensure_async(self.km.cleanup_resources())
+            self.km = None
+        return failure
 
 
 class BlockbookEngine(NBClientEngine):  # type: ignore[misc]

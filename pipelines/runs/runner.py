@@ -26,7 +26,7 @@ from pipelines.params import (
     merge,
 )
 from pipelines.rundir.artifacts import ArtifactStore, remove_leftover_writes
-from pipelines.rundir.layout import executed_notebook, input_notebook
+from pipelines.rundir.layout import executed_notebook, input_notebook, make_run_dir
 from pipelines.rundir.layout import run_dir as run_folder
 from pipelines.rundir.plan import RunPlan, write_plan
 from pipelines.rundir.state import (
@@ -190,7 +190,7 @@ class Runner:
         not_run: frozenset[str],
     ) -> dict[str, Any]:
         """Write the run folder: the plan, the carried-over blocks' states, the run notebooks."""
-        run_dir = Path(plan.run_dir)
+        run_dir = make_run_dir(Path(plan.run_dir))
         write_plan(plan)
         self._carry_over(plan, reused, not_run)
         notebooks = build_run_notebooks(pipeline, plan, params)
