@@ -1,5 +1,5 @@
 """Running a block body the way IPython runs a cell: transformed, last expression displayed,
-within the block's `--timeout`."""
+within the block's `--timeout`; and checking afterwards that it bound what `--out` names."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import ast
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from pipelines.errors import BlockbookError, ErrorKind
 
 _PACKAGE_DIR = str(Path(__file__).parent)
 
@@ -19,6 +21,42 @@ class BlockTimeout(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"block timed out after {seconds:g} s (--timeout)")
         self.seconds = seconds
+
+
+class OutputNotBound(BlockbookError):
+    """The block ran without binding a name its `--out` promises: the readers of that name
+    would otherwise fail later, blaming a block that "was not run"."""
+
+    kind = ErrorKind.INVALID
+
+
+def unbound_outputs(
+    declared: Collection[str],
+    before: Mapping[str, Any],
+    namespace: Mapping[str, Any],
+    bound_in_source: Collection[str],
+) -> list[str]:
+    """The `declared` names the body did not bind: missing from `namespace` afterwards, or
+    still holding the very object they held before (`before`) with no binding of them in the
+    block's source (a value left over from an earlier cell is not this block's output). A
+    binding the source does not show (`globals()[name] = ...`) counts when it changed the
+    value."""
+
+    def left_over(name: str) -> bool:
+        return name in before and namespace[name] is before[name] and name not in bound_in_source
+
+    return [name for name in declared if name not in namespace or left_over(name)]
+
+
+def check_outputs_bound(block: str, missing: list[str]) -> None:
+    if not missing:
+        return
+    names = ", ".join(f"`{name}`" for name in missing)
+    raise OutputNotBound(
+        f"block `{block}` did not bind {names}, which its --out names",
+        hint=f"assign {names} in the block, or leave {'them' if len(missing) > 1 else 'it'} "
+        "out of --out",
+    )
 
 
 def user_traceback(tb: TracebackType | None) -> TracebackType | None:

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kernel_magics.contexts import BlockContext, Preparation, Readiness, UpstreamNotStored
-from kernel_magics.execute import run_body, time_limit, user_traceback
+from kernel_magics.execute import (
+    OutputNotBound,
+    check_outputs_bound,
+    run_body,
+    time_limit,
+    unbound_outputs,
+    user_traceback,
+)
 from kernel_magics.retries import NotRetried
 from kernel_magics.testing import run_test
 from kernel_magics.verdicts import (
@@ -53,8 +60,8 @@ class TestsFailed(AssertionError):
 StateListener = Callable[[BlockState], None]
 
 # Failures a retry cannot fix: deterministic checks, unstorable values, a sensor out of time,
-# and whatever the block itself says is one.
-_NOT_RETRIED = (TestsFailed, UnstorableOutput, SensorTimeout, NotRetried)
+# an --out the body does not bind, and whatever the block itself says is one.
+_NOT_RETRIED = (TestsFailed, UnstorableOutput, SensorTimeout, OutputNotBound, NotRetried)
 
 _TERMINAL = {
     Readiness.UPSTREAM_FAILED: BlockStatus.UPSTREAM_FAILED,
@@ -171,6 +178,7 @@ def _attempts(
             tried.error, (KeyboardInterrupt, *_NOT_RETRIED)
         )
         status, message = _failure(execution, tried.error, retry)
+        retry = retry and status is BlockStatus.RETRYING
         state = _record_failure(
             execution.context, state, tried.attempt, status, message, tried.error, tried.tests
         )
@@ -188,6 +196,8 @@ def _attempt(execution: _Execution, state: BlockState, attempt: Attempt) -> _Tri
     namespace: dict[str, Any] = execution.shell.user_ns
     tests: tuple[TestRecord, ...] = ()
     verdict: bool | None = None
+    declared = header.out or ()
+    before = {name: namespace[name] for name in declared if name in namespace}
     try:
         if header.kind is BlockKind.SENSOR:
             for met in _pokes(execution):
@@ -196,12 +206,17 @@ def _attempt(execution: _Execution, state: BlockState, attempt: Attempt) -> _Tri
                     execution.publish(state.with_attempt(attempt))
         else:
             verdict = _run_once(execution)
+        _stop_if_interrupted(execution)
+        bound_in_source = (*analysis.outputs, *analysis.imports)
+        missing = unbound_outputs(declared, before, namespace, bound_in_source)
+        check_outputs_bound(header.name, missing)
         outputs = tuple(analysis.outputs if header.out is None else header.out)
         manifests, summaries = _materialize(execution.context, header.name, outputs, namespace)
         tests = tuple(_run_tests(header, analysis, namespace))
         failed = [t for t in tests if t.outcome is TestOutcome.FAILED]
         if failed:
             raise TestsFailed(failed)
+        _stop_if_interrupted(execution)
     except (KeyboardInterrupt, Exception) as exc:
         return _Tried(attempt, tests, error=exc)
     succeeded = replace(
@@ -216,11 +231,21 @@ def _attempt(execution: _Execution, state: BlockState, attempt: Attempt) -> _Tri
     return _Tried(succeeded, tests, verdict=verdict, previews=previews)
 
 
+def _stop_if_interrupted(execution: _Execution) -> None:
+    """End the try as interrupted when the runner interrupted it (a cancel, its timeout) and the
+    body carried on regardless: `!sleep` prints `^C` and returns, and code may catch
+    KeyboardInterrupt. Its outputs are not stored; a resume runs it again."""
+    context = execution.context
+    if context.cancelled() or context.interrupt_reason(execution.header.name) is not None:
+        raise KeyboardInterrupt("the body returned after the runner interrupted it")
+
+
 def _failure(execution: _Execution, error: BaseException, retry: bool) -> tuple[BlockStatus, str]:
-    """The status and one-line message a failed try leaves on the block."""
+    """The status and one-line message a failed try leaves on the block. A block that was
+    running when the run was cancelled is cancelled, whatever its body made of the interrupt."""
+    if execution.context.cancelled():
+        return BlockStatus.CANCELLED, "cancelled"
     if isinstance(error, KeyboardInterrupt):
-        if execution.context.cancelled():
-            return BlockStatus.CANCELLED, "cancelled"
         reason = execution.context.interrupt_reason(execution.header.name)
         return BlockStatus.FAILED, reason or "interrupted (KeyboardInterrupt)"
     return (BlockStatus.RETRYING if retry else BlockStatus.FAILED), _one_line(error)

@@ -26,16 +26,24 @@ def taken_port() -> Iterator[int]:
         yield holder.getsockname()[1]
 
 
-def hand_out_taken_port(monkeypatch: pytest.MonkeyPatch, port: int, starts: int | None) -> None:
-    """The first `starts` kernel starts (every start when None) get `port` as their shell port:
-    the kernel then dies binding it, as it does when it loses the race."""
+SHELL, IOPUB = 0, 1
+"""The order in which jupyter_client picks a kernel's five ports."""
+
+
+def hand_out_taken_port(
+    monkeypatch: pytest.MonkeyPatch, port: int, starts: int | None, role: int = IOPUB
+) -> None:
+    """The first `starts` kernel starts (every start when None) get `port` as one of their
+    ports, as when a kernel loses the race: taken as its shell port, the kernel exits; taken
+    as its iopub port, it hangs, alive and silent, which nbclient only notices at its 60 s
+    start-up timeout."""
     original = LocalPortCache.find_available_port
     calls = {"n": 0}
 
     def find_available_port(self: LocalPortCache, ip: str) -> int:
         calls["n"] += 1
-        start, role = divmod(calls["n"] - 1, 5)  # five ports per start, the shell port first
-        if role == 0 and (starts is None or start < starts):
+        start, picked = divmod(calls["n"] - 1, 5)  # five ports per start
+        if picked == role and (starts is None or start < starts):
             return port
         return int(original(self, ip))
 
@@ -54,11 +62,12 @@ def test_a_kernel_start_that_loses_the_port_race_is_retried(
     assert result.blocks["a"].status is BlockStatus.SUCCESS
 
 
-def test_a_kernel_that_dies_on_start_up_fails_its_blocks_with_the_cause(
-    pipeline, run, monkeypatch, taken_port
+@pytest.mark.parametrize("role", [SHELL, IOPUB], ids=["exits", "hangs"])
+def test_a_kernel_that_cannot_start_fails_its_blocks_with_the_cause(
+    pipeline, run, monkeypatch, taken_port, role
 ) -> None:
     folder = pipeline({"a.ipynb": nb("%%block a\nx = 1", "%%block b\ny = x")})
-    hand_out_taken_port(monkeypatch, taken_port, starts=None)
+    hand_out_taken_port(monkeypatch, taken_port, starts=None, role=role)
 
     result = run(folder)
 
