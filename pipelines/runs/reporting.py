@@ -14,6 +14,7 @@ Two promises live here:
 from __future__ import annotations
 
 import logging
+import time
 from functools import partial
 from typing import Any
 
@@ -27,6 +28,10 @@ from pipelines.store.retry import DEFAULT_POLICY, Outage, RetryPolicy, retrying
 from pipelines.store.run_store import RunStore
 
 log = logging.getLogger(__name__)
+
+FRESH_SECONDS = 0.5
+"""A heartbeat this recent proves the run was not ended elsewhere: schedulers wait at least 1 s
+(`--heartbeat-timeout`), 30 s by default."""
 
 
 class RunEndedElsewhere(ConflictError):
@@ -64,6 +69,8 @@ class RunReporter:
         """The status another process gave the run, once this runner learns of it."""
         self._outage = Outage(f"run {run_id}: heartbeat and block records", policy)
         self._unrecorded: dict[str, BlockState] = {}
+        self._beat_at = (float("-inf"), float("-inf"))
+        """When the last heartbeat went through: (monotonic, wall clock)."""
 
     def beat(self) -> Beat | None:
         """Tell the store this runner is alive; None while the store is unreachable (or backing
@@ -121,7 +128,7 @@ class RunReporter:
         crashed. During an outage the check is skipped: the watch loop rides the outage out."""
         if block_of(cell) is None:
             return
-        if self.ended_elsewhere is None and not self._outage.ongoing:
+        if self.ended_elsewhere is None and not self._outage.ongoing and not self._beat_just_now():
             try:
                 self._learn(heartbeat(self.store, self.run_id))
             except StoreUnavailable as exc:
@@ -130,7 +137,18 @@ class RunReporter:
         if self.ended_elsewhere is not None:
             raise RunEndedElsewhere(self.run_id, self.ended_elsewhere)
 
+    def _beat_just_now(self) -> bool:
+        """Whether a heartbeat went through within `FRESH_SECONDS`, by both clocks: no
+        scheduler marks a run crashed whose runner just beat, so a burst of quick blocks costs
+        two store round trips a second, not one each. (A paused VM may stop the monotonic clock;
+        the wall clock may be set back: either alone could call an old beat fresh.)"""
+        return (
+            time.monotonic() - self._beat_at[0] < FRESH_SECONDS
+            and 0 <= time.time() - self._beat_at[1] < FRESH_SECONDS
+        )
+
     def _learn(self, beat: Beat) -> None:
+        self._beat_at = (time.monotonic(), time.time())
         if beat.ended_elsewhere and self.ended_elsewhere is None:
             self.ended_elsewhere = beat.status or RunStatus.CRASHED
             log.warning(
