@@ -185,8 +185,8 @@ def checked_output(path: Path, plan: RunPlan) -> Path:
     hint = "leave out --output (the notebook goes to the run's debug folder), or give a new file"
     if resolved.is_relative_to(state_dir) and not resolved.is_relative_to(run_dir / DEBUG_DIR):
         raise DebugUsageError(
-            f"--output {path} is inside Blockbook's state folder {state_dir}; a debug notebook "
-            "goes only in its run's debug folder",
+            f"--output {path} is in Blockbook's state folder {state_dir}: a debug notebook "
+            "never replaces anything there and goes only in its run's debug folder",
             hint=hint,
         )
     if resolved.exists() and not _written_by_debug(resolved):
