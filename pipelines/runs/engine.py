@@ -59,6 +59,7 @@ class ThrottledExecutionManager(NotebookExecutionManager):  # type: ignore[misc]
 
 
 class BlockbookNotebookClient(PapermillNotebookClient):  # type: ignore[misc]
+    km: Any  # nbclient's trait: the kernel manager, None between kernels
     def __init__(self, nb_man: Any, kernel_started: KernelStarted | None, **kwargs: Any) -> None:
         super().__init__(nb_man, **kwargs)
         self._kernel_started = kernel_started
@@ -112,8 +113,9 @@ class BlockbookNotebookClient(PapermillNotebookClient):  # type: ignore[misc]
                     await ready
                 await self._async_cleanup_kernel()  # kills the hung kernel's process group
                 return RuntimeError("the kernel could not bind its ports")
-        failure = ready.exception()
+        failure: BaseException | None = ready.exception()
         if failure is not None and self.km is not None and self.kc is None:
+            # nbclient cleans up after a client that failed to connect, not before one exists.
             await ensure_async(self.km.cleanup_resources())
             self.km = None
         return failure
