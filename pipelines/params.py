@@ -19,12 +19,18 @@ MASK = "********"
 MIN_SECRET_LENGTH = 3
 """Shorter values are not masked in free text: masking "a" everywhere would garble it."""
 _SECRET_NAME = re.compile(r"password|passwd|secret|token|key|credential", re.IGNORECASE)
-# A URL in free text: a scheme (any case: `POSTGRESQL://` works too), then up to whitespace.
-_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# A URL in free text: whatever follows "://" (a scheme in any case: `POSTGRESQL://` too), up to
+# the next whitespace. Found with str.find, not a regex for the scheme: a scheme pattern is
+# tried at every letter of a long base64 image in a cell's output.
+_URL_MARK = "://"
 _WHITESPACE = re.compile(r"\s")
+_URL_LENGTH = 8192
+"""How far after "://" free text is searched for a URL's password and query."""
 # `user:password@` when a raw "/", "?" or "#" in the password ends the authority early: read it
 # as SQLAlchemy's `make_url` does (the password runs to the first "@")...
 _EARLY_USERINFO = re.compile(r"[^:/?#@\s]*:(?P<password>[^@\s]*)@")
+_PASSWORD_LENGTH = 1024
+"""How far past a "/" in a password its "@" is looked for (bounds the work per URL)."""
 # ...unless what follows the colon is a port number (`https://host:443/path?mail=a@b`).
 _PORT = re.compile(r"\d*(?:[/?#]|\Z)")
 _QUERY_ITEM = re.compile(r"(?P<key>[^=&#\s]+)=(?P<value>[^&#\s]*)")
@@ -195,19 +201,25 @@ def url_secrets(text: str) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def userinfo_span(text: str, start: int = 0, stop: int | None = None) -> UserInfo | None:
+def userinfo_span(
+    text: str, start: int = 0, stop: int | None = None, *, end: int | None = None
+) -> UserInfo | None:
     """Where the `user[:password]@` part of the URL in `text[start:stop]` sits; `start` is where
-    its authority begins (just after "://"). None when the URL names no user."""
+    its authority begins (just after "://"), `end` where it ends if known (the first "/", "?"
+    or "#"). None when the URL names no user."""
     stop = len(text) if stop is None else stop
-    end = min(
-        (index for index in (text.find(c, start, stop) for c in "/?#") if index != -1),
-        default=stop,
-    )
+    if end is None:
+        end = min(
+            (index for index in (text.find(c, start, stop) for c in "/?#") if index != -1),
+            default=stop,
+        )
     at = text.rfind("@", start, end)
     if at != -1:
         colon = text.find(":", start, at)
         return UserInfo(start, None if colon == -1 else colon + 1, at)
-    match = _EARLY_USERINFO.match(text, start, stop)
+    # The first "@" not far past the early end; without one (most URLs), no regex runs at all.
+    first_at = text.find("@", end, min(stop, end + _PASSWORD_LENGTH))
+    match = _EARLY_USERINFO.match(text, start, first_at + 1) if first_at != -1 else None
     if match and not _PORT.match(match["password"]):
         return UserInfo(start, match.start("password"), match.end("password"))
     return None
@@ -226,22 +238,47 @@ class UserInfo:
 
 def _secret_spans(text: str, *, whole: bool) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
-    for match in _URL_START.finditer(text):
-        start = match.end()
+    following = _Following(text)
+    space = -1  # the next whitespace after the URL, kept while URLs follow each other
+    mark = text.find(_URL_MARK)
+    while mark != -1:
+        start = mark + len(_URL_MARK)
+        mark = text.find(_URL_MARK, start)
         stop = len(text)
         if not whole:
-            space = _WHITESPACE.search(text, start)
-            stop = space.start() if space else stop
-        userinfo = userinfo_span(text, start, stop)
+            if space < start:
+                found = _WHITESPACE.search(text, start)
+                space = found.start() if found else len(text)
+            # Bounded, so a long text without whitespace costs each of its URLs little.
+            stop = min(space, start + _URL_LENGTH)
+        end = min(stop, *(following(c, start) for c in "/?#"))
+        userinfo = userinfo_span(text, start, stop, end=end)
         if userinfo is not None and userinfo.password is not None:
             spans.append((userinfo.password, userinfo.at))
-        query = text.find("?", userinfo.at if userinfo else start, stop)
-        if query != -1:
-            fragment = text.find("#", query, stop)
-            for item in _QUERY_ITEM.finditer(text, query + 1, stop if fragment == -1 else fragment):
+        query = following("?", userinfo.at if userinfo else start)
+        if query < stop:
+            fragment = min(stop, following("#", query))
+            for item in _QUERY_ITEM.finditer(text, query + 1, fragment):
                 if is_secret(item["key"]):
                     spans.append(item.span("value"))
     return spans
+
+
+class _Following:
+    """The next offset of a character at or after a rising position (the text's length when
+    there is none): a text with many URLs is searched about once per character, not per URL."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.found: dict[str, int] = {}
+
+    def __call__(self, char: str, start: int) -> int:
+        found = self.found.get(char, -1)
+        if found < start:
+            found = self.text.find(char, start)
+            found = len(self.text) if found == -1 else found
+            self.found[char] = found
+        return found
 
 
 def _replace(text: str, spans: list[tuple[int, int]], mask: str) -> str:
