@@ -63,6 +63,7 @@ class KernelLog:
         self._mask = mask
         self._tail: deque[str] = deque(maxlen=_TAIL_LINES)
         self._lines = 0
+        self._tail_lock = threading.Lock()  # the tail and its line count change together
         self._busy = False
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, LOG_MODE)
@@ -86,10 +87,11 @@ class KernelLog:
         an event loop)."""
         if drain:
             self._drain()
-        lines = list(self._tail)
-        return lines[max(0, len(lines) - (self._lines - since)) :]
+        with self._tail_lock:
+            lines, count = list(self._tail), self._lines
+        return lines[max(0, len(lines) - (count - since)) :]
 
-    def close(self, timeout: float = 30.0) -> None:
+    def close(self, timeout: float = 5.0) -> None:
         """Stop taking output: our end of the pipe closes; the rest is copied as the kernel's
         processes (all gone by now, normally) close theirs."""
         with contextlib.suppress(OSError):  # closed already
@@ -133,8 +135,9 @@ class KernelLog:
         masked = []
         for raw in lines:
             text = self._mask(raw.decode("utf-8", "surrogateescape"))
-            self._tail.append(text)
-            self._lines += 1
+            with self._tail_lock:
+                self._tail.append(text)
+                self._lines += 1
             masked.append(text.encode("utf-8", "surrogateescape") + b"\n")
         if masked:
             os.write(self._file, b"".join(masked))
