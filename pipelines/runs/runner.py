@@ -81,7 +81,9 @@ class Runner:
 
     def run(self, pipeline: Pipeline, options: RunOptions = RunOptions()) -> RunResult:
         """Run an assembled pipeline to its end; RunError (before anything is recorded, unless
-        the run was queued) when the pipeline or the options don't allow a run."""
+        the run was queued) when the pipeline or the options don't allow a run. Any error once
+        the run is recorded and before it starts ends it `failed` with the reason. The status
+        returned is the one the store holds (another process may have ended the run)."""
         run_id = _checked_run_id(options.run_id) if options.run_id else new_run_id()
         queued = self._queued(run_id) if options.run_id else None
         try:
