@@ -133,19 +133,25 @@ def run(
     # Imported here for cost: only this command shows live progress.
     from pipelines.cli.progress import LiveProgress, run_summary
     from pipelines.runs.runner import RunOptions
+    from pipelines.store.sealed import queued_params
 
     with usage_errors():
         assembled = project.assemble(pipeline)
+        given = parse_assignments(params)
+    with store_errors():
+        project.store  # noqa: B018 (opened before the live view: its errors print plainly)
+        # A queued run (a scheduler or `Project.start` launched this process) brings its own
+        # parameters, secrets sealed: they are never on a runner's command line.
+        queued = queued_params(project.store, project.root, run_id) if run_id else None
+    with usage_errors():
         options = RunOptions(
-            params=parse_assignments(params),
+            params={**(queued or {}), **given},
             only=only,
             isolate=isolate,
             resume=resume,
             run_id=run_id,
         )
     console = Console()
-    with store_errors():
-        project.store  # noqa: B018 (opened before the live view: its errors print plainly)
     cancelling = "cancelling: stopping kernels (Ctrl-C again to stop at once)"
     order = [str(name) for name in assembled.order]
     with LiveProgress(console, order) as progress, ExitStack() as signals, usage_errors():

@@ -22,7 +22,6 @@ from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.config import PIPELINE_FILE, load_pipeline_config
 from pipelines.assembly.project import list_pipelines
 from pipelines.errors import BlockbookError
-from pipelines.params import json_params
 from pipelines.rundir.layout import launch_log
 from pipelines.rundir.state import now
 from pipelines.scheduling.fire_times import (
@@ -52,6 +51,7 @@ from pipelines.store.queue import (
 )
 from pipelines.store.records import RunRecord
 from pipelines.store.run_store import RunId, RunStore, new_run_id
+from pipelines.store.sealed import seal
 
 log = logging.getLogger(__name__)
 
@@ -251,13 +251,16 @@ class Scheduler:
     ) -> RunId | None:
         """Queue the run of one fire time; None when some scheduler already did."""
         run_id = new_run_id()
-        params = json_params({**schedule.params, **interval_params(schedule, fire_time, anchor)})
+        # Secrets of [schedule.params] are sealed: never stored in clear, never on a command line.
+        interval = interval_params(schedule, fire_time, anchor)
+        params = seal(self.root, {**schedule.params, **interval})
         queued = QueuedRun(
             run_id=run_id,
             pipeline=pipeline,
             pipeline_path=str(folder),
             trigger=trigger,
-            params=params,
+            params=params.shown,
+            sealed_params=params.sealed,
             run_dir="",
             scheduled_for=fire_time,
             attempt=attempt,

@@ -36,6 +36,8 @@ class QueuedRun:
     scheduled_for: datetime | None = None
     attempt: int = 0
     resumed_from: str | None = None
+    sealed_params: str | None = None
+    """The secret parameters, encrypted (`store/sealed.py`); `params` holds them masked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ def enqueue(store: RunStore, run: QueuedRun) -> bool:
         status=RunStatus.QUEUED.value,
         trigger=Trigger(run.trigger).value,
         params=run.params,
+        sealed_params=run.sealed_params,
         run_dir=run.run_dir,
         created_at=now(),
         scheduled_for=run.scheduled_for,
@@ -255,6 +258,7 @@ def adopt(
                 f"`blockbook show {run_id}` tells why it ended",
             )
         run.params = params
+        run.sealed_params = None  # opened by the runner: the store need not keep them
         run.run_dir = run_dir
         run.launched_at = run.launched_at or now()
         if not run.blocks:
