@@ -31,7 +31,7 @@ from pipelines.assembly.project import (
 )
 from pipelines.assembly.templates import TEMPLATES, Template
 from pipelines.errors import InvalidInputError, NotFoundError
-from pipelines.params import ParamValue, json_params, masked, merge
+from pipelines.params import ParamValue, merge
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.layout import dev_dir, launch_log
 from pipelines.rundir.state import now as clock
@@ -270,7 +270,6 @@ class Project:
         request = LaunchRequest(
             run_id,
             str(pipeline.folder),
-            dict(params or {}),
             only=tuple(only),
             resume=resume,
             isolate=isolate,
@@ -295,11 +294,8 @@ class Project:
         *,
         trigger: Trigger = Trigger.API,
     ) -> RunId:
-        """Queue a run for a scheduler to start; returns its id at once.
-
-        Parameters named like secrets are not kept with a queued run (they would be stored):
-        give such values to the pipeline through its environment instead.
-        """
+        """Queue a run for a scheduler to start; returns its id at once. Its secret parameters
+        are stored sealed (`store/sealed.py`): the scheduler's host needs the same key."""
         return self._queue(self.valid_pipeline(name), params, trigger)
 
     def cancel(self, run_id: str, by: str, at: datetime | None = None) -> RunRecord:
@@ -371,18 +367,21 @@ class Project:
         trigger: Trigger,
         resumed_from: str | None = None,
     ) -> RunId:
-        """Record a queued run; its parameters as shown to people (secrets masked)."""
+        """Record a queued run: its parameters as shown to people (secrets masked), and its
+        secrets sealed for the runner that adopts it."""
         from pipelines.store.queue import QueuedRun, enqueue
         from pipelines.store.run_store import new_run_id
+        from pipelines.store.sealed import seal
 
-        values = masked(merge(pipeline.config.params, dict(params or {})))
+        values = seal(self.root, merge(pipeline.config.params, dict(params or {})))
         run_id = new_run_id()
         queued = QueuedRun(
             run_id=run_id,
             pipeline=pipeline.name,
             pipeline_path=str(pipeline.folder),
             trigger=trigger,
-            params=json_params(values),
+            params=values.shown,
+            sealed_params=values.sealed,
             run_dir="",
             resumed_from=resumed_from,
         )

@@ -1,8 +1,10 @@
 """Starting runs in runner processes: the one way a run gets a process of its own.
 
 The scheduler hands it queued runs; `Project.start` (the CLI, `%pipeline run`, the server) hands
-it runs it has just queued. Either way the child is `python -m pipelines run ... --run-id ID`,
-which adopts the queued run and records everything else itself.
+it runs it has just queued. Either way the child is `python -P -m pipelines run ... --run-id ID`,
+which adopts the queued run, takes its parameters from it (secrets sealed, `store/sealed.py`) and
+records everything else itself. No parameter is ever on a runner's command line: any local user
+can read command lines (`ps`).
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.params import MASK, ParamValue
 from pipelines.rundir.layout import launch_log
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 class LaunchRequest:
     run_id: str
     pipeline_path: str
-    params: Mapping[str, ParamValue] = field(default_factory=dict)
     only: tuple[str, ...] = ()
     resume: str | None = None
     isolate: bool = False
@@ -44,9 +43,8 @@ class SubprocessLauncher:
         self.root = root
 
     def start(self, run: RunRecord) -> subprocess.Popen[bytes]:
-        """Start a queued run as the scheduler does: secrets are not kept with queued runs."""
-        params = {name: value for name, value in run.params.items() if value != MASK}
-        return self.launch(LaunchRequest(run.run_id, run.pipeline_path, params))
+        """Start a queued run as the scheduler does."""
+        return self.launch(LaunchRequest(run.run_id, run.pipeline_path))
 
     def launch(self, request: LaunchRequest) -> subprocess.Popen[bytes]:
         log_path = launch_log(self.root, request.run_id)
@@ -65,10 +63,11 @@ class SubprocessLauncher:
 
 
 def _command(root: Path, request: LaunchRequest) -> list[str]:
-    command = [sys.executable, "-m", "pipelines", "--project", str(root), "run"]
+    """The runner's command line: parameters are not on it, the runner reads them from the
+    queued run. `-P` keeps the working folder (the project) off `sys.path`, so a project's own
+    `pipelines/` package cannot stand in for Blockbook's."""
+    command = [sys.executable, "-P", "-m", "pipelines", "--project", str(root), "run"]
     command += [request.pipeline_path, "--run-id", request.run_id]
-    for name, value in request.params.items():
-        command += ["-p", f"{name}={_param_text(value)}"]
     for block in request.only:
         command += ["--only", block]
     if request.resume:
@@ -76,13 +75,6 @@ def _command(root: Path, request: LaunchRequest) -> list[str]:
     if request.isolate:
         command.append("--isolate")
     return command
-
-
-def _param_text(value: ParamValue) -> str:
-    """The `-p` text that `parse_value` types back into `value`."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _die_with_parent() -> None:

@@ -86,6 +86,9 @@ class RunRow(Base):
     status: Mapped[str] = mapped_column(String(_STATUS_LENGTH))
     trigger: Mapped[str] = mapped_column(String(_STATUS_LENGTH))
     params: Mapped[dict[str, Any]]
+    sealed_params: Mapped[str | None] = mapped_column(Text)
+    """The secret parameters of a queued run, encrypted (`store/sealed.py`); emptied when its
+    runner adopts it."""
     run_dir: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(index=True)
     started_at: Mapped[datetime | None]
