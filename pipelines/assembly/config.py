@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -22,6 +23,8 @@ from pipelines.params import ParamValue
 
 PIPELINE_FILE = "pipeline.toml"
 PROJECT_FILE = "blockbook.toml"
+LONGEST_EVERY = timedelta(days=366)
+"""The longest `every` of a schedule."""
 
 
 class _Strict(BaseModel):
@@ -57,8 +60,18 @@ class ScheduleConfig(_Strict):
     @classmethod
     def _every(cls, value: str | None) -> str | None:
 
-        if value is not None:
-            timing.parse_every(value)
+        if value is None:
+            return value
+        try:
+            interval: timedelta | None = timing.parse_every(value)
+        except OverflowError:
+            interval = None  # more days than a timedelta holds
+        if interval is None or interval > LONGEST_EVERY:
+            # Fire times are dates: a longer interval soon points past the calendar's end.
+            raise ValueError(
+                f"`{value}` is longer than {LONGEST_EVERY.days}d, the longest interval: for runs "
+                'a year or more apart use `cron`, e.g. cron = "0 6 1 1 *" (06:00 on 1 January)'
+            )
         return value
 
     @field_validator("timezone")

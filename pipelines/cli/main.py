@@ -173,9 +173,12 @@ def run(
 def runs(project: Project, pipeline: str | None, output_format: str, limit: int) -> None:
     """List recent runs, newest first."""
     from pipelines.cli.progress import runs_table
+    from pipelines.store.liveness import crash_runs_without_runner
 
     name = resolve(project, pipeline).name if pipeline else None
     with store_errors():
+        # A run whose runner died on this host shows as crashed even when no scheduler runs.
+        crash_runs_without_runner(project.store)
         records = project.runs(name, limit=limit)
     if output_format == "json":
         click.echo(json.dumps([run_json(r, with_blocks=False) for r in records], indent=2))

@@ -37,8 +37,15 @@ from pipelines.scheduling.fire_times import (
 )
 from pipelines.scheduling.launcher import SubprocessLauncher
 from pipelines.status import Trigger
+from pipelines.store.liveness import (
+    record_runner,
+    runner_gone,
+    runner_stopped,
+    runs_without_runner,
+)
 from pipelines.store.queue import (
     QueuedRun,
+    ScheduleState,
     active_counts,
     adopt_schedule,
     claim_launch,
@@ -51,6 +58,7 @@ from pipelines.store.queue import (
 )
 from pipelines.store.records import RunRecord
 from pipelines.store.run_store import RunId, RunStore, new_run_id
+from pipelines.store.runner_process import RunnerProcess
 from pipelines.store.sealed import seal
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,12 @@ class SchedulerOptions:
     """How often pipeline.toml files are looked at again (added, changed, removed schedules)."""
     heartbeat_timeout: timedelta = timedelta(seconds=30)
     """A running run whose runner has been silent this long is marked crashed."""
+    kill_wait: timedelta = timedelta(seconds=30)
+    """How long a silent runner on this host may take to die once killed; a crash retry waits
+    for it (and is not queued when it outlives this)."""
+
+
+_SILENT = "the runner stopped sending heartbeats (its process died, was killed or hangs)"
 
 
 class RunHandle(Protocol):
@@ -164,80 +178,96 @@ class Scheduler:
     # ---- steps -------------------------------------------------------------------------
 
     def rescan(self, moment: datetime) -> None:
-        """Pick up added, changed and removed schedules."""
+        """Pick up added, changed and removed schedules; one pipeline's broken schedule (or a
+        failed write of it) is logged and leaves every other pipeline's as it is."""
         stored = schedule_states(self.store)
         seen: set[str] = set()
         for ref in list_pipelines(self.root):
-            config_file = ref.folder / PIPELINE_FILE
-            if not config_file.is_file():
-                continue
-            config, problems = load_pipeline_config(ref.folder)
-            if any(p.is_error for p in problems):
-                log.warning("%s: not scheduling: %s", ref.name, problems[0].format())
-                continue
-            if config.schedule is None:
-                continue
-            seen.add(ref.name)
-            fingerprint = schedule_fingerprint(config.schedule)
-            current = self.watched.get(ref.name)
-            if current is not None and current.fingerprint == fingerprint:
-                current.folder = ref.folder
-                continue
-            state = stored.get(ref.name)
-            if state is None or state.fingerprint != fingerprint:
-                # New or changed: fire times before this moment are never run.
-                state = adopt_schedule(self.store, ref.name, fingerprint, moment)
-                log.info(
-                    "%s: schedule %s from %s",
-                    ref.name,
-                    "added" if current is None else "changed",
-                    moment,
-                )
-            schedule = schedule_of(config.schedule)
-            watched = _Watched(
-                ref.name,
-                ref.folder,
-                schedule,
-                fingerprint,
-                state.first_seen_at,
-                state.last_fired,
-                next_fire_after(
-                    schedule,
-                    max(state.first_seen_at, state.last_fired or state.first_seen_at),
-                    state.first_seen_at,
-                ),
-            )
-            self.watched[ref.name] = watched
-            heapq.heappush(self._heap, (watched.next_fire, ref.name))
+            try:
+                if self._watch(ref.name, ref.folder, stored.get(ref.name), moment):
+                    seen.add(ref.name)
+            except Exception:
+                log.exception("%s: could not read its schedule; trying again later", ref.name)
+                seen.add(ref.name)  # a failure to read is no reason to forget the schedule
         for name in set(self.watched) - seen:
             log.info("%s: schedule removed", name)
             del self.watched[name]
             forget_schedule(self.store, name)
 
+    def _watch(
+        self, name: str, folder: Path, state: ScheduleState | None, moment: datetime
+    ) -> bool:
+        """Watch the pipeline's schedule from now on; False when it has none (or an invalid
+        one, which is said)."""
+        if not (folder / PIPELINE_FILE).is_file():
+            return False
+        config, problems = load_pipeline_config(folder)
+        if any(p.is_error for p in problems):
+            log.warning("%s: not scheduling: %s", name, problems[0].format())
+            return False
+        if config.schedule is None:
+            return False
+        fingerprint = schedule_fingerprint(config.schedule)
+        current = self.watched.get(name)
+        if current is not None and current.fingerprint == fingerprint:
+            current.folder = folder
+            return True
+        if state is None or state.fingerprint != fingerprint:
+            # New or changed: fire times before this moment are never run.
+            state = adopt_schedule(self.store, name, fingerprint, moment)
+            log.info(
+                "%s: schedule %s from %s", name, "added" if current is None else "changed", moment
+            )
+        schedule = schedule_of(config.schedule)
+        since = max(state.first_seen_at, state.last_fired or state.first_seen_at)
+        watched = _Watched(
+            name,
+            folder,
+            schedule,
+            fingerprint,
+            state.first_seen_at,
+            state.last_fired,
+            next_fire_after(schedule, since, state.first_seen_at),
+        )
+        self.watched[name] = watched
+        heapq.heappush(self._heap, (watched.next_fire, name))
+        return True
+
     def _fire_due(self, moment: datetime) -> None:
+        due: list[_Watched] = []
         while self._heap and self._heap[0][0] <= moment:
             _, name = heapq.heappop(self._heap)
             watched = self.watched.get(name)
-            if watched is None or watched.next_fire > moment:
+            if watched is None or watched.next_fire > moment or watched in due:
                 continue  # removed, or a stale heap entry from before a change
-            for fire_time in due_fire_times(
+            due.append(watched)
+        for watched in due:
+            try:
+                self._fire(watched, moment)
+            except Exception:
+                # Its next fire time is left as it was: what failed is queued at the next tick.
+                log.exception("%s: could not queue its due runs; retrying", watched.pipeline)
+            heapq.heappush(self._heap, (watched.next_fire, watched.pipeline))
+
+    def _fire(self, watched: _Watched, moment: datetime) -> None:
+        """Queue the schedule's due fire times; its next fire time moves on once all are."""
+        for fire_time in due_fire_times(
+            watched.schedule,
+            first_seen=watched.first_seen,
+            last_fired=watched.last_fired,
+            now=moment,
+            anchor=watched.first_seen,
+        ):
+            self.queue_fire_time(
+                watched.pipeline,
+                watched.folder,
                 watched.schedule,
-                first_seen=watched.first_seen,
-                last_fired=watched.last_fired,
-                now=moment,
-                anchor=watched.first_seen,
-            ):
-                self.queue_fire_time(
-                    watched.pipeline,
-                    watched.folder,
-                    watched.schedule,
-                    fire_time,
-                    watched.first_seen,
-                    Trigger.SCHEDULE,
-                )
-                watched.last_fired = fire_time
-            watched.next_fire = next_fire_after(watched.schedule, moment, watched.first_seen)
-            heapq.heappush(self._heap, (watched.next_fire, name))
+                fire_time,
+                watched.first_seen,
+                Trigger.SCHEDULE,
+            )
+            watched.last_fired = fire_time
+        watched.next_fire = next_fire_after(watched.schedule, moment, watched.first_seen)
 
     def queue_fire_time(
         self,
@@ -272,27 +302,43 @@ class Scheduler:
         return None
 
     def _reap(self, moment: datetime) -> None:
+        """End the runs whose runner is gone: at once when it was a process of this host (found
+        by pid: a restarted scheduler cleans up after the one killed), after the heartbeat
+        timeout otherwise."""
+        for run in runs_without_runner(self.store):
+            self._crashed(run, runner_gone(run), moment)
         for run in orphans(self.store, moment, self.options.heartbeat_timeout):
             mine = self.launched.get(run.run_id)
             if mine is not None and mine.handle.poll() is None:
                 continue  # its runner is alive, just slow to beat
-            reason = "the runner stopped sending heartbeats (its process died or was killed)"
-            if not mark_crashed(self.store, run.run_id, reason, moment):
-                continue
-            log.warning("%s: run %s crashed: %s", run.pipeline, run.run_id, reason)
-            self._alert(run)
-            watched = self.watched.get(run.pipeline)
-            retries = watched.schedule.run_retries if watched is not None else 0
-            if run.scheduled_for is not None and watched is not None and run.attempt < retries:
-                self.queue_fire_time(
-                    run.pipeline,
-                    Path(run.pipeline_path),
-                    watched.schedule,
-                    run.scheduled_for,
-                    watched.first_seen,
-                    run.trigger,
-                    attempt=run.attempt + 1,
-                )
+            self._crashed(run, _SILENT, moment)
+
+    def _crashed(self, run: RunRecord, reason: str, moment: datetime | None = None) -> None:
+        """Mark the run crashed, alert, and queue its retry once its old runner is surely gone
+        (a paused runner on this host is killed first: two runners of one fire time never
+        overlap)."""
+        if not mark_crashed(self.store, run.run_id, reason, moment):
+            return  # it ended meanwhile, or another scheduler got there first
+        log.warning("%s: run %s crashed: %s", run.pipeline, run.run_id, reason)
+        self._alert(run)
+        watched = self.watched.get(run.pipeline)
+        retries = watched.schedule.run_retries if watched is not None else 0
+        if run.scheduled_for is None or watched is None or run.attempt >= retries:
+            return
+        if not runner_stopped(run, self.options.kill_wait):
+            log.error(
+                "%s: not retrying run %s: its runner is still alive", run.pipeline, run.run_id
+            )
+            return
+        self.queue_fire_time(
+            run.pipeline,
+            Path(run.pipeline_path),
+            watched.schedule,
+            run.scheduled_for,
+            watched.first_seen,
+            run.trigger,
+            attempt=run.attempt + 1,
+        )
 
     def _launch_queued(self, only: str | None = None) -> None:
         if len(self.launched) >= self.options.max_runs:
@@ -303,13 +349,25 @@ class Scheduler:
                 continue
             if len(self.launched) >= self.options.max_runs:
                 return
-            if active.get(run.pipeline, 0) >= self._limit(run.pipeline):
+            limit = self._limit(run.pipeline)
+            if active.get(run.pipeline, 0) >= limit:
                 continue
-            if not claim_launch(self.store, run.run_id):
-                continue  # another scheduler took it
+            # The limit is checked again in the claim: other schedulers may share the store.
+            if not claim_launch(self.store, run.run_id, limit):
+                continue
             active[run.pipeline] = active.get(run.pipeline, 0) + 1
             log.info("%s: starting run %s", run.pipeline, run.run_id)
-            self.launched[run.run_id] = _Launched(run, self.launcher.start(run))
+            handle = self.launcher.start(run)
+            self.launched[run.run_id] = _Launched(run, handle)
+            self._record_runner(run, handle)
+
+    def _record_runner(self, run: RunRecord, handle: RunHandle) -> None:
+        """The child's pid goes with the run at once: if this scheduler is killed before the
+        runner records itself, the next one still knows whose death ends the run."""
+        pid = getattr(handle, "pid", None)
+        runner = RunnerProcess.of_pid(pid) if isinstance(pid, int) else None
+        if runner is not None:
+            record_runner(self.store, run.run_id, runner)
 
     def _collect(self) -> None:
         for run_id, launched in list(self.launched.items()):
@@ -323,8 +381,7 @@ class Scheduler:
                     f"the runner process exited with code {code} before the run ended; see "
                     f"{launch_log(self.root, run_id)}"
                 )
-                if mark_crashed(self.store, run_id, reason):
-                    self._alert(launched.run)
+                self._crashed(record, reason)
 
     def _alert(self, run: RunRecord) -> None:
         """A crashed run alerts like a failed one; the runner that would have said so is gone."""

@@ -11,15 +11,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from pipelines.rundir.state import now
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.db import RunConflict, RunNotFound
 from pipelines.store.records import RunRecord
-from pipelines.store.rows import cancel_reason, pending_blocks, prefix_match
+from pipelines.store.rows import cancel_reason, pending_blocks, prefix_match, set_runner
 from pipelines.store.run_store import RunId, RunStore
+from pipelines.store.runner_process import RunnerProcess
 from pipelines.store.schema import REQUESTER_LENGTH, BlockRunRow, RunRow, ScheduleRow
 
 _ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
@@ -73,9 +75,21 @@ def enqueue(store: RunStore, run: QueuedRun) -> bool:
     return True
 
 
-def claim_launch(store: RunStore, run_id: str) -> bool:
-    """Take a queued run for one runner; only one caller ever gets True for a run."""
+def claim_launch(store: RunStore, run_id: str, limit: int | None = None) -> bool:
+    """Take a queued run for one runner; only one caller ever gets True for a run.
+
+    With a `limit` (the pipeline's max_active_runs), the run is taken only while fewer than
+    `limit` runs of its pipeline are active: counted and taken in one transaction that holds
+    the pipeline's lock, so schedulers sharing a database never start more between them.
+    """
     with store.writing() as session:
+        if limit is not None:
+            pipeline = session.scalar(select(RunRow.pipeline).where(RunRow.run_id == run_id))
+            if pipeline is None:
+                return False
+            _lock_pipeline(session, pipeline)
+            if _active_count(session, pipeline) >= limit:
+                return False
         result = session.execute(
             update(RunRow)
             .where(
@@ -86,6 +100,30 @@ def claim_launch(store: RunStore, run_id: str) -> bool:
             .values(launched_at=now())
         )
         return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def _lock_pipeline(session: Session, pipeline: str) -> None:
+    """Serialise claims of one pipeline until the transaction ends.
+
+    SQLite's write transactions (BEGIN IMMEDIATE) are serialised already. PostgreSQL takes a
+    transaction-scoped advisory lock on the pipeline's name: no row to create or migrate, and
+    a claim that waits for it then counts what the other claim committed.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(pipeline))))
+
+
+def active_condition() -> ColumnElement[bool]:
+    """Taken by a runner and not finished: running, or queued and launched."""
+    return or_(
+        RunRow.status == RunStatus.RUNNING.value,
+        (RunRow.status == RunStatus.QUEUED.value) & RunRow.launched_at.is_not(None),
+    )
+
+
+def _active_count(session: Session, pipeline: str) -> int:
+    query = select(func.count()).where(RunRow.pipeline == pipeline, active_condition())
+    return int(session.scalar(query) or 0)
 
 
 def queued_runs(store: RunStore, limit: int = 100) -> list[RunRecord]:
@@ -103,14 +141,7 @@ def queued_runs(store: RunStore, limit: int = 100) -> list[RunRecord]:
 def active_counts(store: RunStore) -> dict[str, int]:
     """Pipeline -> runs taken by a runner and not finished (queued-and-launched or running)."""
     query = (
-        select(RunRow.pipeline, func.count())
-        .where(
-            or_(
-                RunRow.status == RunStatus.RUNNING.value,
-                (RunRow.status == RunStatus.QUEUED.value) & RunRow.launched_at.is_not(None),
-            )
-        )
-        .group_by(RunRow.pipeline)
+        select(RunRow.pipeline, func.count()).where(active_condition()).group_by(RunRow.pipeline)
     )
     with store.reading() as session:
         return {pipeline: int(count) for pipeline, count in session.execute(query)}
@@ -243,7 +274,8 @@ def adopt(
     run_dir: str,
     blocks: list[tuple[str, str]],
 ) -> RunRecord:
-    """Fill in a queued run (made by a scheduler or a trigger) that a runner is about to start.
+    """Fill in a queued run (made by a scheduler or a trigger) that this process, its runner,
+    is about to start.
 
     Raises `RunConflict` when the run is no longer queued: cancelled (`request_cancel`) or
     marked crashed between the runner's look at it and now, so the runner says why it stops.
@@ -261,6 +293,7 @@ def adopt(
         run.sealed_params = None  # opened by the runner: the store need not keep them
         run.run_dir = run_dir
         run.launched_at = run.launched_at or now()
+        set_runner(run, RunnerProcess.current())
         if not run.blocks:
             run.blocks = pending_blocks(blocks)
     record = store.get_run(run_id)

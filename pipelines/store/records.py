@@ -13,6 +13,7 @@ from typing import Any, NewType
 
 from pipelines.errors import NotFoundError
 from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.store.runner_process import RunnerProcess
 from pipelines.store.schema import BlockRunRow, RunRow
 
 RunId = NewType("RunId", str)
@@ -68,6 +69,16 @@ class RunRecord:
     """When someone first asked the run to stop (kept once it ended, whatever it ended as)."""
     cancel_requested_by: str | None = None
     """Who asked: `user@host` from the command line, `api`, `server`."""
+    runner_pid: int | None = None
+    runner_host: str | None = None
+    runner_started_at: datetime | None = None
+
+    @property
+    def runner(self) -> RunnerProcess | None:
+        """The process that runs (or will run) the run, when one was recorded."""
+        if self.runner_pid is None or self.runner_host is None or self.runner_started_at is None:
+            return None
+        return RunnerProcess(self.runner_pid, self.runner_host, self.runner_started_at)
 
     def block(self, name: str) -> BlockRunRecord | None:
         return next((block for block in self.blocks if block.block == name), None)
@@ -103,6 +114,9 @@ def run_record(row: RunRow) -> RunRecord:
         heartbeat_at=row.heartbeat_at,
         cancel_requested_at=row.cancel_requested_at,
         cancel_requested_by=row.cancel_requested_by,
+        runner_pid=row.runner_pid,
+        runner_host=row.runner_host,
+        runner_started_at=row.runner_started_at,
     )
 
 

@@ -1,5 +1,6 @@
 """Small operations on the run store's rows shared by the store and the run queue: finding a
-run by id prefix, the block rows of a new run, the error of a run cancelled on request."""
+run by id prefix, the block rows of a new run, the error of a run cancelled on request, the
+runner process of a run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from pipelines.status import BlockStatus
 from pipelines.store.db import AmbiguousRunId
+from pipelines.store.runner_process import RunnerProcess
 from pipelines.store.schema import BlockRunRow, RunRow
 
 _CANDIDATES_SHOWN = 10
@@ -62,3 +64,11 @@ def pending_blocks(blocks: Sequence[tuple[str, str]]) -> list[BlockRunRow]:
         )
         for position, (name, notebook) in enumerate(blocks)
     ]
+
+
+def set_runner(row: RunRow, runner: RunnerProcess) -> None:
+    """Record the process that runs (or will run) the run: on its host, a scheduler that finds
+    it gone marks the run crashed at once instead of waiting for its heartbeats to stop."""
+    row.runner_pid = runner.pid
+    row.runner_host = runner.host
+    row.runner_started_at = runner.started_at

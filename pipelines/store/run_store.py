@@ -39,7 +39,8 @@ from pipelines.store.db import (
 )
 from pipelines.store.migrate import MIGRATIONS, upgrade_schema
 from pipelines.store.records import RunId, RunRecord, run_record
-from pipelines.store.rows import cancel_reason, pending_blocks, prefix_match
+from pipelines.store.rows import cancel_reason, pending_blocks, prefix_match, set_runner
+from pipelines.store.runner_process import RunnerProcess
 from pipelines.store.schema import AttemptRow, BlockRunRow, RunRow
 
 __all__ = [
@@ -123,7 +124,8 @@ class RunStore:
         blocks: Sequence[tuple[str, str]],
         resumed_from: str | None = None,
     ) -> None:
-        """Record a queued run whose blocks (name, notebook; in global order) are all pending."""
+        """Record a queued run whose blocks (name, notebook; in global order) are all pending,
+        run by this process."""
         names = [name for name, _ in blocks]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -140,6 +142,7 @@ class RunStore:
             resumed_from=resumed_from,
             blocks=pending_blocks(blocks),
         )
+        set_runner(row, RunnerProcess.current())
         try:
             with self._write() as session:
                 if session.get(RunRow, run_id) is not None:
