@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -133,7 +134,7 @@ def run(
     # Imported here for cost: only this command shows live progress.
     from pipelines.cli.progress import LiveProgress, run_summary
     from pipelines.runs.runner import RunOptions
-    from pipelines.store.sealed import queued_params
+    from pipelines.store.sealed import KEY_ENV, queued_params
 
     with usage_errors():
         assembled = project.assemble(pipeline)
@@ -143,6 +144,8 @@ def run(
         # A queued run (a scheduler or `Project.start` launched this process) brings its own
         # parameters, secrets sealed: they are never on a runner's command line.
         queued = queued_params(project.store, project.root, run_id) if run_id else None
+    # The kernels run the pipeline's code: it has no use for the key, and could print it.
+    os.environ.pop(KEY_ENV, None)
     with usage_errors():
         options = RunOptions(
             params={**(queued or {}), **given},

@@ -13,12 +13,12 @@ one store (a shared PostgreSQL database) needs the same key: set the variable th
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
 import os
+import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -108,31 +108,42 @@ class SecretKey:
         if found is not None:
             return found
         path = key_file(root)
-        _create_key_file(path)
-        log.warning(
-            "created %s to seal the secret parameters of queued runs; every host that queues or "
-            "runs runs of this store needs the same key: set $%s to its content there",
-            path,
-            KEY_ENV,
-        )
+        try:
+            created = _create_key_file(path)
+        except OSError as exc:
+            raise SecretKeyError(
+                f"cannot create {path} to seal secret parameters: {exc.strerror}",
+                hint=f"set ${KEY_ENV} to the key of the hosts that share the run store, or to a "
+                f"new one: {_NEW_KEY}",
+            ) from exc
+        if created:
+            log.warning(
+                "created %s to seal the secret parameters of queued runs; every host that "
+                "queues or runs runs of this store needs the same key: set $%s to its content",
+                path,
+                KEY_ENV,
+            )
         found = cls.find(root)
         assert found is not None
         return found
 
 
-def _create_key_file(path: Path) -> None:
+def _create_key_file(path: Path) -> bool:
     """Write a new key, readable by its owner only; whoever links theirs first wins, so two
-    processes queueing at once end up with one key."""
+    processes (or threads) queueing at once end up with one key. False when another won."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    draft = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    draft = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
     descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(descriptor, "wb") as stream:
             stream.write(Fernet.generate_key() + b"\n")
             stream.flush()
             os.fsync(stream.fileno())
-        with contextlib.suppress(FileExistsError):  # another process made one first: theirs
-            os.link(draft, path)
+        try:
+            os.link(draft, path)  # atomic, and never replaces a key another process made
+        except FileExistsError:
+            return False
+        return True
     finally:
         draft.unlink(missing_ok=True)
 

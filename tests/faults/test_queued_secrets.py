@@ -286,3 +286,24 @@ def test_a_runner_without_the_key_fails_the_run_saying_how_to_set_it(
     assert record.error is not None
     assert KEY_ENV in record.error, record.error
     assert not (place.root / ".blockbook" / "secret.key").exists(), "the key came from the env"
+
+
+def test_the_key_reaches_neither_the_store_nor_the_kernels(place: Place, tmp_path: Path) -> None:
+    """The pipeline's code runs in the kernels: it has no use for the key, and could print it
+    into an executed notebook."""
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    keyed = Place(place.root, {**place.env, KEY_ENV: key}, place.stored_text, place.kind)
+    out = tmp_path / "received.txt"
+    toml = f'[params]\napi_token = ""\nout = "{out}"\n'
+    seen = f"__import__('os').environ.get('{KEY_ENV}', 'absent') + ' ' + api_token"
+    make_pipeline(place.root, {"a.ipynb": nb(GOT.format(name=seen))}, toml, name="pipe")
+
+    queued = keyed.blockbook("trigger", "pipe", "-p", "api_token=tok-abcdef123")
+    assert queued.returncode == 0, queued.stderr
+    done, _, stored = _run_and_watch(keyed, out, key, "scheduler", "--once")
+
+    assert done.returncode == 0, done.stderr
+    assert out.read_text() == "absent tok-abcdef123"
+    assert key not in stored + place.stored_text()
