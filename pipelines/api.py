@@ -343,7 +343,8 @@ class Project:
     ) -> list[RunRecord]:
         """Run every fire time of the pipeline's schedule in [start, end] that has no run yet,
         within its max_active_runs, and return those runs once they ended."""
-        from pipelines.scheduling.scheduler import SchedulerOptions, backfill
+        from pipelines.scheduling.backfill import backfill
+        from pipelines.scheduling.scheduler import SchedulerOptions
 
         folder = self.resolve(name).folder
         daemon = self.scheduler(SchedulerOptions(max_runs=max_runs))

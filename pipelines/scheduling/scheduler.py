@@ -21,13 +21,11 @@ from typing import Protocol
 from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.config import PIPELINE_FILE, load_pipeline_config
 from pipelines.assembly.project import list_pipelines
-from pipelines.errors import BlockbookError
 from pipelines.rundir.layout import launch_log
 from pipelines.rundir.state import now
 from pipelines.scheduling.fire_times import (
     Schedule,
     due_fire_times,
-    fire_times_between,
     interval_params,
     next_fire_after,
     schedule_of,
@@ -305,13 +303,17 @@ class Scheduler:
         """End the runs whose runner is gone: at once when it was a process of this host (found
         by pid: a restarted scheduler cleans up after the one killed), after the heartbeat
         timeout otherwise."""
-        for run in runs_without_runner(self.store):
-            self._crashed(run, runner_gone(run), moment)
+        gone = [(run, runner_gone(run)) for run in runs_without_runner(self.store)]
         for run in orphans(self.store, moment, self.options.heartbeat_timeout):
             mine = self.launched.get(run.run_id)
-            if mine is not None and mine.handle.poll() is None:
-                continue  # its runner is alive, just slow to beat
-            self._crashed(run, _SILENT, moment)
+            if mine is None or mine.handle.poll() is not None:
+                gone.append((run, _SILENT))
+            # else: its runner is alive, just slow to beat
+        for run, reason in gone:
+            try:
+                self._crashed(run, reason, moment)
+            except Exception:
+                log.exception("%s: could not end run %s; retrying", run.pipeline, run.run_id)
 
     def _crashed(self, run: RunRecord, reason: str, moment: datetime | None = None) -> None:
         """Mark the run crashed, alert, and queue its retry once its old runner is surely gone
@@ -396,32 +398,3 @@ class Scheduler:
 
     def _has_queued(self, pipeline: str | None) -> bool:
         return any(pipeline is None or run.pipeline == pipeline for run in queued_runs(self.store))
-
-
-def backfill(scheduler: Scheduler, folder: Path, start: datetime, end: datetime) -> list[RunId]:
-    """One run per fire time of the pipeline's schedule in [start, end], run now within its
-    max_active_runs. Fire times that already have a run are skipped, so an interrupted backfill
-    continues where it stopped when started again."""
-    config, problems = load_pipeline_config(folder)
-    errors = [p for p in problems if p.is_error]
-    if errors:
-        raise BlockbookError(errors[0].format(), hint="fix pipeline.toml first")
-    if config.schedule is None:
-        raise BlockbookError(
-            f"pipeline `{folder.name}` has no [schedule] to backfill",
-            hint='add a [schedule] to pipeline.toml, e.g. cron = "0 6 * * *" or every = "1h"',
-        )
-    if end < start:
-        raise BlockbookError("--end is before --start", hint="swap them")
-    schedule = schedule_of(config.schedule)
-    queued: list[RunId] = []
-    fire_times = fire_times_between(schedule, start - timedelta(microseconds=1), end, start)
-    for fire_time in fire_times:
-        run_id = scheduler.queue_fire_time(
-            folder.name, folder, schedule, fire_time, start, Trigger.BACKFILL
-        )
-        if run_id is not None:
-            queued.append(run_id)
-    scheduler.limits[folder.name] = schedule.max_active_runs
-    scheduler.drain(folder.name)
-    return queued

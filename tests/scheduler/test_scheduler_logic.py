@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.rundir.state import now
-from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions, backfill
+from pipelines.scheduling.backfill import backfill
+from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions
 from pipelines.status import RunStatus, Trigger
 from pipelines.store.queue import heartbeat, queued_runs
 from pipelines.store.records import RunRecord
