@@ -60,6 +60,7 @@ class ThrottledExecutionManager(NotebookExecutionManager):  # type: ignore[misc]
 
 class BlockbookNotebookClient(PapermillNotebookClient):  # type: ignore[misc]
     km: Any  # nbclient's trait: the kernel manager, None between kernels
+
     def __init__(self, nb_man: Any, kernel_started: KernelStarted | None, **kwargs: Any) -> None:
         super().__init__(nb_man, **kwargs)
         self._kernel_started = kernel_started
