@@ -8,6 +8,7 @@ clear (SQLite file bytes, PostgreSQL rows), and must never be on a runner's comm
 from __future__ import annotations
 
 import secrets
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from pipelines.scheduling.fire_times import schedule_of
 from pipelines.scheduling.scheduler import Scheduler
 from pipelines.status import Trigger
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
+from pipelines.store.sealed import SecretKeyError, key_file, open_sealed, seal
 from tests.helpers.notebooks import make_pipeline, nb
 from tests.helpers.postgres import pg_scalar, postgres_schema, schema_url
 from tests.helpers.runs import BLOCKBOOK, cli_env
@@ -173,6 +175,8 @@ def test_a_triggered_url_with_a_password_reaches_the_run_intact_and_is_never_sto
         [record] = store.list_runs("pipe")
     assert record.status.value == "success", record.error
     assert record.params["url"] == "postgresql://u:********@h/db"
+    key = place.root / ".blockbook" / "secret.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600, "the key file others can read"
 
 
 def test_a_secret_named_parameter_of_a_triggered_run_reaches_it_and_is_never_stored(
@@ -307,3 +311,29 @@ def test_the_key_reaches_neither_the_store_nor_the_kernels(place: Place, tmp_pat
     assert done.returncode == 0, done.stderr
     assert out.read_text() == "absent tok-abcdef123"
     assert key not in stored + place.stored_text()
+
+
+def test_a_key_file_other_users_can_read_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    sealed = seal(tmp_path, {"db_password": "hunter22", "day": "2024-01-31"})
+    key_file(tmp_path).chmod(0o644)
+
+    with pytest.raises(SecretKeyError) as raised:
+        open_sealed(tmp_path, "r1", sealed)
+
+    assert raised.value.hint == f"chmod 600 {key_file(tmp_path)}"
+
+
+def test_a_key_in_the_environment_that_is_no_key_says_how_to_make_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "hunter2")
+
+    with pytest.raises(SecretKeyError) as raised:
+        seal(tmp_path, {"db_password": "hunter22"})
+
+    assert f"${KEY_ENV}" in raised.value.message
+    assert "Fernet.generate_key()" in raised.value.hint
+    assert not key_file(tmp_path).exists()
