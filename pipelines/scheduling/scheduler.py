@@ -359,7 +359,13 @@ class Scheduler:
                 continue
             active[run.pipeline] = active.get(run.pipeline, 0) + 1
             log.info("%s: starting run %s", run.pipeline, run.run_id)
-            handle = self.launcher.start(run)
+            try:
+                handle = self.launcher.start(run)
+            except Exception as exc:
+                # Taken but never started: end it now rather than after the heartbeat timeout.
+                log.exception("%s: could not start run %s", run.pipeline, run.run_id)
+                self._crashed(run, f"its runner process could not be started: {exc}")
+                continue
             self.launched[run.run_id] = _Launched(run, handle)
             self._record_runner(run, handle)
 

@@ -409,3 +409,25 @@ def test_runs_shows_a_manual_run_whose_runner_was_killed_as_crashed(
     [listed] = json.loads(result.stdout)
     assert listed["status"] == "crashed", listed
     assert f"pid {runner.pid}" in listed["error"]
+
+
+def test_a_run_whose_runner_cannot_start_is_crashed_at_once(
+    project: Path, shared_store: RunStore
+) -> None:
+    scheduled_pipeline(project, '[schedule]\nevery = "1s"\nmax_active_runs = 100\n', sleep=0)
+
+    class Failing:
+        def start(self, run: RunRecord) -> RecordingLauncher:
+            raise OSError("no such interpreter (injected)")
+
+    clock = [datetime(2026, 3, 1, tzinfo=UTC)]
+    daemon = Scheduler(
+        project, shared_store, SchedulerOptions(rescan_seconds=600), Failing(), lambda: clock[0]
+    )
+    daemon.tick()
+    clock[0] += timedelta(seconds=2)
+    daemon.tick()
+    records = shared_store.list_runs(limit=1000)
+    assert records
+    assert {r.status for r in records} == {RunStatus.CRASHED}
+    assert all("could not be started" in (r.error or "") for r in records)
