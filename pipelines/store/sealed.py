@@ -162,8 +162,18 @@ class QueuedParams:
 
 
 def seal(root: Path, params: Mapping[str, ParamValue]) -> QueuedParams:
-    """Split `params` into what may be stored as is and the secrets, which are encrypted."""
+    """Split `params` into what may be stored as is and the secrets, which are encrypted.
+
+    A value that holds the mask is refused: it is a secret copied from where it was shown (a
+    run's recorded parameters), and the run would get the mask instead of the secret."""
     values = json_params(params)
+    for name, value in values.items():
+        if isinstance(value, str) and MASK in value:
+            raise InvalidInputError(
+                f"parameter `{name}` holds the mask {MASK} instead of its value",
+                hint="give the real value (recorded parameters have their secrets masked), or "
+                "leave the parameter out to use its default from pipeline.toml",
+            )
     shown = json_params(masked(params))
     # Whatever masking changes is a secret, however `masked` decides it.
     hidden = {

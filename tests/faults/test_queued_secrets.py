@@ -27,7 +27,7 @@ from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
 from pipelines.store.sealed import SecretKeyError, key_file, open_sealed, seal
 from tests.helpers.notebooks import make_pipeline, nb
 from tests.helpers.postgres import pg_scalar, postgres_schema, schema_url
-from tests.helpers.runs import BLOCKBOOK, cli_env
+from tests.helpers.runs import BLOCKBOOK, blockbook, cli_env
 
 KEY_ENV = "BLOCKBOOK_SECRET_KEY"
 
@@ -337,3 +337,15 @@ def test_a_key_in_the_environment_that_is_no_key_says_how_to_make_one(
     assert f"${KEY_ENV}" in raised.value.message
     assert "Fernet.generate_key()" in raised.value.hint
     assert not key_file(tmp_path).exists()
+
+
+def test_a_masked_value_given_back_is_refused_instead_of_reaching_the_run(project: Path) -> None:
+    """Parameters copied from a run's record carry masks: the run would get `********`."""
+    toml = '[params]\nurl = ""\n'
+    make_pipeline(project, {"a.ipynb": nb("%%block one\nx = url")}, toml, name="pipe")
+
+    refused = blockbook(project, "trigger", "pipe", "-p", "url=postgresql://u:********@h/db")
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "holds the mask" in refused.stderr
+    assert blockbook(project, "runs", "--format", "json").stdout.strip() == "[]"
