@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from pipelines.status import RunStatus
-from pipelines.store.queue import active_condition, mark_crashed
+from pipelines.store.queue import mark_crashed
 from pipelines.store.records import RunRecord
 from pipelines.store.rows import set_runner
 from pipelines.store.run_store import RunStore
@@ -22,6 +22,8 @@ from pipelines.store.runner_process import RunnerProcess, this_host
 from pipelines.store.schema import RunRow
 
 log = logging.getLogger(__name__)
+
+_UNFINISHED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 
 
 def record_runner(store: RunStore, run_id: str, runner: RunnerProcess) -> None:
@@ -35,8 +37,12 @@ def record_runner(store: RunStore, run_id: str, runner: RunnerProcess) -> None:
 def runs_without_runner(store: RunStore) -> list[RunRecord]:
     """Active runs whose runner was a process of this host that is gone (dead, or its pid now
     belongs to another process)."""
+    # Queued runs count once a runner recorded itself: `create_run` queues a manual run that
+    # its runner may die before starting.
     query = select(RunRow).where(
-        active_condition(), RunRow.runner_host == this_host(), RunRow.runner_pid.is_not(None)
+        RunRow.status.in_(_UNFINISHED),
+        RunRow.runner_host == this_host(),
+        RunRow.runner_pid.is_not(None),
     )
     with store.reading() as session:
         records = [store.record(row) for row in session.scalars(query)]
