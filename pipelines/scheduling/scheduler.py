@@ -125,6 +125,8 @@ class Scheduler:
         self.limits: dict[str, int] = {}
         """max_active_runs of pipelines this scheduler doesn't watch (backfills)."""
         self.launched: dict[str, _Launched] = {}
+        self._retries: dict[str, RunRecord] = {}
+        """Crashed runs whose retry is due, until it is queued."""
         self._heap: list[tuple[datetime, str]] = []
         self._last_scan = float("-inf")
         self._stop = threading.Event()
@@ -159,6 +161,7 @@ class Scheduler:
         while True:
             self._launch_queued(only=pipeline)
             self._collect()
+            self._retry_crashed()
             if not self.launched and not self._has_queued(pipeline):
                 return
             time.sleep(0.2)
@@ -170,6 +173,7 @@ class Scheduler:
             self.rescan(moment)
         self._collect()
         self._reap(moment)
+        self._retry_crashed()
         self._fire_due(moment)
         self._launch_queued()
 
@@ -316,31 +320,40 @@ class Scheduler:
                 log.exception("%s: could not end run %s; retrying", run.pipeline, run.run_id)
 
     def _crashed(self, run: RunRecord, reason: str, moment: datetime | None = None) -> None:
-        """Mark the run crashed, alert, and queue its retry once its old runner is surely gone
-        (a paused runner on this host is killed first: two runners of one fire time never
-        overlap)."""
+        """Mark the run crashed and alert; its retry, when due, waits in `_retries`."""
         if not mark_crashed(self.store, run.run_id, reason, moment):
             return  # it ended meanwhile, or another scheduler got there first
         log.warning("%s: run %s crashed: %s", run.pipeline, run.run_id, reason)
         self._alert(run)
         watched = self.watched.get(run.pipeline)
         retries = watched.schedule.run_retries if watched is not None else 0
-        if run.scheduled_for is None or watched is None or run.attempt >= retries:
-            return
-        if not runner_stopped(run, self.options.kill_wait):
-            log.error(
-                "%s: not retrying run %s: its runner is still alive", run.pipeline, run.run_id
-            )
-            return
-        self.queue_fire_time(
-            run.pipeline,
-            Path(run.pipeline_path),
-            watched.schedule,
-            run.scheduled_for,
-            watched.first_seen,
-            run.trigger,
-            attempt=run.attempt + 1,
-        )
+        if run.scheduled_for is not None and run.attempt < retries:
+            self._retries[run.run_id] = run
+
+    def _retry_crashed(self) -> None:
+        """Queue the due retries of crashed runs, each once its old runner is surely gone (a
+        silent runner on this host, paused or hung, is killed first: two runners of one fire
+        time never overlap). What fails stays for the next tick."""
+        for run_id, run in list(self._retries.items()):
+            watched = self.watched.get(run.pipeline)
+            try:
+                if watched is not None and run.scheduled_for is not None:
+                    if not runner_stopped(run, self.options.kill_wait):
+                        log.error("%s: run %s's runner is still alive", run.pipeline, run_id)
+                        continue
+                    self.queue_fire_time(
+                        run.pipeline,
+                        Path(run.pipeline_path),
+                        watched.schedule,
+                        run.scheduled_for,
+                        watched.first_seen,
+                        run.trigger,
+                        attempt=run.attempt + 1,
+                    )
+            except Exception:
+                log.exception("%s: could not queue the retry of run %s", run.pipeline, run_id)
+                continue
+            del self._retries[run_id]  # queued, or its schedule is gone
 
     def _launch_queued(self, only: str | None = None) -> None:
         if len(self.launched) >= self.options.max_runs:
