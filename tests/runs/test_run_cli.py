@@ -100,7 +100,7 @@ def test_run_exit_codes_and_run_listing(cli_project: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["good", "-p", "novalue"], "bad parameter `novalue`"),
+        (["good", "-p", "novalue"], "bad parameter `-p novalue`"),
         (["good", "--only", "nosuch"], "unknown block"),
         (["cyclic"], "cycle"),
         (["no_such_pipeline"], "no pipeline"),
