@@ -74,8 +74,8 @@ class SchedulerOptions:
     heartbeat_timeout: timedelta = timedelta(seconds=30)
     """A running run whose runner has been silent this long is marked crashed."""
     kill_wait: timedelta = timedelta(seconds=30)
-    """How long a silent runner on this host may take to die once killed; a crash retry waits
-    for it (and is not queued when it outlives this)."""
+    """How long a tick waits for a silent runner on this host to die once killed; its crash
+    retry is queued only after it died (a runner that outlives this is looked at next tick)."""
 
 
 _SILENT = "the runner stopped sending heartbeats (its process died, was killed or hangs)"
@@ -317,18 +317,18 @@ class Scheduler:
             try:
                 self._crashed(run, reason, moment)
             except Exception:
-                log.exception("%s: could not end run %s; retrying", run.pipeline, run.run_id)
+                log.exception("%s: could not end run %s", run.pipeline, run.run_id)
 
     def _crashed(self, run: RunRecord, reason: str, moment: datetime | None = None) -> None:
         """Mark the run crashed and alert; its retry, when due, waits in `_retries`."""
         if not mark_crashed(self.store, run.run_id, reason, moment):
             return  # it ended meanwhile, or another scheduler got there first
         log.warning("%s: run %s crashed: %s", run.pipeline, run.run_id, reason)
-        self._alert(run)
         watched = self.watched.get(run.pipeline)
         retries = watched.schedule.run_retries if watched is not None else 0
         if run.scheduled_for is not None and run.attempt < retries:
             self._retries[run.run_id] = run
+        self._alert(run)
 
     def _retry_crashed(self) -> None:
         """Queue the due retries of crashed runs, each once its old runner is surely gone (a
