@@ -1,6 +1,6 @@
 """Executing a run's notebooks: one papermill thread per run notebook, the block state files
-watched and recorded, timeouts and cancellation enforced on the kernels, and the executed
-notebooks finished off (secrets masked, block cells tagged with their status)."""
+watched and recorded, timeouts and cancellation enforced on the kernels. What is left for the
+run's products (secrets masked, cells tagged) is in `pipelines.runs.finishing`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-import nbformat
 
 from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.header import BlockHeader, BlockKind, BlockName
@@ -34,7 +32,8 @@ from pipelines.rundir.state import (
     write_state,
 )
 from pipelines.rundir.state import STATE_DIR as BLOCK_STATE_DIR
-from pipelines.runs.build import block_of, run_kernel, write_notebook
+from pipelines.runs.build import run_kernel
+from pipelines.runs.finishing import masked_state
 from pipelines.runs.kernels import (
     KernelLog,
     KernelStartFailed,
@@ -300,7 +299,7 @@ class Execution:
             if self._states.get(name) == state:
                 continue
             self._states[name] = state
-            self.reporter.record(_masked_state(state, self.secrets))
+            self.reporter.record(masked_state(state, self.secrets))
             if self.on_block is not None:
                 self.on_block(state)
 
@@ -378,53 +377,6 @@ class Execution:
         fine = {BlockStatus.SUCCESS, BlockStatus.SKIPPED}
         statuses = [self._states[n].status if n in self._states else None for n in self.plan.order]
         return RunStatus.SUCCESS if all(s in fine for s in statuses) else RunStatus.FAILED
-
-    # ---- executed notebooks ------------------------------------------------------------
-
-    def finalize_notebooks(self) -> None:
-        """Mask secrets in executed notebooks and tag each block cell with its final status."""
-        paths = {self.plan.blocks[n].run_notebook for n in self.plan.order}
-        for relative in paths:
-            path = self.run_dir / relative
-            if not path.is_file():
-                continue
-            notebook = nbformat.read(path, as_version=4)
-            for cell in notebook.cells:
-                block = block_of(cell)
-                if block in self._states:
-                    cell.metadata["blockbook"]["status"] = str(self._states[block].status)
-                if self.secrets and cell.get("cell_type") == "code":
-                    _mask_outputs(cell, self.secrets)
-            write_notebook(notebook, path)
-
-
-def _mask_outputs(cell: Any, secrets: Secrets) -> None:
-    for output in cell.get("outputs", []):
-        if "text" in output:
-            output["text"] = secrets.mask(output["text"])
-        if "traceback" in output:
-            output["traceback"] = [secrets.mask(line) for line in output["traceback"]]
-        if "evalue" in output:
-            output["evalue"] = secrets.mask(output["evalue"])
-        for kind, value in output.get("data", {}).items():
-            if isinstance(value, str) and kind.startswith("text/"):
-                output["data"][kind] = secrets.mask(value)
-
-
-def _masked_state(state: BlockState, secrets: Secrets) -> BlockState:
-    if not secrets:
-        return state
-    attempts = tuple(
-        replace(
-            a,
-            error=None if a.error is None else secrets.mask(a.error),
-            traceback=None if a.traceback is None else secrets.mask(a.traceback),
-            tests=tuple(replace(t, message=secrets.mask(t.message)) for t in a.tests),
-        )
-        for a in state.attempts
-    )
-    error = None if state.error is None else secrets.mask(state.error)
-    return replace(state, attempts=attempts, error=error)
 
 
 def _time_allowed(header: BlockHeader) -> float | None:

@@ -37,6 +37,7 @@ from pipelines.rundir.state import (
 )
 from pipelines.runs.build import build_plan, build_run_notebooks, write_notebook
 from pipelines.runs.execution import BlockListener, Execution, Limits
+from pipelines.runs.finishing import finish_executed_notebooks
 from pipelines.runs.selection import RunError, check_only, check_runnable
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.db import RunConflict, StoreUnavailable
@@ -117,7 +118,7 @@ class Runner:
         )
         try:
             status = execution.execute(list(notebooks))
-            execution.finalize_notebooks()
+            finish_executed_notebooks(plan, execution.states(), secrets)
         finally:
             remove_leftover_writes(run_dir)  # no kernel of this run writes any more
         states = execution.states()
