@@ -15,16 +15,6 @@ from tests.helpers.notebooks import nb
 from tests.helpers.runs import blockbook, blockbook_json
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, project: Path) -> str | None:
-    """None for the project's SQLite file; else a PostgreSQL URL set in blockbook.toml."""
-    if request.param == "sqlite":
-        return None
-    url: str = request.getfixturevalue("pg_url")
-    (project / "blockbook.toml").write_text(f'[store]\nurl = "{url}"\n', encoding="utf-8")
-    return url
-
-
 def no_traceback(result) -> None:
     assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
 

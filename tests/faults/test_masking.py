@@ -112,16 +112,6 @@ raise PermissionError(
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, project: Path) -> str | None:
-    """None for the project's SQLite file; else a PostgreSQL URL set in blockbook.toml."""
-    if request.param == "sqlite":
-        return None
-    url: str = request.getfixturevalue("pg_url")
-    (project / "blockbook.toml").write_text(f'[store]\nurl = "{url}"\n', encoding="utf-8")
-    return url
-
-
 def test_a_url_password_with_a_slash_or_an_upper_case_scheme_never_shows(
     project: Path, pipeline, store_url: str | None
 ) -> None:

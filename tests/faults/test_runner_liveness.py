@@ -7,13 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 import psutil
-import pytest
 
 from pipelines.rundir.state import now
 from pipelines.status import RunStatus, Trigger
@@ -21,17 +18,6 @@ from pipelines.store.liveness import crash_runs_without_runner, record_runner
 from pipelines.store.queue import QueuedRun, claim_launch, enqueue
 from pipelines.store.run_store import RunStore, new_run_id
 from pipelines.store.runner_process import RunnerProcess
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    url = (
-        f"sqlite:///{tmp_path / 'runs.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    with RunStore(url) as opened:
-        yield opened
 
 
 def sleeper() -> subprocess.Popen[bytes]:

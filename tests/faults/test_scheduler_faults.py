@@ -32,7 +32,7 @@ from pipelines.store.queue import QueuedRun, claim_launch, enqueue
 from pipelines.store.records import RunRecord
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore, new_run_id
 from tests.helpers.notebooks import make_pipeline, nb
-from tests.helpers.runs import BLOCKBOOK, blockbook, cli_env, kernels_in
+from tests.helpers.runs import BLOCKBOOK, blockbook, cli_env, kernels_in, start_scheduler
 
 # Tests that start scheduler processes share one worker: several schedulers and their kernels
 # at once would starve a 2-core machine.
@@ -56,16 +56,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> None:
 
 def scheduled_pipeline(root: Path, schedule: str, sleep: float, name: str = "tick") -> Path:
     return make_pipeline(root, {"a.ipynb": nb(SLEEP.format(sleep=sleep))}, schedule, name=name)
-
-
-def start_scheduler(root: Path, *args: str, env: dict[str, str] | None = None) -> Any:
-    log = (root / f"scheduler-{time.monotonic_ns()}.log").open("w")
-    return subprocess.Popen(
-        [str(BLOCKBOOK), "--project", str(root), "scheduler", "--tick", "0.2", *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env or cli_env(),
-    )
 
 
 def stop(process: subprocess.Popen[Any]) -> None:

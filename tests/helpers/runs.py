@@ -179,3 +179,14 @@ def blockbook_json(project: Path, *args: str) -> Any:
     result = blockbook(project, *args, "--format", "json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def start_scheduler(root: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    """`blockbook scheduler` ticking fast, its output in a log file in the project."""
+    log = (root / f"scheduler-{time.monotonic_ns()}.log").open("w")
+    return subprocess.Popen(
+        [str(BLOCKBOOK), "--project", str(root), "scheduler", "--tick", "0.2", *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env or cli_env(),
+    )

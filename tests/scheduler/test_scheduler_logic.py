@@ -8,7 +8,6 @@ starts real runner processes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,15 +60,9 @@ class RecordingLauncher:
             return self.handles[run.run_id]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    url = (
-        f"sqlite:///{tmp_path / 'runs.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    with RunStore(url) as opened:
-        yield opened
+@pytest.fixture
+def store(any_store: RunStore) -> RunStore:
+    return any_store
 
 
 def scheduler(root: Path, store: RunStore, clock: FakeClock, **options: object) -> Scheduler:

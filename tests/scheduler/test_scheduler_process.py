@@ -20,7 +20,7 @@ from pipelines.api import trigger
 from pipelines.forms.json_forms import run_json
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
 from tests.helpers.notebooks import make_pipeline
-from tests.helpers.runs import BLOCKBOOK, cli_env
+from tests.helpers.runs import BLOCKBOOK, cli_env, start_scheduler
 
 WORK = "%%block work\nimport time\nwindow = (interval_start, interval_end)\ntime.sleep({sleep})"
 
@@ -34,16 +34,6 @@ def project_with(tmp_path: Path, schedule: str, sleep: float = 0.2) -> Path:
         name="tick",
     )
     return tmp_path
-
-
-def start_scheduler(root: Path, *args: str, env: dict[str, str] | None = None) -> Any:
-    log = (root / f"scheduler-{time.monotonic_ns()}.log").open("w")
-    return subprocess.Popen(
-        [str(BLOCKBOOK), "--project", str(root), "scheduler", "--tick", "0.2", *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env or cli_env(),
-    )
 
 
 OpenStore = Callable[..., RunStore]
