@@ -9,25 +9,29 @@ A reader trusts only outputs whose manifest exists, so a crash mid-write leaves 
 visible. Both files are written to a temporary name and renamed into place; the temporary files a
 killed writer leaves behind (`.NAME.XXXX.tmp`, possibly gigabytes) are removed by
 `remove_leftover_writes` once nothing can still be writing them.
+
+Data is streamed: a frame is written as Parquet straight into its temporary file (hashed as the
+bytes go by) and read back by path, memory-mapped, so no whole file is ever held in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
 import pickle
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pipelines.errors import BlockbookError
-from pipelines.rundir.state import TEMPORARY_SUFFIX, write_bytes_atomic, write_json_atomic
+from pipelines.rundir.state import TEMPORARY_SUFFIX, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -99,16 +103,33 @@ class ArtifactStore:
     def save(
         self, block: str, name: str, value: Any, readers: Sequence[str] = ()
     ) -> OutputManifest:
-        payload, fmt, rows, columns = _serialize(block, name, value, readers)
         folder = self.folder(block)
-        write_bytes_atomic(folder / f"{name}.{fmt}", payload)
+        folder.mkdir(parents=True, exist_ok=True)
+        rows: int | None = None
+        columns: tuple[tuple[str, str], ...] | None = None
+        written: tuple[int, str] | None = None
+        fmt = PICKLE
+        if _is_frame(value):
+            rows = len(value)
+            columns = tuple((str(c), str(t)) for c, t in value.dtypes.items())
+            try:
+                written = _write_atomic(folder / f"{name}.{PARQUET}", _parquet_writer(value))
+                fmt = PARQUET
+            except Exception as exc:
+                # e.g. mixed-type object columns: pickling keeps the frame exactly as it was.
+                logger.info("storing %s.%s with pickle: Parquet refused it (%s)", block, name, exc)
+        if written is None:
+            written = _write_atomic(
+                folder / f"{name}.{PICKLE}", _pickle_writer(block, name, value, readers)
+            )
+        size, digest = written
         manifest = OutputManifest(
             block=block,
             name=name,
             format=fmt,
             type=_type_name(value),
-            bytes=len(payload),
-            sha256=hashlib.sha256(payload).hexdigest(),
+            bytes=size,
+            sha256=digest,
             created_at=datetime.now(UTC).isoformat(),
             rows=rows,
             columns=columns,
@@ -134,12 +155,14 @@ class ArtifactStore:
                 f"no stored output `{name}` of block `{block}` under {self.root}",
                 hint=f"run block `{block}` first",
             )
-        data = (self.folder(block) / manifest.file_name).read_bytes()
+        path = self.folder(block) / manifest.file_name
         if manifest.format == PARQUET:
             import pandas as pd
 
-            return pd.read_parquet(io.BytesIO(data))
-        return pickle.loads(data)
+            # By path and memory-mapped: pyarrow decodes straight from the page cache.
+            return pd.read_parquet(path, engine="pyarrow", memory_map=True)
+        with path.open("rb") as stream:
+            return pickle.load(stream)
 
     def link_block(self, source: ArtifactStore, block: str) -> None:
         """Make `block`'s stored outputs from `source` available here (for resumed runs)."""
@@ -157,7 +180,7 @@ class ArtifactStore:
             try:
                 os.link(file, destination)
             except OSError:
-                write_bytes_atomic(destination, file.read_bytes())
+                _write_atomic(destination, _copy_writer(file))
 
 
 def remove_leftover_writes(folder: Path) -> list[Path]:
@@ -195,28 +218,91 @@ def summarize(value: Any) -> dict[str, Any]:
     return summary
 
 
-def _serialize(
-    block: str, name: str, value: Any, readers: Sequence[str]
-) -> tuple[bytes, str, int | None, tuple[tuple[str, str], ...] | None]:
-    if _is_frame(value):
-        columns = tuple((str(c), str(t)) for c, t in value.dtypes.items())
-        try:
-            buffer = io.BytesIO()
-            value.to_parquet(buffer, engine="pyarrow")
-            return buffer.getvalue(), PARQUET, len(value), columns
-        except Exception as exc:
-            # e.g. mixed-type object columns: pickling keeps the frame exactly as it was.
-            logger.info("storing %s.%s with pickle: Parquet refused it (%s)", block, name, exc)
-        payload = _pickle(block, name, value, readers)
-        return payload, PICKLE, len(value), columns
-    return _pickle(block, name, value, readers), PICKLE, None, None
+class _HashingWriter:
+    """A binary file that hashes (sha256) and counts what is written through it."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._hash.update(view)
+        written = self._stream.write(view)
+        self.size += view.nbytes
+        return written if written is not None else view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        # pyarrow closes the file it wrote to; the real file is closed by `_write_atomic`.
+        self.closed = True
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
-def _pickle(block: str, name: str, value: Any, readers: Sequence[str]) -> bytes:
+_Writer = Callable[[_HashingWriter], None]
+
+
+def _write_atomic(path: Path, write: _Writer) -> tuple[int, str]:
+    """Stream `write`'s bytes into a temporary file beside `path`, hashing them on the way,
+    then rename it over `path`; returns (size, sha256). A failure removes the temporary file."""
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
+    )
     try:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
-        raise UnstorableOutput(block, name, readers, f"{type(exc).__name__}: {exc}") from exc
+        with os.fdopen(handle, "wb", buffering=_BUFFER) as stream:
+            writer = _HashingWriter(stream)
+            write(writer)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return writer.size, writer.hexdigest()
+
+
+_BUFFER = 1 << 20
+
+
+def _parquet_writer(frame: Any) -> _Writer:
+    def write(stream: _HashingWriter) -> None:
+        frame.to_parquet(stream, engine="pyarrow")
+
+    return write
+
+
+def _pickle_writer(block: str, name: str, value: Any, readers: Sequence[str]) -> _Writer:
+    def write(stream: _HashingWriter) -> None:
+        try:
+            pickle.dump(value, stream, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise UnstorableOutput(block, name, readers, f"{type(exc).__name__}: {exc}") from exc
+
+    return write
+
+
+def _copy_writer(source: Path) -> _Writer:
+    def write(stream: _HashingWriter) -> None:
+        with source.open("rb") as data:
+            shutil.copyfileobj(data, stream, _BUFFER)
+
+    return write
 
 
 def _is_frame(value: Any) -> bool:
