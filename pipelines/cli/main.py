@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from pipelines.api import Project
 from pipelines.assembly.project import locate_root
@@ -132,6 +131,8 @@ def run(
 ) -> None:
     """Run a pipeline headlessly; exit 0 on success, 1 on failure, 130 when cancelled."""
     # Imported here for cost: only this command shows live progress.
+    from rich.console import Console
+
     from pipelines.cli.progress import LiveProgress, run_summary
     from pipelines.runs.runner import RunOptions
     from pipelines.store.sealed import KEY_ENV, queued_params
@@ -175,6 +176,8 @@ def run(
 @click.pass_obj
 def runs(project: Project, pipeline: str | None, output_format: str, limit: int) -> None:
     """List recent runs, newest first."""
+    from rich.console import Console
+
     from pipelines.cli.progress import runs_table
     from pipelines.store.liveness import crash_runs_without_runner
 
@@ -197,6 +200,8 @@ def runs(project: Project, pipeline: str | None, output_format: str, limit: int)
 @click.pass_obj
 def show(project: Project, run_id: str, output_format: str) -> None:
     """Show one run and its blocks (RUN_ID may be a unique prefix)."""
+    from rich.console import Console
+
     from pipelines.cli.progress import block_tests, run_summary
 
     with store_errors():
