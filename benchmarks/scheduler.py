@@ -3,7 +3,9 @@
 Runs are stubbed at the runner boundary (a launcher that records each run as succeeded at
 once), so what is measured is the scheduler itself: how late a fire time is queued after it
 is due (fire lag, from the run store: queued-at minus fire time) and how much CPU the
-scheduler uses while nothing is due.
+scheduler uses while nothing is due. Every schedule is first seen at the same moment, so all
+of them fire at once, every --every seconds. Targets (issue 12): fire lag p99 <= 1 s with 1,000
+schedules firing at once, idle CPU <= 2 % of a core.
 
     python benchmarks/scheduler.py [--pipelines 1000] [--every 10] [--seconds 30]
 """
@@ -109,9 +111,10 @@ def main() -> None:
     print(f"{'measure':<36}{'value':>12}")
     print(f"{'fire times queued':<36}{len(lags):>12} (~{expected:.0f} due)")
     print(f"{'fire lag p50 (ms)':<36}{statistics.median(lags) * 1000:>12.1f}")
-    print(f"{'fire lag p99 (ms)':<36}{percentile(lags, 0.99) * 1000:>12.1f}")
+    print(f"{'fire lag p99 (ms)':<36}{percentile(lags, 0.99) * 1000:>12.1f}  (target <= 1000)")
     print(f"{'CPU busy (% of one core)':<36}{cpu / wall * 100:>12.1f}")
-    print(f"{'CPU idle, nothing due (% of a core)':<36}{idle_cpu / idle_wall * 100:>12.1f}")
+    idle_percent = idle_cpu / idle_wall * 100
+    print(f"{'CPU idle, nothing due (% of a core)':<36}{idle_percent:>12.1f}  (target <= 2)")
 
 
 if __name__ == "__main__":
