@@ -1,15 +1,18 @@
 """The scheduler: starts runs when pipelines' schedules fire, and cleans up after crashes.
 
-One `tick` is the recipe: notice added, changed and removed schedules; collect finished
-runners; mark runs whose runner died as crashed (and queue a retry when the schedule asks);
-queue each due fire time (the run store's unique constraint makes that exactly-once, across
-restarts and across schedulers); hand queued runs to runner processes within the limits.
+One `tick` is the recipe: notice added, changed and removed schedules; queue each due fire
+time, many per transaction (the run store's unique constraint makes that exactly-once, across
+restarts and across schedulers); collect finished runners; mark runs whose runner died as
+crashed (and queue a retry when the schedule asks); hand queued runs to runner processes within
+the limits, claimed many per transaction. Between ticks the loop wakes up for the next fire
+time, so runs are queued when they fall due rather than at the next tick.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -46,8 +49,9 @@ from pipelines.store.queue import (
     ScheduleState,
     active_counts,
     adopt_schedule,
-    claim_launch,
+    claim_launches,
     enqueue,
+    enqueue_many,
     forget_schedule,
     mark_crashed,
     orphans,
@@ -78,6 +82,11 @@ class SchedulerOptions:
     retry is queued only after it died (a runner that outlives this is looked at next tick)."""
 
 
+_RUNS_PER_TRANSACTION = 200
+"""Fire times queued, or queued runs claimed, in one transaction."""
+_QUEUED_PAGE = 100
+"""Queued runs looked at per tick (at least; more when more runner slots are free)."""
+
 _SILENT = "the runner stopped sending heartbeats (its process died, was killed or hangs)"
 
 
@@ -98,6 +107,8 @@ class _Watched:
     first_seen: datetime
     last_fired: datetime | None
     next_fire: datetime
+    file_stamp: tuple[int, ...] = ()
+    """pipeline.toml's stat when last read: an unchanged file is not parsed again."""
 
 
 @dataclass(slots=True)
@@ -143,13 +154,21 @@ class Scheduler:
             except Exception:
                 # A daemon outlives a database hiccup: say what failed and try again next tick.
                 log.exception("scheduler tick failed; retrying")
-            self._stop.wait(max(0.0, self.options.tick_seconds - (time.monotonic() - started)))
+            rest = self.options.tick_seconds - (time.monotonic() - started)
+            self._stop.wait(max(0.0, min(rest, self._until_next_fire())))
         while self.launched:
             self._collect()
             time.sleep(0.2)
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _until_next_fire(self) -> float:
+        """Seconds until the earliest fire time: the loop wakes up for it rather than at the
+        next tick, so a fire time is queued when it falls due."""
+        if not self._heap:
+            return float("inf")
+        return (self._heap[0][0] - self.clock()).total_seconds()
 
     def run_once(self) -> None:
         """Evaluate due work once, start it, and wait for it to finish."""
@@ -171,10 +190,10 @@ class Scheduler:
         if time.monotonic() - self._last_scan >= self.options.rescan_seconds:
             self._last_scan = time.monotonic()
             self.rescan(moment)
+        self._fire_due(moment)
         self._collect()
         self._reap(moment)
         self._retry_crashed()
-        self._fire_due(moment)
         self._launch_queued()
 
     # ---- steps -------------------------------------------------------------------------
@@ -201,8 +220,12 @@ class Scheduler:
     ) -> bool:
         """Watch the pipeline's schedule from now on; False when it has none (or an invalid
         one, which is said)."""
-        if not (folder / PIPELINE_FILE).is_file():
+        stamp = _file_stamp(folder / PIPELINE_FILE)
+        if stamp is None:
             return False
+        current = self.watched.get(name)
+        if current is not None and current.folder == folder and current.file_stamp == stamp:
+            return True  # the same file as last time (1,000 pipelines: no TOML parsed)
         config, problems = load_pipeline_config(folder)
         if any(p.is_error for p in problems):
             log.warning("%s: not scheduling: %s", name, problems[0].format())
@@ -210,9 +233,9 @@ class Scheduler:
         if config.schedule is None:
             return False
         fingerprint = schedule_fingerprint(config.schedule)
-        current = self.watched.get(name)
         if current is not None and current.fingerprint == fingerprint:
             current.folder = folder
+            current.file_stamp = stamp
             return True
         if state is None or state.fingerprint != fingerprint:
             # New or changed: fire times before this moment are never run.
@@ -230,46 +253,82 @@ class Scheduler:
             state.first_seen_at,
             state.last_fired,
             next_fire_after(schedule, since, state.first_seen_at),
+            stamp,
         )
         self.watched[name] = watched
         heapq.heappush(self._heap, (watched.next_fire, name))
         return True
 
     def _fire_due(self, moment: datetime) -> None:
-        due: list[_Watched] = []
+        """Queue the due fire times of every schedule, many per transaction."""
+        due: dict[str, _Watched] = {}
         while self._heap and self._heap[0][0] <= moment:
             _, name = heapq.heappop(self._heap)
             watched = self.watched.get(name)
-            if watched is None or watched.next_fire > moment or watched in due:
+            if watched is None or watched.next_fire > moment or name in due:
                 continue  # removed, or a stale heap entry from before a change
-            due.append(watched)
-        for watched in due:
+            due[name] = watched
+        batch: list[tuple[_Watched, list[QueuedRun], datetime]] = []
+        for watched in due.values():
             try:
-                self._fire(watched, moment)
+                runs = [
+                    self._queued_run(
+                        watched.pipeline,
+                        watched.folder,
+                        watched.schedule,
+                        fire_time,
+                        watched.first_seen,
+                        Trigger.SCHEDULE,
+                    )
+                    for fire_time in due_fire_times(
+                        watched.schedule,
+                        first_seen=watched.first_seen,
+                        last_fired=watched.last_fired,
+                        now=moment,
+                        anchor=watched.first_seen,
+                    )
+                ]
+                upcoming = next_fire_after(watched.schedule, moment, watched.first_seen)
             except Exception:
-                # Its next fire time is left as it was: what failed is queued at the next tick.
+                # Its next fire time is left as it was: it is tried again at the next tick.
                 log.exception("%s: could not queue its due runs; retrying", watched.pipeline)
-            heapq.heappush(self._heap, (watched.next_fire, watched.pipeline))
+                heapq.heappush(self._heap, (watched.next_fire, watched.pipeline))
+                continue
+            batch.append((watched, runs, upcoming))
+        group: list[tuple[_Watched, list[QueuedRun], datetime]] = []
+        size = 0
+        for entry in batch:
+            if group and size + len(entry[1]) > _RUNS_PER_TRANSACTION:
+                self._queue_group(group)
+                group, size = [], 0
+            group.append(entry)
+            size += len(entry[1])
+        if group:
+            self._queue_group(group)
 
-    def _fire(self, watched: _Watched, moment: datetime) -> None:
-        """Queue the schedule's due fire times; its next fire time moves on once all are."""
-        for fire_time in due_fire_times(
-            watched.schedule,
-            first_seen=watched.first_seen,
-            last_fired=watched.last_fired,
-            now=moment,
-            anchor=watched.first_seen,
-        ):
-            self.queue_fire_time(
-                watched.pipeline,
-                watched.folder,
-                watched.schedule,
-                fire_time,
-                watched.first_seen,
-                Trigger.SCHEDULE,
-            )
-            watched.last_fired = fire_time
-        watched.next_fire = next_fire_after(watched.schedule, moment, watched.first_seen)
+    def _queue_group(self, group: list[tuple[_Watched, list[QueuedRun], datetime]]) -> None:
+        """Queue the due runs of some schedules in one transaction; their next fire times move
+        on once all are queued (or were already, by another scheduler)."""
+        try:
+            queued = enqueue_many(self.store, [run for _, runs, _ in group for run in runs])
+        except Exception:
+            # Next fire times are left as they were: what failed is queued at the next tick.
+            names = ", ".join(watched.pipeline for watched, _, _ in group[:5])
+            more = f" and {len(group) - 5} more" if len(group) > 5 else ""
+            log.exception("%s%s: could not queue their due runs; retrying", names, more)
+            for watched, _, _ in group:
+                heapq.heappush(self._heap, (watched.next_fire, watched.pipeline))
+            return
+        for watched, runs, upcoming in group:
+            for run in runs:
+                when = run.scheduled_for.isoformat() if run.scheduled_for else "?"
+                if run.run_id in queued:
+                    log.info("%s: queued run %s for %s", run.pipeline, run.run_id, when)
+                else:
+                    log.info("%s: %s was already queued", run.pipeline, when)
+                watched.last_fired = run.scheduled_for
+            watched.next_fire = upcoming
+            heapq.heappush(self._heap, (watched.next_fire, watched.pipeline))
 
     def queue_fire_time(
         self,
@@ -282,12 +341,28 @@ class Scheduler:
         attempt: int = 0,
     ) -> RunId | None:
         """Queue the run of one fire time; None when some scheduler already did."""
-        run_id = new_run_id()
+        queued = self._queued_run(pipeline, folder, schedule, fire_time, anchor, trigger, attempt)
+        if enqueue(self.store, queued):
+            log.info("%s: queued run %s for %s", pipeline, queued.run_id, fire_time.isoformat())
+            return queued.run_id
+        log.info("%s: %s was already queued", pipeline, fire_time.isoformat())
+        return None
+
+    def _queued_run(
+        self,
+        pipeline: str,
+        folder: Path,
+        schedule: Schedule,
+        fire_time: datetime,
+        anchor: datetime,
+        trigger: Trigger,
+        attempt: int = 0,
+    ) -> QueuedRun:
         # Secrets of [schedule.params] are sealed: never stored in clear, never on a command line.
         interval = interval_params(schedule, fire_time, anchor)
         params = seal(self.root, {**schedule.params, **interval})
-        queued = QueuedRun(
-            run_id=run_id,
+        return QueuedRun(
+            run_id=new_run_id(),
             pipeline=pipeline,
             pipeline_path=str(folder),
             trigger=trigger,
@@ -297,11 +372,6 @@ class Scheduler:
             scheduled_for=fire_time,
             attempt=attempt,
         )
-        if enqueue(self.store, queued):
-            log.info("%s: queued run %s for %s", pipeline, run_id, fire_time.isoformat())
-            return run_id
-        log.info("%s: %s was already queued", pipeline, fire_time.isoformat())
-        return None
 
     def _reap(self, moment: datetime) -> None:
         """End the runs whose runner is gone: at once when it was a process of this host (found
@@ -356,31 +426,46 @@ class Scheduler:
             del self._retries[run_id]  # queued, or its schedule is gone
 
     def _launch_queued(self, only: str | None = None) -> None:
-        if len(self.launched) >= self.options.max_runs:
+        free = self.options.max_runs - len(self.launched)
+        if free <= 0:
             return
         active = active_counts(self.store)
-        for run in queued_runs(self.store):
+        candidates: list[RunRecord] = []
+        for run in queued_runs(self.store, limit=max(_QUEUED_PAGE, free)):
             if only is not None and run.pipeline != only:
                 continue
-            if len(self.launched) >= self.options.max_runs:
-                return
-            limit = self._limit(run.pipeline)
-            if active.get(run.pipeline, 0) >= limit:
+            if len(candidates) >= free:
+                break
+            if active.get(run.pipeline, 0) >= self._limit(run.pipeline):
                 continue
-            # The limit is checked again in the claim: other schedulers may share the store.
-            if not claim_launch(self.store, run.run_id, limit):
-                continue
+            candidates.append(run)
             active[run.pipeline] = active.get(run.pipeline, 0) + 1
-            log.info("%s: starting run %s", run.pipeline, run.run_id)
-            try:
-                handle = self.launcher.start(run)
-            except Exception as exc:
-                # Taken but never started: end it now rather than after the heartbeat timeout.
-                log.exception("%s: could not start run %s", run.pipeline, run.run_id)
-                self._crashed(run, f"its runner process could not be started: {exc}")
-                continue
-            self.launched[run.run_id] = _Launched(run, handle)
-            self._record_runner(run, handle)
+        for start in range(0, len(candidates), _RUNS_PER_TRANSACTION):
+            page = candidates[start : start + _RUNS_PER_TRANSACTION]
+            # The limits are checked again in the claim: other schedulers may share the store.
+            claimed = claim_launches(
+                self.store,
+                [(run.run_id, run.pipeline) for run in page],
+                {run.pipeline: self._limit(run.pipeline) for run in page},
+            )
+            for run in page:
+                if run.run_id in claimed:
+                    self._start(run)
+                    # Starting runners takes a while: fire times that fall due meanwhile are
+                    # queued on time all the same.
+                    self._fire_due(self.clock())
+
+    def _start(self, run: RunRecord) -> None:
+        log.info("%s: starting run %s", run.pipeline, run.run_id)
+        try:
+            handle = self.launcher.start(run)
+        except Exception as exc:
+            # Taken but never started: end it now rather than after the heartbeat timeout.
+            log.exception("%s: could not start run %s", run.pipeline, run.run_id)
+            self._crashed(run, f"its runner process could not be started: {exc}")
+            return
+        self.launched[run.run_id] = _Launched(run, handle)
+        self._record_runner(run, handle)
 
     def _record_runner(self, run: RunRecord, handle: RunHandle) -> None:
         """The child's pid goes with the run at once: if this scheduler is killed before the
@@ -417,3 +502,14 @@ class Scheduler:
 
     def _has_queued(self, pipeline: str | None) -> bool:
         return any(pipeline is None or run.pipeline == pipeline for run in queued_runs(self.store))
+
+
+def _file_stamp(path: Path) -> tuple[int, ...] | None:
+    """What changes when a file is written (or replaced); None when there is no such file."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        return None
+    return (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)

@@ -7,11 +7,14 @@ it holds across processes and across schedulers sharing one PostgreSQL database.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,7 +27,11 @@ from pipelines.store.run_store import RunId, RunStore
 from pipelines.store.runner_process import RunnerProcess
 from pipelines.store.schema import REQUESTER_LENGTH, BlockRunRow, RunRow, ScheduleRow
 
+_T = TypeVar("_T")
 _ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+_ROWS_PER_STATEMENT = 500
+"""Rows of one multi-row INSERT or UPDATE: well under SQLite's and PostgreSQL's limits on bound
+parameters, whatever the number of columns."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,27 +59,71 @@ class ScheduleState:
 
 def enqueue(store: RunStore, run: QueuedRun) -> bool:
     """Record a queued run; False when its (pipeline, fire time, attempt) is already taken."""
-    row = RunRow(
-        run_id=run.run_id,
-        pipeline=run.pipeline,
-        pipeline_path=run.pipeline_path,
-        status=RunStatus.QUEUED.value,
-        trigger=Trigger(run.trigger).value,
-        params=run.params,
-        sealed_params=run.sealed_params,
-        run_dir=run.run_dir,
-        created_at=now(),
-        scheduled_for=run.scheduled_for,
-        attempt=run.attempt,
-        resumed_from=run.resumed_from,
-        blocks=[],
-    )
+    row = RunRow(**_row_values(run, now()), blocks=[])
     try:
         with store.writing() as session:
             session.add(row)
     except IntegrityError:
         return False
     return True
+
+
+def enqueue_many(store: RunStore, runs: Sequence[QueuedRun]) -> set[RunId]:
+    """Record many queued runs in one transaction; returns the ids of those recorded.
+
+    A run whose (pipeline, fire time, attempt) is already taken is left out, as by `enqueue`:
+    the unique constraint decides row by row (INSERT ... ON CONFLICT DO NOTHING), so schedulers
+    racing on one database queue each fire time once. Rows go in sorted by that key, so two
+    PostgreSQL transactions inserting the same fire times wait for each other in one order and
+    never deadlock.
+    """
+    if not runs:
+        return set()
+    created = now()
+    ordered = sorted(runs, key=_fire_key)
+    with store.writing() as session:
+        dialect = session.get_bind().dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+            recorded: set[RunId] = set()
+            for chunk in _chunks(ordered, _ROWS_PER_STATEMENT):
+                statement = (
+                    insert(RunRow)
+                    .values([_row_values(run, created) for run in chunk])
+                    .on_conflict_do_nothing()
+                    .returning(RunRow.run_id)
+                )
+                recorded.update(RunId(run_id) for run_id in session.scalars(statement))
+            return recorded
+    # Another database: one transaction per run, the constraint still deciding.
+    return {run.run_id for run in ordered if enqueue(store, run)}
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterator[list[_T]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _fire_key(run: QueuedRun) -> tuple[str, datetime, int]:
+    return (run.pipeline, run.scheduled_for or datetime.min.replace(tzinfo=UTC), run.attempt)
+
+
+def _row_values(run: QueuedRun, created: datetime) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "pipeline": run.pipeline,
+        "pipeline_path": run.pipeline_path,
+        "status": RunStatus.QUEUED.value,
+        "trigger": Trigger(run.trigger).value,
+        "params": run.params,
+        "sealed_params": run.sealed_params,
+        "run_dir": run.run_dir,
+        "created_at": created,
+        "scheduled_for": run.scheduled_for,
+        "attempt": run.attempt,
+        "resumed_from": run.resumed_from,
+    }
 
 
 def claim_launch(store: RunStore, run_id: str, limit: int | None = None) -> bool:
@@ -102,6 +153,42 @@ def claim_launch(store: RunStore, run_id: str, limit: int | None = None) -> bool
         return bool(getattr(result, "rowcount", 0) == 1)
 
 
+def claim_launches(
+    store: RunStore, runs: Sequence[tuple[str, str]], limits: Mapping[str, int]
+) -> set[str]:
+    """Take many queued runs for runners in one transaction: `runs` are (run id, pipeline)
+    pairs, oldest first; returns the ids taken. Each is taken as by `claim_launch` with its
+    pipeline's limit from `limits`: only while fewer than that many runs of its pipeline are
+    active, counted and taken while holding the locks of all the pipelines involved."""
+    if not runs:
+        return set()
+    pipelines = sorted({pipeline for _, pipeline in runs})
+    with store.writing() as session:
+        _lock_pipelines(session, pipelines)
+        active = _active_counts(session, pipelines)
+        chosen: list[str] = []
+        for run_id, pipeline in runs:
+            if active.get(pipeline, 0) < limits[pipeline]:
+                chosen.append(run_id)
+                active[pipeline] = active.get(pipeline, 0) + 1
+        taken: set[str] = set()
+        moment = now()
+        for chunk in _chunks(chosen, _ROWS_PER_STATEMENT):
+            statement = (
+                update(RunRow)
+                .where(
+                    RunRow.run_id.in_(chunk),
+                    RunRow.status == RunStatus.QUEUED.value,
+                    RunRow.launched_at.is_(None),
+                )
+                .values(launched_at=moment)
+                .returning(RunRow.run_id)
+                .execution_options(synchronize_session=False)
+            )
+            taken.update(session.scalars(statement))
+        return taken
+
+
 def _lock_pipeline(session: Session, pipeline: str) -> None:
     """Serialise claims of one pipeline until the transaction ends.
 
@@ -111,6 +198,19 @@ def _lock_pipeline(session: Session, pipeline: str) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(func.hashtext(pipeline))))
+
+
+def _lock_pipelines(session: Session, pipelines: Sequence[str]) -> None:
+    """`_lock_pipeline` for several pipelines, the locks taken in ascending key order (the
+    order every claimer uses, so two never wait for each other in a cycle)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = session.scalars(
+        text("SELECT DISTINCT hashtext(name) FROM unnest(CAST(:names AS text[])) AS name"),
+        {"names": list(pipelines)},
+    )
+    for key in sorted(keys):
+        session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def active_condition() -> ColumnElement[bool]:
@@ -124,6 +224,18 @@ def active_condition() -> ColumnElement[bool]:
 def _active_count(session: Session, pipeline: str) -> int:
     query = select(func.count()).where(RunRow.pipeline == pipeline, active_condition())
     return int(session.scalar(query) or 0)
+
+
+def _active_counts(session: Session, pipelines: Sequence[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for chunk in _chunks(pipelines, _ROWS_PER_STATEMENT):
+        query = (
+            select(RunRow.pipeline, func.count())
+            .where(RunRow.pipeline.in_(chunk), active_condition())
+            .group_by(RunRow.pipeline)
+        )
+        counts.update({pipeline: int(count) for pipeline, count in session.execute(query)})
+    return counts
 
 
 def queued_runs(store: RunStore, limit: int = 100) -> list[RunRecord]:

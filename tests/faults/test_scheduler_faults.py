@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,9 @@ import pipelines.scheduling.scheduler as scheduler_module
 from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions
 from pipelines.status import RunStatus, Trigger
 from pipelines.store.db import StoreError
-from pipelines.store.queue import QueuedRun, claim_launch, enqueue
+from pipelines.store.queue import QueuedRun, claim_launch, enqueue, enqueue_many
 from pipelines.store.records import RunRecord
-from pipelines.store.run_store import DATABASE_URL_ENV, RunStore, new_run_id
+from pipelines.store.run_store import DATABASE_URL_ENV, RunId, RunStore, new_run_id
 from tests.helpers.notebooks import make_pipeline, nb
 from tests.helpers.runs import BLOCKBOOK, blockbook, cli_env, kernels_in, start_scheduler
 
@@ -135,14 +135,14 @@ def test_a_failed_enqueue_is_retried_at_the_next_tick(
     scheduled_pipeline(project, '[schedule]\nevery = "1s"\nmax_active_runs = 100\n', sleep=0)
     failures: list[QueuedRun] = []
 
-    def enqueue_failing_once(store: RunStore, run: QueuedRun) -> bool:
+    def enqueue_failing_once(store: RunStore, runs: Sequence[QueuedRun]) -> set[RunId]:
         # The database goes away for one statement: what a restarted PostgreSQL looks like.
-        if not failures:
-            failures.append(run)
+        if not failures and runs:
+            failures.append(runs[0])
             raise StoreError("the run store is unreachable (injected)", "try again")
-        return enqueue(store, run)
+        return enqueue_many(store, runs)
 
-    monkeypatch.setattr(scheduler_module, "enqueue", enqueue_failing_once)
+    monkeypatch.setattr(scheduler_module, "enqueue_many", enqueue_failing_once)
     launcher = RecordingLauncher()
     daemon = Scheduler(
         project, shared_store, SchedulerOptions(tick_seconds=0.05, rescan_seconds=600), launcher
