@@ -10,11 +10,12 @@ import enum
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kernel_magics.prefetch import prefetch_inputs
 from pipelines.assembly.header import BlockName, TriggerRule
 from pipelines.errors import BlockbookError, ErrorKind
 from pipelines.params import Secrets
@@ -169,7 +170,7 @@ class HeadlessContext:
             return self._not_running(name, namespace)
         if self.cancelled():
             return Preparation(Readiness.CANCELLED, "the run was cancelled")
-        upstream_states = self._wait_for(name, block.upstream)
+        upstream_states = self._wait_for(name, block.upstream, self._prefetch)
         if upstream_states is None or self.cancelled():
             return Preparation(Readiness.CANCELLED, "the run was cancelled")
         readiness, reason = judge_upstream(trigger_rule, upstream_states)
@@ -211,7 +212,22 @@ class HeadlessContext:
         notebook = self.plan.blocks[producer].source_notebook
         return LoadedInput(output, InputSource.RUN, producer, notebook, run_id or "")
 
-    def _wait_for(self, name: str, upstream: tuple[str, ...]) -> dict[str, BlockState] | None:
+    def _prefetch(self, name: str) -> None:
+        """While waiting, import what loading the block's inputs from other kernels will need
+        (pandas, pyarrow): the hand-off then doesn't pay for it once the upstream is done."""
+        sources = self.plan.blocks[name].sources
+        prefetch_inputs(
+            self._artifacts, {i: p for i, p in sources.items() if p not in self._ran_here}
+        )
+
+    def _wait_for(
+        self,
+        name: str,
+        upstream: tuple[str, ...],
+        meanwhile: Callable[[str], None] | None = None,
+    ) -> dict[str, BlockState] | None:
+        """The terminal states of `upstream`, once all have one; None when the run is cancelled
+        meanwhile. `meanwhile(name)` runs once, when the block first has to wait."""
         states: dict[str, BlockState] = {}
         pending = list(upstream)
         delay = _POLL_START
@@ -234,6 +250,9 @@ class HeadlessContext:
                     ),
                 )
                 announced = True
+                if meanwhile is not None:
+                    meanwhile(name)
+                    continue  # that took a while: look again before sleeping
             time.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
         return states
