@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from pipelines.store.db import (
     RunConflict,
     RunNotFound,
     StoreError,
+    StoreUnavailable,
     create_store_engine,
     mask_url,
     normalise_url,
@@ -65,6 +67,9 @@ def new_run_id() -> RunId:
     return RunId(f"{stamp}-{secrets.token_hex(3)}")
 
 
+_OPEN_RACE_PATIENCE_S = 30.0
+"""How long a SQLite file being switched to WAL by another process may keep refusing us."""
+
 _LOAD_BLOCKS = selectinload(RunRow.blocks).selectinload(BlockRunRow.attempt_rows)
 
 
@@ -83,8 +88,7 @@ class RunStore:
         self._write_session = sessionmaker(self._engine, expire_on_commit=False)
         self._read_session = sessionmaker(reader, expire_on_commit=False)
         try:
-            with self._translate_errors():
-                upgrade_schema(self._engine, self.masked_url)
+            self._upgrade_schema()
         except BaseException:
             self._engine.dispose()
             raise
@@ -337,6 +341,24 @@ class RunStore:
     def _read(self) -> Iterator[Session]:
         with self._translate_errors(), self._read_session() as session:
             yield session
+
+    def _upgrade_schema(self) -> None:
+        """Bring the schema to the newest revision. Processes opening a fresh SQLite file at once
+        race to switch it to WAL, and the loser can get "database is locked" without SQLite's
+        busy timeout being applied: that one error is retried, briefly. Anything else (a
+        database that is down, a file that is no database) is reported at once."""
+        delay, deadline = 0.05, time.monotonic() + _OPEN_RACE_PATIENCE_S
+        while True:
+            try:
+                with self._translate_errors():
+                    upgrade_schema(self._engine, self.masked_url)
+                return
+            except StoreUnavailable as exc:
+                locked = "database is locked" in str(exc.__cause__)
+                if not locked or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)
 
     @contextmanager
     def _translate_errors(self) -> Iterator[None]:

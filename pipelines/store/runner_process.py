@@ -73,7 +73,7 @@ class RunnerProcess:
             return True
         try:
             process = psutil.Process(self.pid)
-            if process.status() == psutil.STATUS_ZOMBIE:
+            if process.status() == psutil.STATUS_ZOMBIE and not _threads_left(self.pid):
                 return False
             started = process.create_time()
         except psutil.NoSuchProcess:
@@ -111,3 +111,13 @@ class RunnerProcess:
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
+
+
+def _threads_left(pid: int) -> bool:
+    """Whether a zombie's other threads still run. Linux shows a multi-threaded process as a
+    zombie as soon as its main thread has exited, while threads busy in the kernel (a write,
+    an fsync under load) are still finishing: the process is not gone until they are."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False  # no /proc (not Linux), or already reaped
