@@ -24,11 +24,12 @@ import pickle
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pipelines.errors import BlockbookError
 from pipelines.rundir.state import TEMPORARY_SUFFIX, write_json_atomic
@@ -219,26 +220,38 @@ def summarize(value: Any) -> dict[str, Any]:
 
 
 class _HashingWriter:
-    """A binary file that hashes (sha256) and counts what is written through it."""
+    """A binary file over a file descriptor that counts what is written and hashes it (sha256).
 
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
+    Writes go to the descriptor in chunks of `_CHUNK`; a thread reads each chunk back (from the
+    page cache) and hashes it, so hashing runs beside the Parquet encoding, on another core,
+    instead of in between its writes, and nothing but one chunk is ever held in memory."""
+
+    def __init__(self, descriptor: int) -> None:
+        self._descriptor = descriptor
+        self._pending = bytearray()
         self._hash = hashlib.sha256()
+        self._written = 0  # bytes handed to the descriptor, which the hasher may read
+        self._ended = False
+        self._error: BaseException | None = None
+        self._ready = threading.Condition()
+        self._hasher = threading.Thread(target=self._hash_written, name="sha256", daemon=True)
+        self._hasher.start()
         self.size = 0
         self.closed = False
 
     def write(self, data: Any) -> int:
-        view = memoryview(data)
-        self._hash.update(view)
-        written = self._stream.write(view)
+        view = memoryview(data).cast("B")
+        self._pending += view
         self.size += view.nbytes
-        return written if written is not None else view.nbytes
+        if len(self._pending) >= _CHUNK:
+            self._drain()
+        return view.nbytes
 
     def tell(self) -> int:
         return self.size
 
     def flush(self) -> None:
-        self._stream.flush()
+        pass  # written on in chunks; `finish` writes the rest
 
     def writable(self) -> bool:
         return True
@@ -250,34 +263,77 @@ class _HashingWriter:
         return False
 
     def close(self) -> None:
-        # pyarrow closes the file it wrote to; the real file is closed by `_write_atomic`.
+        # pyarrow closes the file it wrote to; the descriptor is closed by `_write_atomic`.
         self.closed = True
 
-    def hexdigest(self) -> str:
+    def finish(self) -> str:
+        """Write what is left and return the sha256 of everything written."""
+        self._drain()
+        self.stop()
+        if self._error is not None:
+            raise self._error
         return self._hash.hexdigest()
 
+    def stop(self) -> None:
+        """End the hashing thread (idempotent); call it before closing the descriptor."""
+        with self._ready:
+            self._ended = True
+            self._ready.notify()
+        self._hasher.join()
 
+    def _drain(self) -> None:
+        view = memoryview(self._pending)
+        while view:
+            view = view[os.write(self._descriptor, view) :]
+        view.release()
+        with self._ready:
+            self._written += len(self._pending)
+            self._ready.notify()
+        self._pending = bytearray()
+
+    def _hash_written(self) -> None:
+        hashed = 0
+        try:
+            while True:
+                with self._ready:
+                    while hashed == self._written and not self._ended:
+                        self._ready.wait()
+                    written, ended = self._written, self._ended
+                while hashed < written:
+                    chunk = os.pread(self._descriptor, min(_CHUNK, written - hashed), hashed)
+                    if not chunk:
+                        raise OSError(f"could not read back byte {hashed} to hash it")
+                    self._hash.update(chunk)
+                    hashed += len(chunk)
+                if ended:
+                    return
+        except BaseException as exc:  # handed to the writer, which raises it in `finish`
+            self._error = exc
+
+
+_CHUNK = 1 << 20
 _Writer = Callable[[_HashingWriter], None]
 
 
 def _write_atomic(path: Path, write: _Writer) -> tuple[int, str]:
     """Stream `write`'s bytes into a temporary file beside `path`, hashing them on the way,
     then rename it over `path`; returns (size, sha256). A failure removes the temporary file."""
-    handle, temporary = tempfile.mkstemp(
+    descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
     )
     try:
-        with os.fdopen(handle, "wb", buffering=_BUFFER) as stream:
-            writer = _HashingWriter(stream)
+        writer = _HashingWriter(descriptor)
+        try:
             write(writer)
+            digest = writer.finish()
+        finally:
+            writer.stop()
+            os.close(descriptor)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return writer.size, writer.hexdigest()
-
-
-_BUFFER = 1 << 20
+    return writer.size, digest
 
 
 def _parquet_writer(frame: Any) -> _Writer:
@@ -300,7 +356,7 @@ def _pickle_writer(block: str, name: str, value: Any, readers: Sequence[str]) ->
 def _copy_writer(source: Path) -> _Writer:
     def write(stream: _HashingWriter) -> None:
         with source.open("rb") as data:
-            shutil.copyfileobj(data, stream, _BUFFER)
+            shutil.copyfileobj(data, stream, _CHUNK)
 
     return write
 

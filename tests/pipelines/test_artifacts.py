@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,18 @@ def test_an_unpicklable_value_fails_and_leaves_no_file(tmp_path: Path) -> None:
 
     assert stored_files(store, "produce") == []
     assert store.names("produce") == []
+
+
+def test_a_write_that_fails_halfway_leaves_no_file_and_no_thread(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    threads = threading.active_count()
+
+    with pytest.raises(UnstorableOutput):
+        # Megabytes are written (and hashed) before pickle reaches the function.
+        store.save("produce", "half", [b"x" * 3_000_000, lambda: 1], ["reader"])
+
+    assert stored_files(store, "produce") == []
+    assert threading.active_count() == threads
 
 
 def test_saving_again_replaces_the_data_and_the_manifest(tmp_path: Path) -> None:
