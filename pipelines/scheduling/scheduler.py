@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -140,6 +140,7 @@ class Scheduler:
         """Crashed runs whose retry is due, until it is queued."""
         self._heap: list[tuple[datetime, str]] = []
         self._last_scan = float("-inf")
+        self._last_tick = datetime.min.replace(tzinfo=UTC)
         self._stop = threading.Event()
 
     # ---- the loop ----------------------------------------------------------------------
@@ -166,8 +167,8 @@ class Scheduler:
     def _until_next_fire(self) -> float:
         """Seconds until the earliest fire time: the loop wakes up for it rather than at the
         next tick, so a fire time is queued when it falls due."""
-        if not self._heap:
-            return float("inf")
+        if not self._heap or self._heap[0][0] <= self._last_tick:
+            return float("inf")  # none, or one that failed to queue: tried again next tick
         return (self._heap[0][0] - self.clock()).total_seconds()
 
     def run_once(self) -> None:
@@ -186,7 +187,7 @@ class Scheduler:
             time.sleep(0.2)
 
     def tick(self) -> None:
-        moment = self.clock()
+        moment = self._last_tick = self.clock()
         if time.monotonic() - self._last_scan >= self.options.rescan_seconds:
             self._last_scan = time.monotonic()
             self.rescan(moment)
@@ -201,11 +202,18 @@ class Scheduler:
     def rescan(self, moment: datetime) -> None:
         """Pick up added, changed and removed schedules; one pipeline's broken schedule (or a
         failed write of it) is logged and leaves every other pipeline's as it is."""
-        stored = schedule_states(self.store)
+        stored: list[dict[str, ScheduleState]] = []
+
+        def stored_state(name: str) -> ScheduleState | None:
+            # Read once per rescan, and only when a schedule is new or changed.
+            if not stored:
+                stored.append(schedule_states(self.store))
+            return stored[0].get(name)
+
         seen: set[str] = set()
         for ref in list_pipelines(self.root):
             try:
-                if self._watch(ref.name, ref.folder, stored.get(ref.name), moment):
+                if self._watch(ref.name, ref.folder, stored_state, moment):
                     seen.add(ref.name)
             except Exception:
                 log.exception("%s: could not read its schedule; trying again later", ref.name)
@@ -216,7 +224,11 @@ class Scheduler:
             forget_schedule(self.store, name)
 
     def _watch(
-        self, name: str, folder: Path, state: ScheduleState | None, moment: datetime
+        self,
+        name: str,
+        folder: Path,
+        stored_state: Callable[[str], ScheduleState | None],
+        moment: datetime,
     ) -> bool:
         """Watch the pipeline's schedule from now on; False when it has none (or an invalid
         one, which is said)."""
@@ -237,6 +249,7 @@ class Scheduler:
             current.folder = folder
             current.file_stamp = stamp
             return True
+        state = stored_state(name)
         if state is None or state.fingerprint != fingerprint:
             # New or changed: fire times before this moment are never run.
             state = adopt_schedule(self.store, name, fingerprint, moment)
@@ -429,9 +442,10 @@ class Scheduler:
         free = self.options.max_runs - len(self.launched)
         if free <= 0:
             return
-        active = active_counts(self.store)
+        queued = queued_runs(self.store, limit=max(_QUEUED_PAGE, free))
+        active = active_counts(self.store) if queued else {}
         candidates: list[RunRecord] = []
-        for run in queued_runs(self.store, limit=max(_QUEUED_PAGE, free)):
+        for run in queued:
             if only is not None and run.pipeline != only:
                 continue
             if len(candidates) >= free:

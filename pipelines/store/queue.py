@@ -11,9 +11,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Table, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -85,16 +85,13 @@ def enqueue_many(store: RunStore, runs: Sequence[QueuedRun]) -> set[RunId]:
         dialect = session.get_bind().dialect.name
         if dialect in ("sqlite", "postgresql"):
             insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-            recorded: set[RunId] = set()
-            for chunk in _chunks(ordered, _ROWS_PER_STATEMENT):
-                statement = (
-                    insert(RunRow)
-                    .values([_row_values(run, created) for run in chunk])
-                    .on_conflict_do_nothing()
-                    .returning(RunRow.run_id)
-                )
-                recorded.update(RunId(run_id) for run_id in session.scalars(statement))
-            return recorded
+            table = cast(Table, RunRow.__table__)
+            # One statement compiled once and run for all rows, in their order, in pages of
+            # multi-row INSERTs (SQLAlchemy's "insertmanyvalues").
+            statement = insert(table).on_conflict_do_nothing().returning(table.c.run_id)
+            rows = [_row_values(run, created) for run in ordered]
+            result = session.connection().execute(statement, rows)
+            return {RunId(run_id) for run_id in result.scalars()}
     # Another database: one transaction per run, the constraint still deciding.
     return {run.run_id for run in ordered if enqueue(store, run)}
 
@@ -413,18 +410,20 @@ def adopt(
     return record
 
 
-def schedule_states(store: RunStore) -> dict[str, ScheduleState]:
-    """Each schedule's state; `last_fired` is the newest fire time that has a run, so the
-    scheduler need not write anything but the run when a schedule fires."""
-    fired = (
-        select(RunRow.pipeline, func.max(RunRow.scheduled_for).label("newest"))
-        .where(RunRow.scheduled_for.is_not(None))
-        .group_by(RunRow.pipeline)
-        .subquery()
+def schedule_states(store: RunStore, pipeline: str | None = None) -> dict[str, ScheduleState]:
+    """Each schedule's state (or only `pipeline`'s); `last_fired` is the newest fire time that
+    has a run, so the scheduler need not write anything but the run when a schedule fires."""
+    fired_query = select(RunRow.pipeline, func.max(RunRow.scheduled_for).label("newest")).where(
+        RunRow.scheduled_for.is_not(None)
     )
+    if pipeline is not None:
+        fired_query = fired_query.where(RunRow.pipeline == pipeline)
+    fired = fired_query.group_by(RunRow.pipeline).subquery()
     query = select(ScheduleRow, fired.c.newest).outerjoin(
         fired, fired.c.pipeline == ScheduleRow.pipeline
     )
+    if pipeline is not None:
+        query = query.where(ScheduleRow.pipeline == pipeline)
     with store.reading() as session:
         states: dict[str, ScheduleState] = {}
         for row, newest in session.execute(query):
@@ -470,7 +469,7 @@ def adopt_schedule(
                 row.last_fired = None
     except IntegrityError:
         pass  # another scheduler inserted it first: read what it wrote
-    state = schedule_states(store).get(pipeline)
+    state = schedule_states(store, pipeline).get(pipeline)
     if state is None:
         raise RuntimeError(f"schedule of {pipeline} vanished while it was being recorded")
     return state

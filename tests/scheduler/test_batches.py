@@ -83,7 +83,7 @@ def test_a_batch_records_only_the_fire_times_not_taken(any_store: RunStore) -> N
 def test_two_batches_of_the_same_fire_times_racing_record_each_once(
     any_store: RunStore, second_store: RunStore
 ) -> None:
-    fire_times = [T0 + timedelta(seconds=s) for s in range(300)]
+    fire_times = [T0 + timedelta(seconds=s) for s in range(1200)]
 
     def batch(store: RunStore, reverse: bool) -> set[str]:
         runs = [queued(f"p{i % 7}", t) for i, t in enumerate(fire_times)]
@@ -93,7 +93,7 @@ def test_two_batches_of_the_same_fire_times_racing_record_each_once(
     assert mine is not None
     assert theirs is not None
     assert not mine & theirs
-    runs = any_store.list_runs(limit=1000)
+    runs = any_store.list_runs(limit=10_000)
     assert len(runs) == len(mine | theirs) == len(fire_times)
     assert {run.run_id for run in runs} == mine | theirs
 
@@ -182,3 +182,32 @@ def test_schedulers_sharing_a_database_start_each_run_once_within_limits(
             run.scheduled_for for run in started if run.pipeline == name if run.scheduled_for
         )
         assert mine == [T0 + timedelta(seconds=s) for s in range(1, len(mine) + 1)]
+
+
+def test_the_loop_wakes_for_the_next_fire_time_but_not_for_a_failed_one(
+    tmp_path: Path, any_store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.scheduling.scheduler as scheduler_module
+
+    make_pipeline(tmp_path, NOTEBOOK, '[schedule]\nevery = "10s"\n', name="p")
+    clock = FakeClock(T0)
+    daemon = Scheduler(
+        tmp_path, any_store, SchedulerOptions(rescan_seconds=0.0), RecordingLauncher(), clock
+    )
+    daemon.tick()
+    assert daemon._until_next_fire() == 10.0  # woken for it, not at the next tick
+    clock.advance(seconds=4)
+    assert daemon._until_next_fire() == 6.0
+
+    def unreachable(store: RunStore, runs: object) -> set[str]:
+        raise RuntimeError("the run store is unreachable (injected)")
+
+    monkeypatch.setattr(scheduler_module, "enqueue_many", unreachable)
+    clock.advance(seconds=6)
+    daemon.tick()
+    # Not queued: tried again at the next tick, not at once in a loop.
+    assert daemon._until_next_fire() == float("inf")
+    monkeypatch.undo()
+    daemon.tick()
+    assert [run.scheduled_for for run in any_store.list_runs()] == [T0 + timedelta(seconds=10)]
+    assert daemon._until_next_fire() == 10.0
