@@ -393,9 +393,14 @@ class Scheduler:
         gone = [(run, runner_gone(run)) for run in runs_without_runner(self.store)]
         for run in orphans(self.store, moment, self.options.heartbeat_timeout):
             mine = self.launched.get(run.run_id)
-            if mine is None or mine.handle.poll() is not None:
-                gone.append((run, _SILENT))
-            # else: its runner is alive, just slow to beat
+            if mine is not None and mine.handle.poll() is None:
+                continue  # its runner is alive, just slow to beat
+            # A silent runner of this host (paused, hung) is stopped before its run is ended: it
+            # may be holding SQLite's write lock, which would keep anyone from marking the run.
+            if not runner_stopped(run, self.options.kill_wait):
+                log.error("%s: run %s's silent runner is still alive", run.pipeline, run.run_id)
+                continue
+            gone.append((run, _SILENT))
         for run, reason in gone:
             try:
                 self._crashed(run, reason, moment)
