@@ -10,7 +10,6 @@ from __future__ import annotations
 import secrets
 import stat
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from pipelines.scheduling.scheduler import Scheduler
 from pipelines.status import Trigger
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
 from pipelines.store.sealed import SecretKeyError, key_file, open_sealed, seal
+from tests.faults.runner_support import wait_for
 from tests.helpers.notebooks import make_pipeline, nb
 from tests.helpers.postgres import pg_scalar, postgres_schema, schema_url
 from tests.helpers.runs import BLOCKBOOK, blockbook, cli_env
@@ -107,17 +107,6 @@ def _all_bytes(folder: Path) -> str:
     )
 
 
-def _wait_for(predicate: Callable[[], bool], what: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 120
-    while not predicate():
-        if process.poll() is not None:
-            out, err = process.communicate()
-            pytest.fail(f"{what}: the process ended first ({process.returncode}):\n{out}\n{err}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within 120 s")
-        time.sleep(0.1)
-
-
 def _command_lines(process: subprocess.Popen[str]) -> list[str]:
     """The command lines of `process` and every process it started (runner, kernels)."""
     parent = psutil.Process(process.pid)
@@ -137,7 +126,7 @@ def _run_and_watch(
     command lines of every process it started, release the block and wait for the end."""
     process = place.start(*command)
     try:
-        _wait_for(out.exists, "the block to receive its parameter", process)
+        wait_for(out.exists, "the block to receive its parameter", process)
         lines = _command_lines(process)
         assert any(" run " in line and "--run-id" in line for line in lines), lines
         stored_while_running = place.stored_text()

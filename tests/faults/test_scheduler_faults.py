@@ -15,8 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,14 @@ from pipelines.store.queue import QueuedRun, claim_launch, enqueue, enqueue_many
 from pipelines.store.records import RunRecord
 from pipelines.store.run_store import DATABASE_URL_ENV, RunId, RunStore, new_run_id
 from tests.helpers.notebooks import make_pipeline, nb
-from tests.helpers.runs import BLOCKBOOK, blockbook, cli_env, kernels_in, start_scheduler
+from tests.helpers.runs import (
+    BLOCKBOOK,
+    blockbook,
+    cli_env,
+    kernels_in,
+    start_scheduler,
+    wait_for,
+)
 
 # Tests that start scheduler processes share one worker: several schedulers and their kernels
 # at once would starve a 2-core machine.
@@ -42,16 +48,6 @@ SLEEP = "%%block work\nimport time\nwindow = (interval_start, interval_end)\ntim
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> None:
-    """Poll `predicate` until it holds; `timeout` is a deadline for a loaded machine."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} ({timeout:.0f} s)")
 
 
 def scheduled_pipeline(root: Path, schedule: str, sleep: float, name: str = "tick") -> Path:

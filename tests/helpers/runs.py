@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +190,13 @@ def start_scheduler(root: Path, *args: str, env: dict[str, str] | None = None) -
         stderr=subprocess.STDOUT,
         env=env or cli_env(),
     )
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> None:
+    """Poll `predicate` until it holds; `timeout` is a deadline for a loaded machine, not a pace."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} ({timeout:.0f} s)")

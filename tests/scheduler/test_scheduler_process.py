@@ -20,7 +20,7 @@ from pipelines.api import trigger
 from pipelines.forms.json_forms import run_json
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
 from tests.helpers.notebooks import make_pipeline
-from tests.helpers.runs import BLOCKBOOK, cli_env, start_scheduler
+from tests.helpers.runs import BLOCKBOOK, cli_env, start_scheduler, wait_for
 
 WORK = "%%block work\nimport time\nwindow = (interval_start, interval_end)\ntime.sleep({sleep})"
 
@@ -62,16 +62,6 @@ def open_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenStore]:
 def runs(store: RunStore) -> list[dict[str, Any]]:
     """The newest 500 runs, in the form `blockbook runs --format json` prints them."""
     return [run_json(record, with_blocks=False) for record in store.list_runs(limit=500)]
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    """Poll `predicate` until it holds; `timeout` is a deadline for a loaded machine, not a pace."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} ({timeout:.0f} s)")
 
 
 def no_kernels_left(root: Path) -> bool:
