@@ -111,6 +111,9 @@ class RunRow(Base):
     runner_started_at: Mapped[datetime | None]
     """The runner process's start time, so a pid the system has given to another process since
     is not mistaken for the runner."""
+    audit: Mapped[dict[str, Any] | None]
+    """Who started the run and with what code: user, host, trigger, each notebook's code hash
+    and Blockbook's version (the audit trail `show --format json` gives)."""
 
     blocks: Mapped[list[BlockRunRow]] = relationship(
         back_populates="run",
@@ -135,6 +138,10 @@ class BlockRunRow(Base):
     ended_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     reused_from: Mapped[str | None] = mapped_column(String(_ID_LENGTH))
+    fingerprint: Mapped[dict[str, Any] | None]
+    """What the block's result depends on (code, inputs' hashes, parameters read, settings),
+    each part hashed: an unchanged fingerprint lets a later run reuse the outputs, and the
+    parts that differ say why a block runs again."""
 
     run: Mapped[RunRow] = relationship(back_populates="blocks")
     attempt_rows: Mapped[list[AttemptRow]] = relationship(
