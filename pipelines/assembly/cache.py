@@ -12,20 +12,27 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.assembly.config import PIPELINE_FILE
+from pipelines.assembly.config import PIPELINE_FILE, load_pipeline_config
+from pipelines.assembly.includes import include_paths
 from pipelines.assembly.pipeline import Pipeline, assemble
 from pipelines.assembly.project import notebook_files
 
 FolderSignature = tuple[tuple[str, int, int], ...]
-"""(file name, modification time in ns, size) of each file assembly reads."""
+"""(file name, modification time in ns, size) of each file assembly reads; included notebooks
+of other folders by their path."""
 
 
-def folder_signature(folder: Path) -> FolderSignature:
-    """Changes when a notebook or pipeline.toml of `folder` is edited, added or removed."""
+def folder_signature(folder: Path, included: tuple[Path, ...] = ()) -> FolderSignature:
+    """Changes when a notebook or pipeline.toml of `folder`, or one of the `included` notebooks
+    of other folders, is edited, added or removed."""
     files = [*notebook_files(folder), folder / PIPELINE_FILE]
     return tuple(
         (path.name, stat.st_mtime_ns, stat.st_size)
         for path in files
+        if (stat := _stat(path)) is not None
+    ) + tuple(
+        (str(path), stat.st_mtime_ns, stat.st_size)
+        for path in included
         if (stat := _stat(path)) is not None
     )
 
@@ -55,21 +62,30 @@ class AssemblyCache:
         with self._lock:
             folder_lock = self._folder_locks.setdefault(folder, threading.Lock())
         with folder_lock:
-            # Taken before assembling: a file saved meanwhile changes the signature, so the
-            # next call assembles again instead of keeping a pipeline older than the files.
-            signature = folder_signature(folder)
             with self._lock:
                 cached = self._assembled.get(folder)
-            if cached is not None and cached.signature == signature:
-                return cached.pipeline
+            if cached is not None:
+                signature = folder_signature(folder, cached.pipeline.watched)
+                if cached.signature == signature:
+                    return cached.pipeline
+            # Taken before assembling: a file saved meanwhile changes the signature, so the
+            # next call assembles again instead of keeping a pipeline older than the files.
+            # The included notebooks are those pipeline.toml names now (an edit of it after
+            # this look changes its own entry of the signature).
+            signature = folder_signature(folder, _included_now(folder))
             pipeline = assemble(folder)
             with self._lock:
                 self._assembled[folder] = _Assembled(signature, pipeline)
             return pipeline
 
 
+def _included_now(folder: Path) -> tuple[Path, ...]:
+    config, _ = load_pipeline_config(folder)  # its problems are the assembled pipeline's
+    return include_paths(folder, config.include)
+
+
 def _stat(path: Path) -> os.stat_result | None:
     try:
         return path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # an `include` may point anywhere
         return None

@@ -124,6 +124,9 @@ class PipelineConfig(_Strict):
     """The kernelspec every notebook runs with (default: each notebook's own kernelspec)."""
     schedule: ScheduleConfig | None = None
     alerts: AlertsConfig | None = None
+    include: tuple[str, ...] = ()
+    """Notebooks of other folders that are part of this pipeline too, as paths relative to the
+    pipeline folder (`../common/clean.ipynb`); checked by `pipelines.assembly.includes`."""
 
 
 class StoreConfig(_Strict):

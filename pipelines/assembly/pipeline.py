@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from pipelines.assembly.graph import (
     wire_inputs,
 )
 from pipelines.assembly.header import BlockName
+from pipelines.assembly.includes import Include, include_paths, resolve_includes
 from pipelines.assembly.notebooks import NotebookFile, read_notebook
 from pipelines.assembly.project import find_root, notebook_files
 from pipelines.assembly.scope import Scope, unprovided_names
@@ -46,6 +47,10 @@ class Pipeline:
     """For each block, input name -> the block whose output feeds it."""
     order: tuple[BlockName, ...]
     problems: tuple[Problem, ...] = field(default=())
+    notebooks: tuple[NotebookFile, ...] = field(default=())
+    """Every notebook read, the included ones among them (by their path relative to `folder`)."""
+    watched: tuple[Path, ...] = field(default=())
+    """The files `include` points at, existing or not: the assembly cache watches them too."""
 
     @property
     def errors(self) -> tuple[Problem, ...]:
@@ -125,7 +130,12 @@ def assemble(folder: Path) -> Pipeline:
     folder = folder.resolve()
     config, problems = load_pipeline_config(folder)
     problems += param_problems(folder, config)
-    notebooks, notebook_problems = read_notebooks(folder)
+    includes: list[Include] = []
+    if config.include:
+        text = (folder / PIPELINE_FILE).read_text(encoding="utf-8-sig")
+        includes, found = resolve_includes(folder, config.include, notebook_files(folder), text)
+        problems += found
+    notebooks, notebook_problems = read_notebooks(folder, includes)
     blocks, block_problems = compile_blocks(notebooks)
     unique, duplicate_problems = index_by_name(blocks)
     wiring = wire_inputs(unique)
@@ -156,6 +166,8 @@ def assemble(folder: Path) -> Pipeline:
             *duplicate_problems,
             *graph_problems,
         ),
+        notebooks=tuple(notebooks),
+        watched=include_paths(folder, config.include),
     )
 
 
@@ -169,11 +181,16 @@ def pipeline_scope(folder: Path, config: PipelineConfig) -> Scope:
     return Scope(frozenset(params), frozenset(project.connections))
 
 
-def read_notebooks(folder: Path) -> tuple[list[NotebookFile], list[Problem]]:
+def read_notebooks(
+    folder: Path, includes: Sequence[Include] = ()
+) -> tuple[list[NotebookFile], list[Problem]]:
+    """The pipeline folder's notebooks, then the included ones."""
     notebooks: list[NotebookFile] = []
     problems: list[Problem] = []
-    for path in notebook_files(folder):
-        notebook, found = read_notebook(path, path.relative_to(folder).as_posix())
+    files = [(path, path.relative_to(folder).as_posix()) for path in notebook_files(folder)]
+    files += [(include.file, include.relative) for include in includes]
+    for path, relative in files:
+        notebook, found = read_notebook(path, relative)
         problems += found
         if notebook is not None:
             notebooks.append(notebook)

@@ -56,9 +56,17 @@ def launch_log(root: Path, run_id: str) -> Path:
 def run_notebook_path(source_notebook: str, block: str | None) -> str:
     """A run notebook relative to its run folder: one per source notebook, or per block when
     the run isolates blocks."""
-    stem = source_notebook.removesuffix(".ipynb")
+    stem = run_notebook_stem(source_notebook)
     name = f"{stem}.{block}.ipynb" if block else f"{stem}.ipynb"
     return f"{NOTEBOOK_DIR}/{name}"
+
+
+def run_notebook_stem(source_notebook: str) -> str:
+    """The name (without `.ipynb`) of a source notebook's run notebooks. A notebook included
+    from another folder (`../common/clean.ipynb`) gets a flat one (`common--clean`): run
+    notebooks sit side by side in the run folder, and nothing may climb out of it."""
+    parts = [part for part in source_notebook.split("/") if part not in ("", ".", "..")]
+    return "--".join(parts).removesuffix(".ipynb")
 
 
 def executed_notebook(run_folder: Path, run_notebook: str) -> Path:
