@@ -42,7 +42,9 @@ from pipelines.status import RunStatus, Trigger
 if TYPE_CHECKING:
     from pipelines.runs.debug import ExecutedNotebook
     from pipelines.runs.execution import BlockListener
+    from pipelines.runs.pool import KernelPool
     from pipelines.runs.runner import Runner, RunOptions, RunResult
+    from pipelines.runs.warm import WarmRuns
     from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions
     from pipelines.scheduling.upcoming import ScheduleInfo
     from pipelines.store.latest import LatestBlocks
@@ -92,6 +94,7 @@ class Project:
         store: RunStore | None = None,
         assembly: AssemblyCache | None = None,
         launcher: SubprocessLauncher | None = None,
+        kernels: KernelPool | None = None,
     ) -> None:
         self.root = root.resolve()
         self.assembly = assembly or AssemblyCache()
@@ -99,6 +102,13 @@ class Project:
         self._store = store
         self._store_lock = threading.Lock()
         self._children: dict[str, Popen[bytes]] = {}
+        self._warm: WarmRuns | None = None
+        if kernels is not None:
+            # Imported here for cost: the runner and papermill, for long-lived processes only.
+            from pipelines.runs.warm import WarmRuns
+
+            # With warm kernels, `start` runs in this process instead of a runner process.
+            self._warm = WarmRuns(self.root, kernels)
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project:
@@ -120,6 +130,9 @@ class Project:
             return self._store
 
     def close(self) -> None:
+        if self._warm is not None:
+            self._warm.close()
+            self._warm = None
         with self._store_lock:
             if self._store is not None:
                 self._store.close()
@@ -240,7 +253,8 @@ class Project:
         # Imported here for cost: papermill and the runner are only needed by runs.
         from pipelines.runs.runner import Runner
 
-        runner = Runner(self.root, self.store, on_block=on_block)
+        kernels = self._warm.kernels if self._warm is not None else None
+        runner = Runner(self.root, self.store, on_block=on_block, kernels=kernels)
         if on_runner is not None:
             on_runner(runner)
         return runner.run(pipeline, options)
@@ -256,8 +270,9 @@ class Project:
         trigger: Trigger = Trigger.MANUAL,
         detached: bool = False,
     ) -> RunId:
-        """Start a run in a runner process of its own and return its id at once; the run is
-        recorded (queued) before this returns, so `run(run_id)` and `cancel(run_id)` work."""
+        """Start a run and return its id at once: on warm kernels in this process when the
+        project has a kernel pool, else in a runner process of its own. The run is recorded
+        (queued) before this returns, so `run(run_id)` and `cancel(run_id)` work."""
         pipeline = self.assemble(name)
         check_runnable(pipeline)
         check_only(pipeline, only)
@@ -275,6 +290,9 @@ class Project:
             isolate=isolate,
             detached=detached,
         )
+        if self._warm is not None:
+            self._warm.launch(request, pipeline, self.store)
+            return run_id
         self._children[run_id] = self.launcher.launch(request)
         self._reap_children()
         return run_id
@@ -304,7 +322,10 @@ class Project:
         ConflictError when it has already ended; `run_id` may be a unique prefix."""
         from pipelines.store.queue import request_cancel
 
-        return request_cancel(self.store, run_id, by, at)
+        record = request_cancel(self.store, run_id, by, at)
+        if self._warm is not None:
+            self._warm.cancel(record.run_id)  # its runner is here: no heartbeat to wait for
+        return record
 
     def executed_notebook(self, run_id: str, block: str) -> ExecutedNotebook:
         """The executed notebook that holds `block` in run `run_id`, and the block's cell."""

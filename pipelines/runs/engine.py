@@ -4,8 +4,9 @@ It differs from papermill's nbclient engine in three ways the runner needs: the 
 in the source notebook's folder with an environment of the runner's choosing (papermill's own
 `cwd` changes the whole process's directory, which parallel notebooks can't share); the runner
 gets the kernel manager as soon as the kernel is up, to interrupt or kill it; the runner may
-stop the notebook before any cell (`cell_gate`); and the output notebook is saved when a cell
-ends and at most once a second when one starts, instead of twice per cell.
+stop the notebook before any cell (`cell_gate`); the output notebook is saved when a cell
+ends and at most once a second when one starts, instead of twice per cell; and it can execute
+on a warm kernel started ahead (`warm_kernel`, from `pipelines.runs.pool`).
 """
 
 from __future__ import annotations
@@ -165,9 +166,14 @@ class BlockbookEngine(NBClientEngine):  # type: ignore[misc]
         kernel_env: dict[str, str] | None = None,
         kernel_log: Any = None,
         kernel_started: KernelStarted | None = None,
+        warm_kernel: Any = None,
         **kwargs: Any,
     ) -> Any:
         kwargs.pop("input_path", None)
+        if warm_kernel is not None:
+            # A started kernel (`pipelines.runs.pool`): nbclient uses it instead of starting
+            # one, and shuts it down at the end (`cleanup_kc`), as it does its own.
+            kwargs["km"] = warm_kernel
         client = BlockbookNotebookClient(
             nb_man,
             kernel_started,
@@ -182,7 +188,7 @@ class BlockbookEngine(NBClientEngine):  # type: ignore[misc]
             shutdown_kernel="immediate",
             **kwargs,
         )
-        start_options: dict[str, Any] = {}
+        start_options: dict[str, Any] = {"cleanup_kc": True} if warm_kernel is not None else {}
         if kernel_cwd is not None:
             start_options["cwd"] = kernel_cwd
         if kernel_env is not None:

@@ -37,11 +37,13 @@ from pipelines.runs.finishing import masked_state
 from pipelines.runs.kernels import (
     KernelLog,
     KernelStartFailed,
+    kernel_environment,
     kernel_group,
     kill_group,
     signal_kernel,
 )
 from pipelines.runs.kernels import cause as kernel_cause
+from pipelines.runs.pool import KernelNotPrepared, KernelPool, WarmKernel
 from pipelines.runs.reporting import RunReporter
 from pipelines.status import BlockStatus, RunStatus
 from pipelines.store.db import StoreUnavailable
@@ -89,8 +91,10 @@ class Execution:
         limits: Limits,
         cancel: threading.Event,
         on_block: BlockListener | None = None,
+        kernels: KernelPool | None = None,
     ) -> None:
         self.store = store
+        self.kernels = kernels
         self.pipeline = pipeline
         self.plan = plan
         self.limits = limits
@@ -200,10 +204,12 @@ class Execution:
         import papermill
 
         source = self.plan.blocks[job.blocks[0]].source_notebook
+        cwd = (self.pipeline.folder / source).parent
         env = {
-            **os.environ,
+            **kernel_environment(),
             SECRETS_ENV: json.dumps(json_params(self.secrets.params)),
         }
+        kernel_name = run_kernel(input_notebook(self.run_dir, job.path))
 
         def kernel_started(km: Any) -> None:
             job.pid = getattr(km.provisioner, "pid", None)
@@ -212,31 +218,59 @@ class Execution:
         # The kernel process's own output (warnings, a crash's last words, whatever a block's
         # subprocess prints) goes to the run's logs, secrets masked before it reaches the disk.
         masking = Secrets.of(self.secrets.params, whole_values=True)
-        output = KernelLog(kernel_log(self.run_dir, job.path), masking.mask)
+        log_path = kernel_log(self.run_dir, job.path)
+        warm = self._warm_kernel(kernel_name, cwd, env)
+        if warm is not None:
+            output = warm.output.attach(log_path, masking.mask)
+            job.pid, job.group = warm.pid, warm.group
+            kernel_options: dict[str, Any] = {"warm_kernel": warm.manager}
+        else:
+            output = KernelLog(log_path, masking.mask)
+            kernel_options = {
+                "kernel_cwd": str(cwd),
+                "kernel_env": env,
+                "kernel_started": kernel_started,
+            }
         try:
             papermill.execute_notebook(
                 str(input_notebook(self.run_dir, job.path)),
                 str(executed_notebook(self.run_dir, job.path)),
                 engine_name="blockbook",
                 kernel_log=output,
-                kernel_name=run_kernel(input_notebook(self.run_dir, job.path)),
+                kernel_name=kernel_name,
                 progress_bar=False,
                 log_output=False,
-                kernel_cwd=str((self.pipeline.folder / source).parent),
-                kernel_env=env,
-                kernel_started=kernel_started,
                 cell_gate=self.reporter.check_before_cell,
+                **kernel_options,
             )
         except BaseException as exc:  # recorded and turned into block states by _settle
             job.error = exc
         finally:
             # The kernel is gone (shut down, killed or dead): what its blocks started goes too.
             kill_group(job.group)
+            if warm is not None:
+                warm.discard()
             output.close()
             if job.error is not None:
                 job.cause = kernel_cause(output.tail())
             job.done = True
             self._wake.set()
+
+    def _warm_kernel(self, kernel_name: str, cwd: Path, env: dict[str, str]) -> WarmKernel | None:
+        """A kernel from the pool set up for this notebook, or None: no pool, none ready, or
+        the one taken could not be set up (the notebook then starts a kernel of its own)."""
+        if self.kernels is None:
+            return None
+        warm = self.kernels.take(kernel_name)
+        if warm is None:
+            return None
+        try:
+            warm.prepare(cwd, env)
+        except KernelNotPrepared as exc:
+            log.warning("run %s: %s; starting a kernel instead", self.plan.run_id, exc)
+            warm.discard()
+            return None
+        return warm
 
     def _settle(self, job: _NotebookJob) -> None:
         """Give every block of a finished notebook a terminal state, with the reason."""

@@ -58,21 +58,37 @@ class KernelLog:
     (`Popen(stdout=...)`); a thread reads the other end, masks and appends to the file.
     """
 
-    def __init__(self, path: Path, mask: Callable[[str], str]) -> None:
+    def __init__(self, path: Path | None, mask: Callable[[str], str]) -> None:
+        """A log writing to `path`; with None, output is dropped until `attach` names the file
+        (a warm kernel's log: started before any run, and written for the run that takes it)."""
         self.path = path
         self._mask = mask
         self._tail: deque[str] = deque(maxlen=_TAIL_LINES)
         self._lines = 0
         self._tail_lock = threading.Lock()  # the tail and its line count change together
+        self._file_lock = threading.Lock()  # the file and its mask change together
         self._busy = False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, LOG_MODE)
-        os.chmod(path, LOG_MODE)  # an older log (resume, isolate) may have another mode
+        self._file: int | None = None
+        if path is not None:
+            self._file = _open_log(path)
         self._read, self._write = os.pipe()
-        self._reader = threading.Thread(
-            target=self._copy, name=f"kernel-log:{path.name}", daemon=True
-        )
+        name = path.name if path is not None else "unattached"
+        self._reader = threading.Thread(target=self._copy, name=f"kernel-log:{name}", daemon=True)
         self._reader.start()
+
+    def attach(self, path: Path, mask: Callable[[str], str]) -> KernelLog:
+        """From now on write to `path`, masked with `mask`; what came before (a warm kernel's
+        start-up) is forgotten, so a failure is explained by this run's lines only."""
+        self._drain()
+        with self._file_lock:
+            if self._file is not None:
+                os.close(self._file)
+            self._file = _open_log(path)
+            self.path = path
+            self._mask = mask
+        with self._tail_lock:
+            self._tail.clear()
+        return self
 
     def fileno(self) -> int:
         return self._write
@@ -129,17 +145,24 @@ class KernelLog:
         finally:
             self._busy = False
             os.close(self._read)
-            os.close(self._file)
+            with self._file_lock:
+                if self._file is not None:
+                    os.close(self._file)
+                    self._file = None
 
     def _append(self, lines: list[bytes]) -> None:
-        masked = []
-        for raw in lines:
-            text = self._mask(raw.decode("utf-8", "surrogateescape"))
-            with self._tail_lock:
-                self._tail.append(text)
-                self._lines += 1
-            masked.append(text.encode("utf-8", "surrogateescape") + b"\n")
-        if masked:
+        with self._file_lock:
+            if self._file is None:
+                # A warm kernel before any run took it: nothing of a run's to keep.
+                log.debug("kernel output before any run: %d lines dropped", len(lines))
+                return
+            masked = []
+            for raw in lines:
+                text = self._mask(raw.decode("utf-8", "surrogateescape"))
+                with self._tail_lock:
+                    self._tail.append(text)
+                    self._lines += 1
+                masked.append(text.encode("utf-8", "surrogateescape") + b"\n")
             os.write(self._file, b"".join(masked))
 
     def _drain(self, within: float = 2.0) -> None:
@@ -150,6 +173,13 @@ class KernelLog:
             if not self._busy and _unread_bytes(self._read) == 0:
                 return
             time.sleep(0.01)
+
+
+def _open_log(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, LOG_MODE)
+    os.chmod(path, LOG_MODE)  # an older log (resume, isolate) may have another mode
+    return file
 
 
 def _unread_bytes(fd: int) -> int:
@@ -183,6 +213,14 @@ class KernelStartFailed(RuntimeError):
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         super().__init__(f"the kernel did not start{tries}: {reason}{where}")
         self.reason = reason
+
+
+def kernel_environment() -> dict[str, str]:
+    """The environment kernels start with: this process's, less the key that opens sealed
+    secrets (kernels run the pipeline's code, which has no use for it and could print it)."""
+    from pipelines.store.sealed import KEY_ENV  # with cryptography: only runs need it
+
+    return {name: value for name, value in os.environ.items() if name != KEY_ENV}
 
 
 # ---- process groups ----------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from pipelines.rundir.state import (
 from pipelines.runs.build import build_plan, build_run_notebooks, write_notebook
 from pipelines.runs.execution import BlockListener, Execution, Limits
 from pipelines.runs.finishing import finish_executed_notebooks
+from pipelines.runs.pool import KernelPool
 from pipelines.runs.selection import RunError, check_only, check_runnable
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.db import RunConflict, StoreUnavailable
@@ -70,10 +71,18 @@ class RunResult:
 
 
 class Runner:
-    def __init__(self, root: Path, store: RunStore, on_block: BlockListener | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        store: RunStore,
+        on_block: BlockListener | None = None,
+        kernels: KernelPool | None = None,
+    ) -> None:
         self.root = root
         self.store = store
         self.on_block = on_block
+        self.kernels = kernels
+        """Warm kernels to run notebooks on, in a long-lived process (`pipelines.runs.pool`)."""
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -114,7 +123,14 @@ class Runner:
             raise
         secrets = Secrets.of(params)
         execution = Execution(
-            self.store, pipeline, plan, secrets, options.limits, self._cancel, self.on_block
+            self.store,
+            pipeline,
+            plan,
+            secrets,
+            options.limits,
+            self._cancel,
+            self.on_block,
+            kernels=self.kernels,
         )
         try:
             status = execution.execute(list(notebooks))

@@ -6,18 +6,22 @@ table, registers the event schemas, and runs the run watcher while the server ru
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_events import EventLogger
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
-from traitlets import Float
+from traitlets import Float, Int
 
 from pipelines.api import Project
 from pipelines.server.events import SCHEMAS, Event, RunWatcher
 from pipelines.server.handlers import Services
 from pipelines.server.routes import handler_specs, openapi_document
+
+if TYPE_CHECKING:
+    from pipelines.runs.pool import KernelPool
 
 
 class BlockbookExtension(ExtensionApp):
@@ -33,10 +37,19 @@ class BlockbookExtension(ExtensionApp):
         "looks at the pipelines' files (for the pipelines-changed event).",
     ).tag(config=True)
 
+    warm_kernels = Int(
+        3,
+        help="Kernels kept started, with Blockbook, pandas and pyarrow imported, for the runs "
+        "this server starts (per kernelspec; a run takes one per notebook and discards it). "
+        "Runs then execute in the server's process. 0: runs start in runner processes of their "
+        "own, with kernels started for them.",
+    ).tag(config=True)
+
     def initialize_settings(self) -> None:
         # The server's root is the project root: every contents path the API hands out is
         # relative to it, so the frontend can open what it names.
-        self.project = Project(Path(self.server.root_dir))
+        self.kernels = self._kernel_pool()
+        self.project = Project(Path(self.server.root_dir), kernels=self.kernels)
         self.watcher = RunWatcher(
             self.project,
             self._emit,
@@ -57,7 +70,19 @@ class BlockbookExtension(ExtensionApp):
 
     async def stop_extension(self) -> None:
         await self.watcher.stop()
-        self.project.close()
+        # Waits for the runs of this process to stop and their kernels to go: off the loop.
+        await asyncio.to_thread(self.project.close)
+        if self.kernels is not None:
+            await asyncio.to_thread(self.kernels.close)
+
+    def _kernel_pool(self) -> KernelPool | None:
+        if self.warm_kernels <= 0:
+            return None
+        # Imported here for cost: only a server that keeps warm kernels needs the pool.
+        from pipelines.runs.kernels import kernel_environment
+        from pipelines.runs.pool import KernelPool, PoolOptions
+
+        return KernelPool(PoolOptions(size=self.warm_kernels), env=kernel_environment())
 
     @property
     def server(self) -> ServerApp:

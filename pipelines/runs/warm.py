@@ -1,0 +1,106 @@
+"""Runs started by a long-lived process (the Jupyter server extension) in that process, on warm
+kernels: no runner process to start, no imports to pay, no kernel to wait for.
+
+The runner is the same `Runner` a `blockbook run` process uses, in a thread of its own; the run
+records this process as its runner, so a scheduler finds it crashed if the process dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from pipelines.assembly.pipeline import Pipeline
+from pipelines.errors import BlockbookError
+from pipelines.rundir.state import now
+from pipelines.runs.pool import KernelPool
+from pipelines.runs.runner import Runner, RunOptions
+from pipelines.scheduling.launcher import LaunchRequest
+from pipelines.status import RunStatus
+from pipelines.store.run_store import RunStore
+from pipelines.store.sealed import queued_params
+
+log = logging.getLogger(__name__)
+
+
+class WarmRuns:
+    """Runs executing in this process, each on a thread of its own."""
+
+    def __init__(self, root: Path, kernels: KernelPool) -> None:
+        self.root = root
+        self.kernels = kernels
+        self._runners: dict[str, tuple[Runner, threading.Thread]] = {}
+        self._lock = threading.Lock()
+
+    def launch(self, request: LaunchRequest, pipeline: Pipeline, store: RunStore) -> None:
+        """Start the queued run `request.run_id` of `pipeline` and return at once."""
+        runner = Runner(self.root, store, kernels=self.kernels)
+        thread = threading.Thread(
+            target=self._run,
+            args=(runner, request, pipeline, store),
+            name=f"run:{request.run_id}",
+            daemon=True,
+        )
+        with self._lock:
+            self._runners[request.run_id] = (runner, thread)
+        thread.start()
+
+    def cancel(self, run_id: str) -> bool:
+        """Stop a run of this process at once (its runner would see the request in the store on
+        its next heartbeat anyway); False when the run is not one of this process's."""
+        with self._lock:
+            entry = self._runners.get(run_id)
+        if entry is None:
+            return False
+        entry[0].cancel()
+        return True
+
+    def active(self) -> list[str]:
+        with self._lock:
+            return sorted(self._runners)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Cancel the runs in progress and wait for them to end (the pool is its creator's to
+        close)."""
+        with self._lock:
+            entries = list(self._runners.values())
+        for runner, _ in entries:
+            runner.cancel()
+        for _, thread in entries:
+            thread.join(timeout)
+
+    def _run(
+        self, runner: Runner, request: LaunchRequest, pipeline: Pipeline, store: RunStore
+    ) -> None:
+        run_id = request.run_id
+        try:
+            options = RunOptions(
+                params=queued_params(store, self.root, run_id) or {},
+                only=request.only,
+                resume=request.resume,
+                isolate=request.isolate,
+                run_id=run_id,
+            )
+            result = runner.run(pipeline, options)
+            log.info("run %s ended %s", run_id, result.status)
+        except BlockbookError as exc:
+            # The runner ended the run `failed` with this reason when it could record it.
+            log.error("run %s: %s", run_id, exc.message)
+        except Exception as exc:
+            log.exception("run %s stopped on an unexpected error", run_id)
+            _end_crashed(store, run_id, f"{type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._runners.pop(run_id, None)
+
+
+def _end_crashed(store: RunStore, run_id: str, reason: str) -> None:
+    """A run whose runner thread died: this process lives on, so no scheduler would see the
+    runner gone; the run is ended here instead of waiting for the heartbeat timeout."""
+    try:
+        record = store.get_run(run_id)
+        if record is not None and not record.status.is_terminal:
+            store.finish_run(run_id, RunStatus.CRASHED, now(), error=f"the runner failed: {reason}")
+    except BlockbookError as exc:
+        log.error("run %s could not be marked crashed: %s", run_id, exc.message)
