@@ -39,12 +39,24 @@ DEADLINE = 180.0
 
 
 @pytest.fixture
-def jp_server_config() -> Config:
+def warm_kernels() -> int:
+    """The server's `warm_kernels`: parametrize a test with it to run its runs on warm kernels
+    in the server's process instead of runner processes."""
+    return 0
+
+
+@pytest.fixture
+def jp_server_config(warm_kernels: int) -> Config:
     return Config(
         {
             "ServerApp": {"jpserver_extensions": {"pipelines.server": True}},
-            # Quick looks so event tests wait little; the defaults are 0.5 s and 2 s.
-            "BlockbookExtension": {"poll_interval": 0.1, "idle_poll_interval": 0.2},
+            # Quick looks so event tests wait little; the defaults are 0.5 s and 2 s. Warm
+            # kernels only where a test asks (each test's server would start its own).
+            "BlockbookExtension": {
+                "poll_interval": 0.1,
+                "idle_poll_interval": 0.2,
+                "warm_kernels": warm_kernels,
+            },
         }
     )
 
@@ -158,6 +170,13 @@ def started(jp_serverapp: Any, jp_asyncio_loop: asyncio.AbstractEventLoop) -> An
     runs (pytest-jupyter never does): the run watcher polls."""
     jp_asyncio_loop.run_until_complete(jp_serverapp.extension_manager.start_all_extensions())
     return jp_serverapp
+
+
+def full_kernel_pool(server: Any) -> None:
+    """Wait until the server's warm kernels are all started, so the next run is warm."""
+    [extension] = server.extension_manager.extension_apps["pipelines.server"]
+    assert extension.kernels is not None, "this server keeps no warm kernels"
+    assert extension.kernels.wait_until_full(DEADLINE), "the warm kernels did not start"
 
 
 @pytest.fixture

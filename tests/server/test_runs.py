@@ -5,6 +5,7 @@ processes make, a store that is down, and request bodies the API refuses."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from pipelines.rundir.state import BlockState
 from pipelines.server.events import BLOCK_EVENT, RUN_EVENT
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
-from tests.server.conftest import Api, run_reaching, until, write_pipeline
+from tests.server.conftest import Api, full_kernel_pool, run_reaching, until, write_pipeline
 
 LOAD = "%%block load\nrows = [1, 2, 3]"
 DOUBLE = "%%block double\ndoubled = [2 * r for r in rows]\nprint(label, sum(doubled))"
@@ -27,6 +28,10 @@ SLOW = (
     "%%block slow\nimport time\nprint('token is', api_token, flush=True)\n"
     "for _ in range(3000):\n    time.sleep(0.1)"
 )
+
+# Runs in runner processes (the server keeps no warm kernels), or in the server's process on
+# its warm kernels.
+WARM_OR_NOT = pytest.mark.parametrize("warm_kernels", [0, 2], ids=["runner-process", "warm"])
 
 needs_cancel = pytest.mark.skipif(
     not hasattr(queue, "request_cancel"), reason="Project.cancel needs store.queue.request_cancel"
@@ -43,12 +48,15 @@ def statuses_seen(
     ]
 
 
+@WARM_OR_NOT
 async def test_a_run_started_over_rest_reaches_success_and_tells_as_it_goes(
-    api: Api, root: Path, events: list[tuple[str, dict[str, Any]]]
+    api: Api, root: Path, events: list[tuple[str, dict[str, Any]]], started: Any, warm_kernels: int
 ) -> None:
     write_pipeline(
         root, "chain", {"a.ipynb": [LOAD], "b.ipynb": [DOUBLE]}, '[params]\nlabel = "sum"\n'
     )
+    if warm_kernels:
+        full_kernel_pool(started)
 
     started = await api.post(
         "pipelines/{name}/runs", {"params": {"label": "total"}, "only": []}, name="chain"
@@ -66,13 +74,21 @@ async def test_a_run_started_over_rest_reaches_success_and_tells_as_it_goes(
         timeout=10,
     )
     assert statuses_seen(events, BLOCK_EVENT, run_id=run_id, block="double")[-1] == "success"
+    with Project(root) as project:
+        runner = project.run(run_id).runner
+    # Warm: the server's own process ran it; else a runner process of its own.
+    assert runner is not None
+    assert (runner.pid == os.getpid()) == bool(warm_kernels)
 
 
 @needs_cancel
+@WARM_OR_NOT
 async def test_cancel_stops_a_running_run_whose_notebooks_wait_for_it_to_end(
-    api: Api, root: Path
+    api: Api, root: Path, started: Any, warm_kernels: int
 ) -> None:
     write_pipeline(root, "slow", {"a.ipynb": [SLOW]})
+    if warm_kernels:
+        full_kernel_pool(started)
     token = "tok-SERVER-0042-xyzzy"
     started = await api.post("pipelines/{name}/runs", {"params": {"api_token": token}}, name="slow")
     run_id = started.body["run_id"]
