@@ -4,7 +4,9 @@ The workload (issue 12): a 10-block pipeline over 3 notebooks passing a 1,000-ro
 down a chain, so the frame crosses notebooks twice. The same work is written for every tool:
 
 - Blockbook cold: `blockbook run PIPELINE` in a fresh process.
-- Blockbook warm: a run triggered while a long-lived Blockbook process is up (not there yet).
+- Blockbook warm: a run triggered over REST (`benchmarks/warm_trigger.py`, a whole process)
+  while a Jupyter server with Blockbook's extension and its warm kernels is up; also the same
+  10 steps in one notebook, whose difference gives the cost of each extra notebook.
 - Ploomber: a `pipeline.yaml` of 10 notebook tasks passing Parquet files, `ploomber build`.
 - papermill, one notebook per step: 10 `papermill` commands in a row, passing Parquet files.
 - plain Python: the 10 steps in one `python` process (the floor).
@@ -29,12 +31,15 @@ import datetime
 import importlib.util
 import os
 import platform
+import secrets
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +51,9 @@ from nbformat.v4 import new_code_cell, new_notebook
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 1_000
 PIPELINE = "side_by_side"
+ONE_NOTEBOOK_PIPELINE = "side_by_side_one_notebook"
+WARM_KERNELS = 3
+SERVER_START_SECONDS = 120.0
 NOTEBOOKS = {"extract": 4, "transform": 3, "report": 3}
 """Notebook name -> how many of the 10 chained steps it holds, in order."""
 STEPS = sum(NOTEBOOKS.values())
@@ -83,18 +91,22 @@ def step_notebook_of(index: int) -> str:
 
 
 def write_blockbook(work: Path) -> Path:
-    """A project holding one pipeline of 3 notebooks; returns the pipeline folder."""
+    """A project holding the pipeline of 3 notebooks, and the same steps in one notebook (for
+    the warm path's cost per notebook); returns the 3-notebook pipeline's folder."""
     project = work / "blockbook"
     project.mkdir(parents=True)
     (project / "blockbook.toml").write_text("")
-    folder = project / PIPELINE
+    write_blockbook_pipeline(project / ONE_NOTEBOOK_PIPELINE, lambda index: "steps")
+    return write_blockbook_pipeline(project / PIPELINE, step_notebook_of)
+
+
+def write_blockbook_pipeline(folder: Path, notebook_of: Callable[[int], str]) -> Path:
     folder.mkdir(parents=True)
-    cells: dict[str, list[nbformat.NotebookNode]] = {
-        name: [new_code_cell("%load_ext kernel_magics")] for name in NOTEBOOKS
-    }
+    cells: dict[str, list[nbformat.NotebookNode]] = {}
     for index in range(STEPS):
         body = step_code(index, f"frame{index - 1}", f"frame{index}")
-        cells[step_notebook_of(index)].append(new_code_cell(f"%%block step{index}\n{body}"))
+        notebook = cells.setdefault(notebook_of(index), [new_code_cell("%load_ext kernel_magics")])
+        notebook.append(new_code_cell(f"%%block step{index}\n{body}"))
     for name, notebook_cells in cells.items():
         notebook = new_notebook(cells=notebook_cells, metadata={"kernelspec": KERNEL})
         nbformat.write(notebook, folder / f"{name}.ipynb")
@@ -224,6 +236,9 @@ class Command:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     stop: Callable[[], None] = lambda: None
     """Ends whatever the tool needed running beside its runs (a warm server)."""
+    beside: int | None = None
+    """A process running beside the command whose tree's memory counts too (the warm server
+    and its kernels)."""
 
 
 @dataclass
@@ -256,9 +271,84 @@ def blockbook_cold(places: dict[str, Path]) -> Command | Skip:
 
 
 def blockbook_warm(places: dict[str, Path]) -> Command | Skip:
-    """Start the long-lived Blockbook process here and return the command that triggers a run
-    through it (with `stop` ending the process), once such a path exists."""
-    return Skip("n/a (no warm path yet)")
+    return _warm_trigger(places, PIPELINE)
+
+
+def blockbook_warm_one_notebook(places: dict[str, Path]) -> Command | Skip:
+    return _warm_trigger(places, ONE_NOTEBOOK_PIPELINE)
+
+
+def _warm_trigger(places: dict[str, Path], pipeline: str) -> Command:
+    """The command that triggers a run of `pipeline` through the warm server (started on first
+    use, ended by the command's `stop`)."""
+    server = _warm_server(places["blockbook"].parent)
+    script = Path(__file__).with_name("warm_trigger.py")
+    argv = [sys.executable, "-S", str(script), server.url, server.token, pipeline]
+    return Command(argv, places["blockbook"].parent, stop=server.stop, beside=server.process.pid)
+
+
+@dataclass
+class WarmServer:
+    url: str
+    token: str
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+_servers: dict[Path, WarmServer] = {}
+
+
+def _warm_server(project: Path) -> WarmServer:
+    """A Jupyter server with Blockbook's extension and its warm kernels, over `project`."""
+    if project in _servers:
+        return _servers[project]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = secrets.token_hex(16)
+    log = (project.parent / "warm-server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={project}",
+            f"--BlockbookExtension.warm_kernels={WARM_KERNELS}",
+        ],
+        cwd=project,
+        env=with_path_of(sys.executable),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = WarmServer(f"http://127.0.0.1:{port}", token, process)
+    _servers[project] = server
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while True:
+        try:
+            request = urllib.request.Request(
+                f"{server.url}/blockbook/api/pipelines", headers={"Authorization": f"token {token}"}
+            )
+            with urllib.request.urlopen(request, timeout=5):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                server.stop()
+                tail = Path(log.name).read_text(errors="replace")[-3000:]
+                raise SystemExit(f"the warm server did not start ({log.name}):\n{tail}") from None
+            time.sleep(0.2)
+    return server
 
 
 def ploomber(places: dict[str, Path]) -> Command | Skip:
@@ -300,13 +390,16 @@ def mage(places: dict[str, Path]) -> Command | Skip:
 
 TOOLS: dict[str, Callable[[dict[str, Path]], Command | Skip]] = {
     "Blockbook cold (blockbook run)": blockbook_cold,
-    "Blockbook warm": blockbook_warm,
+    "Blockbook warm (REST, server up)": blockbook_warm,
     "Ploomber notebook tasks": ploomber,
     "papermill, one notebook per step": papermill_per_step,
     "plain Python, one process": plain_python,
     "Mage (mage run)": mage,
+    "Blockbook warm, the 10 steps in 1 notebook": blockbook_warm_one_notebook,
 }
 COLD, WARM, PLOOMBER, PAPERMILL, PLAIN = list(TOOLS)[:5]
+WARM_ONE_NOTEBOOK = list(TOOLS)[-1]
+EXTRA_NOTEBOOK_TARGET_SECONDS = 0.150
 TARGETS = [
     # (numerator, denominator, the issue's target for numerator / denominator)
     (COLD, PLOOMBER, 1 / 8),
@@ -339,13 +432,15 @@ def measure(command: Command, log: Path) -> Measurement:
         process = psutil.Popen(
             command.argv, cwd=command.cwd, env=command.env, stdout=output, stderr=output
         )
+        beside = psutil.Process(command.beside) if command.beside is not None else None
         done = threading.Event()
 
         def sample() -> None:
             nonlocal peak
             while not done.is_set():
                 try:
-                    peak = max(peak, tree_rss(process))
+                    rss = tree_rss(process) + (tree_rss(beside) if beside is not None else 0)
+                    peak = max(peak, rss)
                 except psutil.Error:
                     return
                 done.wait(SAMPLE_SECONDS)
@@ -461,6 +556,15 @@ def print_ratios(results: dict[str, list[Measurement]]) -> None:
         ratio = top / bottom
         verdict = "met" if ratio <= target else "not met"
         print(f"  {label:<52} {ratio:.3f} (target <= {target:.3g}: {verdict})")
+    three, one = median_seconds(results, WARM), median_seconds(results, WARM_ONE_NOTEBOOK)
+    label = "each extra notebook, warm (3 notebooks - 1) / 2"
+    if three is None or one is None:
+        print(f"  {label:<52} n/a")
+        return
+    extra = (three - one) / (len(NOTEBOOKS) - 1)
+    verdict = "met" if extra <= EXTRA_NOTEBOOK_TARGET_SECONDS else "not met"
+    target_ms = EXTRA_NOTEBOOK_TARGET_SECONDS * 1000
+    print(f"  {label:<52} {extra * 1000:.0f} ms (target <= {target_ms:.0f} ms: {verdict})")
 
 
 def main() -> None:

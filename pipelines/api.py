@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from pipelines.runs.warm import WarmRuns
     from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions
     from pipelines.scheduling.upcoming import ScheduleInfo
+    from pipelines.store.diff import RunDiff
     from pipelines.store.latest import LatestBlocks
     from pipelines.store.records import BlockRunRecord, RunId, RunRecord
     from pipelines.store.run_store import RunStore
@@ -226,6 +227,13 @@ class Project:
             raise NotFoundError(f"no run `{run_id}`", hint="`blockbook runs` lists run ids")
         return record
 
+    def diff(self, run_a: str, run_b: str) -> RunDiff:
+        """Runs `run_a` and `run_b` side by side (ids or unique prefixes): parameters, code
+        hashes, statuses, durations and outputs of each block, and each run's audit."""
+        from pipelines.store.diff import diff_runs
+
+        return diff_runs(self.run(run_a), self.run(run_b))
+
     def latest(self, name: str | Path) -> LatestBlocks:
         """Each block's latest status: from the newest run that has it, or from running it by
         hand (the dev area), whichever is newer; blocks never executed are left out."""
@@ -391,6 +399,7 @@ class Project:
     ) -> RunId:
         """Record a queued run: its parameters as shown to people (secrets masked), and its
         secrets sealed for the runner that adopts it."""
+        from pipelines.store.audit import StartedBy, run_audit
         from pipelines.store.queue import QueuedRun, enqueue
         from pipelines.store.run_store import new_run_id
         from pipelines.store.sealed import seal
@@ -408,6 +417,7 @@ class Project:
             resumed_from=resumed_from,
         )
         enqueue(self.store, queued)
+        self.store.record_audit(run_id, run_audit(pipeline, StartedBy.here(trigger)))
         return run_id
 
     def _reap_children(self) -> None:

@@ -14,6 +14,7 @@ import click
 from pipelines.api import Project
 from pipelines.assembly.project import locate_root
 from pipelines.cli.cancel import cancel
+from pipelines.cli.diff import diff
 from pipelines.cli.logs import logs
 from pipelines.cli.schedule import backfill, scheduler, trigger
 from pipelines.cli.support import (
@@ -209,7 +210,10 @@ def show(project: Project, run_id: str, output_format: str) -> None:
     with usage_errors():
         record = project.run(run_id)
     if output_format == "json":
-        click.echo(json.dumps(run_json(record, with_blocks=True), indent=2))
+        shown = run_json(record, with_blocks=True)
+        # Who started the run, with which code: the audit trail, in `show` only.
+        shown["audit"] = None if record.audit is None else record.audit.to_json()
+        click.echo(json.dumps(shown, indent=2))
     else:
         console = Console()
         run_summary(console, record)
@@ -242,5 +246,5 @@ def debug(project: Project, run_id: str, block: str, output: Path | None) -> Non
 _RUN_EXIT_CODES = {RunStatus.SUCCESS: 0, RunStatus.FAILED: 1, RunStatus.CANCELLED: 130}
 
 
-for _command in (scheduler, backfill, trigger, cancel, logs):
+for _command in (scheduler, backfill, trigger, cancel, logs, diff):
     main.add_command(_command)

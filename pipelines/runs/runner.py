@@ -41,6 +41,7 @@ from pipelines.runs.finishing import finish_executed_notebooks
 from pipelines.runs.pool import KernelPool
 from pipelines.runs.selection import RunError, check_only, check_runnable
 from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.store.audit import StartedBy, adopted, run_audit
 from pipelines.store.db import RunConflict, StoreUnavailable
 from pipelines.store.queue import adopt
 from pipelines.store.records import RunRecord
@@ -164,6 +165,8 @@ class Runner:
         blocks: list[tuple[str, str]],
     ) -> None:
         """Record the run (or fill in the queued one), riding out a brief store outage."""
+        trigger = queued.trigger if queued is not None else options.trigger
+        audit = run_audit(pipeline, StartedBy.here(trigger))
         if queued is not None:
             retrying(
                 lambda: adopt(
@@ -174,6 +177,11 @@ class Runner:
                     blocks=blocks,
                 ),
                 f"adopt run {run_id}",
+            )
+            # Who queued it started it; the code is what this runner runs.
+            retrying(
+                lambda: self.store.record_audit(run_id, adopted(queued.audit, audit)),
+                f"record the audit of run {run_id}",
             )
             return
         tried = False
@@ -190,6 +198,7 @@ class Runner:
                     run_dir=str(run_dir),
                     blocks=blocks,
                     resumed_from=options.resume,
+                    audit=audit,
                 )
             except RunConflict:
                 # An attempt cut off by the outage may have been committed after all.

@@ -13,6 +13,7 @@ from typing import Any, NewType
 
 from pipelines.errors import NotFoundError
 from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.store.audit import RunAudit
 from pipelines.store.runner_process import RunnerProcess
 from pipelines.store.schema import BlockRunRow, RunRow
 
@@ -72,6 +73,8 @@ class RunRecord:
     runner_pid: int | None = None
     runner_host: str | None = None
     runner_started_at: datetime | None = None
+    audit: RunAudit | None = None
+    """Who started the run, with which code and Blockbook; None for runs recorded before."""
 
     @property
     def runner(self) -> RunnerProcess | None:
@@ -117,6 +120,7 @@ def run_record(row: RunRow) -> RunRecord:
         runner_pid=row.runner_pid,
         runner_host=row.runner_host,
         runner_started_at=row.runner_started_at,
+        audit=None if row.audit is None else RunAudit.from_json(row.audit),
     )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from pipelines.rundir.state import BlockState
 from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.store.audit import RunAudit
 from pipelines.store.db import (
     DATABASE_FILE,
     DATABASE_URL_ENV,
@@ -127,6 +128,7 @@ class RunStore:
         run_dir: str,
         blocks: Sequence[tuple[str, str]],
         resumed_from: str | None = None,
+        audit: RunAudit | None = None,
     ) -> None:
         """Record a queued run whose blocks (name, notebook; in global order) are all pending,
         run by this process."""
@@ -145,6 +147,7 @@ class RunStore:
             created_at=datetime.now(UTC),
             resumed_from=resumed_from,
             blocks=pending_blocks(blocks),
+            audit=None if audit is None else audit.to_json(),
         )
         set_runner(row, RunnerProcess.current())
         try:
@@ -155,6 +158,11 @@ class RunStore:
         except IntegrityError as exc:
             # Another process created the same id between the check and the insert.
             raise _run_exists(run_id) from exc
+
+    def record_audit(self, run_id: RunId | str, audit: RunAudit) -> None:
+        """Keep who started the run and with which code (replacing what was kept before)."""
+        with self._write() as session:
+            self._locked_run(session, run_id).audit = audit.to_json()
 
     def start_run(self, run_id: RunId | str, at: datetime) -> None:
         """Mark the run running; the first start time is kept if it is started again."""
