@@ -109,9 +109,12 @@ class KernelLog:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop taking output: our end of the pipe closes; the rest is copied as the kernel's
-        processes (all gone by now, normally) close theirs."""
-        with contextlib.suppress(OSError):  # closed already
-            os.close(self._write)
+        processes (all gone by now, normally) close theirs. Closing again does nothing: the
+        number of a closed descriptor is soon another file's, which a second close would cut."""
+        with self._file_lock:
+            write, self._write = self._write, -1
+        if write != -1:
+            os.close(write)
         self._reader.join(timeout)
         if self._reader.is_alive():
             log.warning(

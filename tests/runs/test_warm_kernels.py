@@ -20,7 +20,7 @@ import pytest
 
 from pipelines.api import Project
 from pipelines.assembly.pipeline import assemble
-from pipelines.runs.kernels import kernel_environment
+from pipelines.runs.kernels import KernelLog, kernel_environment
 from pipelines.runs.pool import KernelPool, PoolOptions
 from pipelines.runs.runner import Runner
 from pipelines.status import BlockStatus, RunStatus
@@ -252,3 +252,18 @@ def _is_kernel(pid: int) -> bool:
         )
     except psutil.NoSuchProcess:
         return False
+
+
+def test_closing_a_kernel_log_twice_leaves_other_files_alone(tmp_path: Path) -> None:
+    # A warm kernel's log is closed by its run and by the kernel's discard.
+    output = KernelLog(tmp_path / "kernel.log", str)
+    output.close()
+    # The log's descriptors are free now: new files take their numbers.
+    others = [os.open(tmp_path / f"other{i}", os.O_CREAT | os.O_WRONLY) for i in range(3)]
+    try:
+        output.close()
+        for descriptor in others:
+            os.fstat(descriptor)  # EBADF if the second close cut it
+    finally:
+        for descriptor in others:
+            os.close(descriptor)
