@@ -22,6 +22,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from pipelines.api import Project
 from pipelines.errors import BlockbookError, ErrorKind
 from pipelines.server import inputs, views
+from pipelines.store.diff import diff_json
 
 AUTH_RESOURCE = "blockbook"
 """The resource an `Authorizer` is asked about: read for GET, write for POST, and execute too
@@ -174,6 +175,17 @@ class RunHandler(BlockbookHandler):
     @authorized("read", resource=AUTH_RESOURCE)
     async def get(self, run_id: str) -> None:
         self.send_json(await self.call(views.run, run_id))
+
+
+class RunDiffHandler(BlockbookHandler):
+    @tornado.web.authenticated
+    @authorized("read", resource=AUTH_RESOURCE)
+    async def get(self, run_id: str, other_id: str) -> None:
+        self.send_json(await self.call(_run_diff, run_id, other_id))
+
+
+def _run_diff(project: Project, run_a: str, run_b: str) -> dict[str, Any]:
+    return diff_json(project.diff(run_a, run_b))
 
 
 class CancelHandler(BlockbookHandler):

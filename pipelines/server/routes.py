@@ -162,6 +162,21 @@ ROUTES: tuple[Route, ...] = (
         },
     ),
     Route(
+        "runs/{run_id}/diff/{other_id}",
+        h.RunDiffHandler,
+        {
+            "get": Operation(
+                "Run `run_id` (A) and run `other_id` (B) side by side",
+                "RunDiff",
+                errors=(HTTPStatus.NOT_FOUND, HTTPStatus.BAD_REQUEST),
+                description="Parameters, each block's code hash, status, duration and outputs "
+                "(row counts, columns added, removed or retyped, sha256), and each run's audit "
+                "(who started it, the code hash of every notebook, Blockbook's version). As "
+                "`blockbook diff A B --format json`; unique prefixes of ids will do.",
+            )
+        },
+    ),
+    Route(
         "runs/{run_id}/cancel",
         h.CancelHandler,
         {
