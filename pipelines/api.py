@@ -279,8 +279,9 @@ class Project:
         detached: bool = False,
     ) -> RunId:
         """Start a run and return its id at once: on warm kernels in this process when the
-        project has a kernel pool, else in a runner process of its own. The run is recorded
-        (queued) before this returns, so `run(run_id)` and `cancel(run_id)` work."""
+        project has a kernel pool (it then ends with this process, `detached` or not), else in
+        a runner process of its own. The run is recorded (queued) before this returns, so
+        `run(run_id)` and `cancel(run_id)` work."""
         pipeline = self.assemble(name)
         check_runnable(pipeline)
         check_only(pipeline, only)

@@ -18,10 +18,14 @@ from pipelines.runs.pool import KernelPool
 from pipelines.runs.runner import Runner, RunOptions
 from pipelines.scheduling.launcher import LaunchRequest
 from pipelines.status import RunStatus
+from pipelines.store.queue import request_cancel
 from pipelines.store.run_store import RunStore
 from pipelines.store.sealed import queued_params
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_REQUESTER = "the server, stopping"
+"""Who cancelled a run whose process stopped (`cancel_requested_by`)."""
 
 
 class WarmRuns:
@@ -30,7 +34,7 @@ class WarmRuns:
     def __init__(self, root: Path, kernels: KernelPool) -> None:
         self.root = root
         self.kernels = kernels
-        self._runners: dict[str, tuple[Runner, threading.Thread]] = {}
+        self._runners: dict[str, tuple[Runner, threading.Thread, RunStore]] = {}
         self._lock = threading.Lock()
 
     def launch(self, request: LaunchRequest, pipeline: Pipeline, store: RunStore) -> None:
@@ -43,7 +47,7 @@ class WarmRuns:
             daemon=True,
         )
         with self._lock:
-            self._runners[request.run_id] = (runner, thread)
+            self._runners[request.run_id] = (runner, thread, store)
         thread.start()
 
     def cancel(self, run_id: str) -> bool:
@@ -53,7 +57,8 @@ class WarmRuns:
             entry = self._runners.get(run_id)
         if entry is None:
             return False
-        entry[0].cancel()
+        runner, _, _ = entry
+        runner.cancel()
         return True
 
     def active(self) -> list[str]:
@@ -61,13 +66,17 @@ class WarmRuns:
             return sorted(self._runners)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Cancel the runs in progress and wait for them to end (the pool is its creator's to
-        close)."""
+        """Cancel the runs in progress, saying why, and wait for them to end: they cannot
+        outlive this process (the pool is its creator's to close)."""
         with self._lock:
-            entries = list(self._runners.values())
-        for runner, _ in entries:
+            entries = dict(self._runners)
+        for run_id, (runner, _, store) in entries.items():
+            try:
+                request_cancel(store, run_id, SHUTDOWN_REQUESTER)
+            except BlockbookError as exc:  # ended meanwhile, or the store is down
+                log.warning("run %s: the cancel was not recorded: %s", run_id, exc.message)
             runner.cancel()
-        for _, thread in entries:
+        for _, thread, _ in entries.values():
             thread.join(timeout)
 
     def _run(

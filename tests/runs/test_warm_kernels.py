@@ -23,6 +23,7 @@ from pipelines.assembly.pipeline import assemble
 from pipelines.runs.kernels import KernelLog, kernel_environment
 from pipelines.runs.pool import KernelPool, PoolOptions
 from pipelines.runs.runner import Runner
+from pipelines.runs.warm import SHUTDOWN_REQUESTER
 from pipelines.status import BlockStatus, RunStatus
 from pipelines.store.run_store import RunStore
 from pipelines.store.sealed import KEY_ENV
@@ -213,6 +214,28 @@ def test_a_warm_run_started_by_a_project_is_cancelled_at_once(
     assert record.status is RunStatus.CANCELLED, record
     assert record.runner is not None
     assert record.runner.pid == os.getpid()
+
+
+def test_stopping_the_process_cancels_its_warm_runs_and_says_why(
+    project: Path, pipeline: Any, full_pool: KernelPool
+) -> None:
+    folder = pipeline(
+        {"a.ipynb": nb("%%block slow\nimport time\nfor _ in range(600):\n    time.sleep(0.5)")}
+    )
+    warm_project = Project(project, kernels=full_pool)
+    run_id = warm_project.start(folder)
+    wait_for(
+        lambda: _block_status(warm_project, run_id, "slow") is BlockStatus.RUNNING,
+        DEADLINE,
+        "the block to run",
+    )
+
+    warm_project.close()  # what the server extension does when the server stops
+
+    with Project(project) as reader:
+        record = reader.run(run_id)
+    assert record.status is RunStatus.CANCELLED, record
+    assert record.cancel_requested_by == SHUTDOWN_REQUESTER
 
 
 def test_closing_the_pool_stops_its_kernels(tmp_path: Path) -> None:
