@@ -10,17 +10,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pipelines.alerts.messages import alerts_for, build_alert
-from pipelines.alerts.sending import Notifier
 from pipelines.assembly.config import AlertsConfig
 from pipelines.store.run_store import RunStore
+
+if TYPE_CHECKING:
+    from pipelines.alerts.sending import Notifier
 
 logger = logging.getLogger("pipelines.alerts")
 
 
 def notifier_for(config: AlertsConfig) -> Notifier:
     """The destinations `config` names. The composition root: tests replace it."""
+    # Imported here for cost: every runner imports this module, few ever send an alert, and the
+    # SMTP and HTTP clients would be imported before a run's first kernel starts.
+    from pipelines.alerts.sending import Notifier
+
     return Notifier.from_config(config)
 
 
