@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import logging
 import os
 import shlex
 import sys
@@ -28,6 +29,8 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from kernel_magics.runview import RunView
 from kernel_magics.views import has_frontend
 from pipelines.rundir.state import seconds_text
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pipelines.api import Project
@@ -108,14 +111,40 @@ class PipelineMagics(Magics):
         from pipelines.params import parse_assignments
 
         pipeline = _valid(project, folder)
-        # Detached: interrupting or restarting this kernel must not stop the run.
-        run_id = project.start(folder, parse_assignments(args.param), detached=True)
+        params = parse_assignments(args.param)
+        run_id = self._start_on_server(project, pipeline, params) or project.start(
+            # Detached: interrupting or restarting this kernel must not stop the run.
+            folder,
+            params,
+            detached=True,
+        )
         view = RunView(run_id, list(pipeline.order), widgets=has_frontend(self.shell))
         self.views[run_id] = view
         self.last_run_id = run_id
         view.watch(lambda: project.store.get_run(run_id), project.runner_process(run_id))
         if not has_frontend(self.shell):
             sys.stdout.write(f"started run {run_id}; `%pipeline wait` shows it when it ends\n")
+
+    def _start_on_server(
+        self, project: Project, pipeline: Pipeline, params: dict[str, Any]
+    ) -> str | None:
+        """Hand the run to the Jupyter server this kernel belongs to, which runs it on its
+        warm kernels; None when there is no such server (the kernel starts a runner process)."""
+        from kernel_magics.server_link import ServerRefused, server_of
+        from pipelines.params import json_params
+
+        server = server_of(project.root)
+        if server is None:
+            return None
+        where = pipeline.folder.relative_to(project.root).as_posix()
+        try:
+            return server.start_run(where, json_params(params))
+        except ServerRefused as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            # The server is going away: the run still starts, the slow way.
+            log.warning("the Jupyter server did not take the run (%s)", exc)
+            return None
 
     def _wait(self, project: Project, folder: Path, args: argparse.Namespace) -> None:
         run_id = args.target or self.last_run_id
