@@ -1,22 +1,72 @@
-"""How long the `blockbook` command takes to start, against a bare interpreter.
+"""How long Blockbook's processes take to start, against a bare interpreter.
 
-Runs `python -c pass`, then `blockbook --version`, `list`, `validate PIPELINE` and
-`graph PIPELINE` (on the shipped `notebooks/taxi`) N times each through `python -m pipelines`,
-and prints each one's median wall time and its ratio to the bare interpreter in one table.
+Three parts, each a whole process or more:
 
-    python benchmarks/startup.py [--repeat 9] [--pipeline notebooks/taxi]
+1. Light commands: `python -c pass`, then `blockbook --version`, `list`, `validate PIPELINE` and
+   `graph PIPELINE` N times each through `python -m pipelines`; each one's median wall time and
+   its ratio to the bare interpreter.
+2. `blockbook run PIPELINE` (a copy of the shipped `notebooks/taxi` in a fresh project, one
+   untimed run first so the store exists): the median wall time of whole runs, and how long the
+   runner takes to start its first kernel (wall time since the process was spawned, and the
+   runner's own CPU time, which other load on the machine changes less). Then, from one run
+   under `-X importtime`, the modules imported before that first kernel starts: their count,
+   their summed import time and the ten that cost most (cumulative, top-level imports).
+3. A kernel's `%load_ext kernel_magics` (in a fresh interpreter with IPython already imported,
+   as in a kernel that has just started).
+
+    python benchmarks/startup.py [--repeat 9] [--run-repeat 5] [--pipeline notebooks/taxi]
+
+Note the load (`uptime`) beside the figures: on 2 busy cores they grow several times.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+MARK = "blockbook-startup:"
+
+# Runs `python -P -m pipelines run PIPELINE`, as a launcher does, and says when the runner first
+# starts a kernel: wall clock (to compare with the spawn time) and the runner's own CPU time.
+_RUNNER = f"""
+import json, os, sys, time
+
+def _first_kernel(event, args):
+    if event == "subprocess.Popen" and "ipykernel" in " ".join(map(str, args[1])):
+        if not _first_kernel.seen:
+            _first_kernel.seen = True
+            figures = {{"wall": time.time(), "cpu": time.process_time()}}
+            sys.stderr.write("{MARK}" + json.dumps(figures) + "\\n")
+            sys.stderr.flush()
+
+_first_kernel.seen = False
+sys.addaudithook(_first_kernel)
+sys.argv = ["pipelines", *sys.argv[1:]]
+import runpy
+runpy.run_module("pipelines", run_name="__main__", alter_sys=True)
+"""
+
+_LOAD_EXT = """
+import time
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+started = time.perf_counter()
+shell.run_line_magic("load_ext", "kernel_magics")
+print(time.perf_counter() - started)
+"""
+
+_IMPORT_LINE = re.compile(r"import time:\s+(-?\d+) \|\s+(\d+) \| ( *)(\S+)")
 
 
 def commands(pipeline: str) -> dict[str, list[str]]:
@@ -39,20 +89,147 @@ def median_seconds(command: list[str], repeat: int) -> float:
     return statistics.median(timings)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=9, help="runs of each command (median)")
-    parser.add_argument("--pipeline", default="notebooks/taxi")
-    args = parser.parse_args()
+def light_commands(pipeline: str, repeat: int) -> None:
     figures = {
-        name: median_seconds(command, args.repeat)
-        for name, command in commands(args.pipeline).items()
+        name: median_seconds(command, repeat) for name, command in commands(pipeline).items()
     }
     baseline = figures["python -c pass"]
     width = max(len(name) for name in figures)
-    print(f"{'command':<{width}}  {'median s':>8}  {'x python':>8}   ({args.repeat} runs each)")
+    print(f"{'command':<{width}}  {'median s':>8}  {'x python':>8}   ({repeat} runs each)")
     for name, seconds in figures.items():
         print(f"{name:<{width}}  {seconds:>8.3f}  {seconds / baseline:>8.1f}")
+
+
+# ---- blockbook run ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunTiming:
+    wall: float
+    """The whole process, spawn to exit."""
+    first_kernel_wall: float
+    """Spawn to the first kernel's start."""
+    first_kernel_cpu: float
+    """The runner's CPU time when it starts its first kernel."""
+
+
+def project_copy(pipeline: Path, into: Path) -> Path:
+    """A project of its own holding a copy of the pipeline: its runs and store stay out of the
+    checkout, and every version of Blockbook measured starts from the same store."""
+    (into / "blockbook.toml").write_text("")
+    folder = into / pipeline.name
+    shutil.copytree(pipeline, folder, ignore=shutil.ignore_patterns("*.sqlite", ".ipynb_*"))
+    return folder
+
+
+def runner_command(project: Path, folder: Path, *, importtime: bool = False) -> list[str]:
+    flags = ["-X", "importtime"] if importtime else []
+    run = ["--project", str(project), "run", str(folder)]
+    return [sys.executable, *flags, "-P", "-c", _RUNNER, *run]
+
+
+def timed_run(project: Path, folder: Path) -> RunTiming:
+    spawned = time.time()
+    started = time.perf_counter()
+    result = subprocess.run(
+        runner_command(project, folder), cwd=project, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"blockbook run failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    figures = json.loads(_marked(result.stderr)[0])
+    return RunTiming(wall, figures["wall"] - spawned, figures["cpu"])
+
+
+def _marked(stderr: str) -> list[str]:
+    return [line[len(MARK) :] for line in stderr.splitlines() if line.startswith(MARK)]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportFigures:
+    modules: int
+    seconds: float
+    """Summed self time of every module imported before the first kernel started."""
+    costliest: list[tuple[str, float]]
+    """Top-level imports (not imported by another module) by cumulative time."""
+
+
+def imports_before_first_kernel(project: Path, folder: Path) -> ImportFigures:
+    command = runner_command(project, folder, importtime=True)
+    result = subprocess.run(command, cwd=project, capture_output=True, text=True, check=True)
+    before: list[tuple[int, int, int, str]] = []
+    for line in result.stderr.splitlines():
+        if line.startswith(MARK):
+            break
+        match = _IMPORT_LINE.match(line)
+        if match:
+            own, cumulative, indent, name = match.groups()
+            before.append((int(own), int(cumulative), len(indent) // 2, name))
+    top = sorted((row for row in before if row[2] == 0), key=lambda row: -row[1])
+    return ImportFigures(
+        modules=len(before),
+        seconds=sum(max(own, 0) for own, _, _, _ in before) / 1e6,
+        costliest=[(name, cumulative / 1e6) for _, cumulative, _, name in top[:10]],
+    )
+
+
+def blockbook_run(pipeline: Path, repeat: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="blockbook-startup-") as temporary:
+        project = Path(temporary)
+        folder = project_copy(pipeline, project)
+        timed_run(project, folder)  # creates the store: not what a run usually pays
+        timings = [timed_run(project, folder) for _ in range(repeat)]
+        imports = imports_before_first_kernel(project, folder)
+    print(f"\nblockbook run {pipeline.name} ({repeat} runs after 1 untimed; medians)")
+    rows = {
+        "whole run, wall s": [t.wall for t in timings],
+        "to first kernel start, wall s": [t.first_kernel_wall for t in timings],
+        "to first kernel start, runner CPU s": [t.first_kernel_cpu for t in timings],
+    }
+    width = max(len(name) for name in rows)
+    for name, values in rows.items():
+        spread = " ".join(f"{value:.2f}" for value in values)
+        print(f"{name:<{width}}  {statistics.median(values):>6.3f}   ({spread})")
+    print(
+        f"imported before the first kernel starts (one run, -X importtime): {imports.modules} "
+        f"modules, {imports.seconds:.3f} s; costliest top-level imports (cumulative s):"
+    )
+    for name, seconds in imports.costliest:
+        print(f"  {seconds:6.3f}  {name}")
+
+
+def kernel_load_ext(repeat: int) -> None:
+    timings = []
+    for _ in range(repeat):
+        result = subprocess.run(
+            [sys.executable, "-c", _LOAD_EXT], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        timings.append(float(result.stdout.strip().splitlines()[-1]))
+    median = statistics.median(timings)
+    print(f"\n%load_ext kernel_magics in a fresh kernel-like shell: {median:.3f} s (median)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=9, help="runs of each light command")
+    parser.add_argument("--run-repeat", type=int, default=5, help="timed `blockbook run`s")
+    parser.add_argument("--pipeline", default="notebooks/taxi")
+    args = parser.parse_args()
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at start "
+        f"{', '.join(f'{load:.2f}' for load in os.getloadavg())}, {os.cpu_count()} cores"
+    )
+    where = subprocess.run(
+        [sys.executable, "-P", "-c", "import pipelines; print(pipelines.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    print(f"Blockbook: {Path(where.stdout.strip()).parent}")
+    light_commands(args.pipeline, args.repeat)
+    blockbook_run((ROOT / args.pipeline).resolve(), args.run_repeat)
+    kernel_load_ext(args.repeat)
+    print(f"load average at end {', '.join(f'{load:.2f}' for load in os.getloadavg())}")
 
 
 if __name__ == "__main__":
