@@ -230,9 +230,10 @@ class Project:
     def diff(self, run_a: str, run_b: str) -> RunDiff:
         """Runs `run_a` and `run_b` side by side (ids or unique prefixes): parameters, code
         hashes, statuses, durations and outputs of each block, and each run's audit."""
-        from pipelines.store.diff import diff_runs
+        from pipelines.store.diff import diff_runs, stored_outputs
 
-        return diff_runs(self.run(run_a), self.run(run_b))
+        a, b = self.run(run_a), self.run(run_b)
+        return diff_runs(a, b, stored_outputs(a), stored_outputs(b))
 
     def latest(self, name: str | Path) -> LatestBlocks:
         """Each block's latest status: from the newest run that has it, or from running it by

@@ -4,20 +4,25 @@ code. Plain functions over run records: `diff_runs` compares, `diff_json` is the
 form of `blockbook diff --format json` and the REST API.
 
 Code hashes come from each run's audit (`pipelines.store.audit`), outputs from the manifests
-its blocks recorded (`pipelines.rundir.artifacts.OutputManifest`); a run recorded before audits
-existed, or a block that did not run, has None there.
+its blocks recorded (`pipelines.rundir.artifacts.OutputManifest`), or for a block the run did
+not execute (reused by `--resume` or `--only`, cached) from the manifests linked into its run
+folder (`stored_outputs`); a run recorded before audits existed has None for code hashes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.state import seconds_between
 from pipelines.store.records import BlockRunRecord, RunRecord
 
 T = TypeVar("T")
+StoredOutputs = Mapping[str, Sequence[Mapping[str, Any]]]
+"""Block -> the manifests of its outputs found in a run folder."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +144,14 @@ class RunDiff:
         ]
 
 
-def diff_runs(a: RunRecord, b: RunRecord) -> RunDiff:
-    """Compare run `a` with run `b` (usually of one pipeline, `a` the older)."""
+def diff_runs(
+    a: RunRecord,
+    b: RunRecord,
+    a_stored: StoredOutputs | None = None,
+    b_stored: StoredOutputs | None = None,
+) -> RunDiff:
+    """Compare run `a` with run `b` (usually of one pipeline, `a` the older). A block whose
+    record holds no outputs takes them from `a_stored` / `b_stored` (`stored_outputs`)."""
     a_audit, b_audit = a.audit, b.audit
     a_notebooks = dict(a_audit.notebooks) if a_audit else {}
     b_notebooks = dict(b_audit.notebooks) if b_audit else {}
@@ -158,10 +169,30 @@ def diff_runs(a: RunRecord, b: RunRecord) -> RunDiff:
         params=_pairs(a.params, b.params),
         notebooks=_pairs(a_notebooks, b_notebooks),
         blocks=tuple(
-            _block_diff(name, a.block(name), b.block(name), a_code.get(name), b_code.get(name))
+            _block_diff(
+                name,
+                (a.block(name), _outputs(a.block(name), a_stored or {})),
+                (b.block(name), _outputs(b.block(name), b_stored or {})),
+                Pair(a_code.get(name), b_code.get(name)),
+            )
             for name in names
         ),
     )
+
+
+def stored_outputs(record: RunRecord) -> dict[str, list[dict[str, Any]]]:
+    """The manifests in the run's folder of the blocks whose record holds no outputs: those the
+    run did not execute, whose outputs were linked there from the run that did."""
+    if not record.run_dir:
+        return {}  # queued: no folder yet
+    artifacts = ArtifactStore(Path(record.run_dir))
+    found: dict[str, list[dict[str, Any]]] = {}
+    for block in record.blocks:
+        if _recorded_outputs(block):
+            continue
+        manifests = [artifacts.manifest(block.block, name) for name in artifacts.names(block.block)]
+        found[block.block] = [m.to_json() for m in manifests if m is not None]
+    return found
 
 
 def diff_json(diff: RunDiff) -> dict[str, Any]:
@@ -200,17 +231,15 @@ def schema_change(
     )
 
 
-def _block_diff(
-    name: str,
-    a: BlockRunRecord | None,
-    b: BlockRunRecord | None,
-    a_code: str | None,
-    b_code: str | None,
-) -> BlockDiff:
-    a_outputs, b_outputs = _outputs(a), _outputs(b)
+_Side = tuple[BlockRunRecord | None, Mapping[str, Mapping[str, Any]]]
+"""A block's record in one run (None when the run lacks it) and its outputs by name."""
+
+
+def _block_diff(name: str, a_side: _Side, b_side: _Side, code: Pair[str]) -> BlockDiff:
+    (a, a_outputs), (b, b_outputs) = a_side, b_side
     return BlockDiff(
         block=name,
-        code=Pair(a_code, b_code),
+        code=code,
         status=Pair(_status(a), _status(b)),
         duration=Pair(_duration(a), _duration(b)),
         reused_from=Pair(a.reused_from if a else None, b.reused_from if b else None),
@@ -234,11 +263,17 @@ def _output_diff(name: str, a: Mapping[str, Any] | None, b: Mapping[str, Any] | 
     )
 
 
-def _outputs(block: BlockRunRecord | None) -> dict[str, Mapping[str, Any]]:
-    """Output name -> the manifest the block's last attempt stored."""
-    if block is None or not block.attempt_records:
+def _outputs(block: BlockRunRecord | None, stored: StoredOutputs) -> dict[str, Mapping[str, Any]]:
+    """Output name -> its manifest: as the block's last attempt recorded it, else as found in
+    the run folder."""
+    if block is None:
         return {}
-    return {str(m["name"]): m for m in block.attempt_records[-1].outputs if "name" in m}
+    manifests = _recorded_outputs(block) or stored.get(block.block, ())
+    return {str(m["name"]): m for m in manifests if "name" in m}
+
+
+def _recorded_outputs(block: BlockRunRecord) -> list[dict[str, Any]]:
+    return block.attempt_records[-1].outputs if block.attempt_records else []
 
 
 def _status(block: BlockRunRecord | None) -> str | None:

@@ -129,6 +129,24 @@ def test_diff_as_text_shows_the_changes_side_by_side(
     assert any(line.startswith("load.trips 3 3 ") and line.endswith("changed") for line in lines)
 
 
+def test_blocks_a_run_reused_show_the_outputs_linked_into_its_folder(
+    project: Path, any_store: RunStore, two_runs: tuple[str, str]
+) -> None:
+    folder = project / "trips"
+    only_report = Runner(project, any_store).run(
+        assemble(folder), RunOptions(params={"km_type": "float64"}, only=("report",))
+    )
+    with Project(project, store=any_store) as service:
+        diff = service.diff(two_runs[1], only_report.run_id)
+
+    load = next(block for block in diff.blocks if block.block == "load")
+    assert load.reused_from.b == two_runs[1]
+    (trips,) = load.outputs
+    assert trips.rows.b == 3
+    assert trips.sha256.b is not None
+    assert not trips.changed, "the same stored frame, linked"
+
+
 def test_diff_of_an_unknown_run_is_a_usage_error(
     project: Path, any_store: RunStore, two_runs: tuple[str, str]
 ) -> None:
