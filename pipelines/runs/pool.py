@@ -179,9 +179,15 @@ class KernelPool:
             return None
         return kernel
 
-    def ready(self, kernel_name: str = DEFAULT_KERNEL) -> int:
+    def ready_pids(self, kernel_name: str = DEFAULT_KERNEL) -> list[int]:
+        """The process ids of the kernels ready for `kernel_name`, oldest first."""
         with self._changed:
-            return len(self._ready[kernel_name])
+            return [kernel.pid for kernel in self._ready[kernel_name] if kernel.pid is not None]
+
+    @property
+    def folder(self) -> Path:
+        """Where the waiting kernels started: an empty folder, removed when the pool closes."""
+        return self._folder
 
     def wait_until_full(self, timeout: float) -> bool:
         """Wait until every warmed kernelspec has `size` kernels ready (tests, benchmarks)."""

@@ -89,8 +89,7 @@ def _probe(out: Path, name: str) -> dict[str, Any]:
 
 
 def _ready_pids(pool: KernelPool) -> set[int]:
-    # The pool's ready kernels, read for the test only: `take` would hand them out.
-    return {kernel.pid for kernel in pool._ready["python3"] if kernel.pid is not None}
+    return set(pool.ready_pids("python3"))
 
 
 def test_a_warm_kernel_looks_to_its_block_like_one_started_for_its_notebook(
@@ -242,7 +241,7 @@ def test_closing_the_pool_stops_its_kernels(tmp_path: Path) -> None:
     pool = KernelPool(PoolOptions(size=1))
     assert pool.wait_until_full(DEADLINE)
     pids = _ready_pids(pool)
-    folder = pool._folder
+    folder = pool.folder
 
     pool.close()
 
