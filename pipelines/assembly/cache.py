@@ -12,8 +12,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.assembly.config import PIPELINE_FILE, load_pipeline_config
-from pipelines.assembly.includes import include_paths
+from pipelines.assembly.config import PIPELINE_FILE
+from pipelines.assembly.includes import declared_includes
 from pipelines.assembly.pipeline import Pipeline, assemble
 from pipelines.assembly.project import notebook_files
 
@@ -72,16 +72,11 @@ class AssemblyCache:
             # next call assembles again instead of keeping a pipeline older than the files.
             # The included notebooks are those pipeline.toml names now (an edit of it after
             # this look changes its own entry of the signature).
-            signature = folder_signature(folder, _included_now(folder))
+            signature = folder_signature(folder, declared_includes(folder))
             pipeline = assemble(folder)
             with self._lock:
                 self._assembled[folder] = _Assembled(signature, pipeline)
             return pipeline
-
-
-def _included_now(folder: Path) -> tuple[Path, ...]:
-    config, _ = load_pipeline_config(folder)  # its problems are the assembled pipeline's
-    return include_paths(folder, config.include)
 
 
 def _stat(path: Path) -> os.stat_result | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipelines.assembly.cache import FolderSignature
 from pipelines.assembly.config import PIPELINE_FILE, PROJECT_FILE, load_project_config
+from pipelines.assembly.includes import declared_includes
 from pipelines.assembly.project import is_excluded, is_pipeline_folder
 
 TreeSignature = dict[Path, FolderSignature]
@@ -91,7 +92,19 @@ class PipelineChanges:
         self._files = files  # last: a listing that failed leaves the change for the next look
         # A folder can also enter or leave the listing untouched (blockbook.toml excludes it).
         changed = (touched & (before | self._pipelines)) | (before ^ self._pipelines)
+        changed |= self._including(touched - self._pipelines)
         return sorted(changed)
+
+    def _including(self, folders: set[Path]) -> set[Path]:
+        """The pipelines that include a notebook of one of `folders` (`include` in their
+        pipeline.toml): a shared notebook edited changes each of them."""
+        if not folders:
+            return set()
+        return {
+            pipeline
+            for pipeline in self._pipelines
+            if any(path.resolve().parent in folders for path in declared_includes(pipeline))
+        }
 
     def _listing_may_change(self, touched: set[Path]) -> bool:
         return any(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pipelines.assembly.config import PIPELINE_FILE
+from pipelines.assembly.config import PIPELINE_FILE, load_pipeline_config
 from pipelines.assembly.config import _line_of_key as line_of_key
 from pipelines.errors import Location, Problem, ProblemKind
 from pipelines.rundir.layout import run_notebook_stem
@@ -81,6 +81,13 @@ def include_paths(folder: Path, entries: Sequence[str]) -> tuple[Path, ...]:
     """Every file the entries point at, whether or not it exists or is valid: what the assembly
     cache watches, so a notebook that appears, changes or goes away is noticed."""
     return tuple(folder / entry for entry in entries if entry and not _absolute(entry))
+
+
+def declared_includes(folder: Path) -> tuple[Path, ...]:
+    """`include_paths` of the pipeline at `folder` as its pipeline.toml says now; none when
+    the file has errors (assembling the pipeline reports them)."""
+    config, _ = load_pipeline_config(folder)
+    return include_paths(folder, config.include)
 
 
 def _check(folder: Path, entry: str) -> Include | tuple[str, str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.assembly.cache import AssemblyCache
+from pipelines.assembly.changes import PipelineChanges
 from pipelines.assembly.pipeline import assemble
 from pipelines.errors import ProblemKind
 from pipelines.rundir.layout import run_notebook_path
@@ -155,3 +156,16 @@ def test_graph_and_validate_show_included_blocks(tmp_path: Path) -> None:
     blocks = {b["name"]: b for b in json.loads(graph.stdout)["blocks"]}
     assert blocks["clean"]["notebook"] == "../common/clean.ipynb"
     assert blocks["clean"]["cell"] == 1
+
+
+def test_an_edited_shared_notebook_changes_the_pipelines_that_include_it(tmp_path: Path) -> None:
+    shared_clean(tmp_path)
+    taxi = including(tmp_path, 'include = ["../common/clean.ipynb"]\n')
+    other = make_pipeline(tmp_path, {"a.ipynb": [LOAD]}, name="other")
+    changes = PipelineChanges(tmp_path, lambda: [taxi, other])
+    assert changes.look() == []
+
+    shared_clean(tmp_path, CLEAN + "\nkept = len(cleaned)")
+
+    assert changes.look() == [taxi]
+    assert changes.look() == []
