@@ -92,12 +92,13 @@ class PipelineChanges:
         self._files = files  # last: a listing that failed leaves the change for the next look
         # A folder can also enter or leave the listing untouched (blockbook.toml excludes it).
         changed = (touched & (before | self._pipelines)) | (before ^ self._pipelines)
-        changed |= self._including(touched - self._pipelines)
+        changed |= self._including(touched)
         return sorted(changed)
 
     def _including(self, folders: set[Path]) -> set[Path]:
         """The pipelines that include a notebook of one of `folders` (`include` in their
-        pipeline.toml): a shared notebook edited changes each of them."""
+        pipeline.toml): a shared notebook edited changes each of them. The folder of shared
+        notebooks may be listed as a pipeline itself (it has blocks), or not."""
         if not folders:
             return set()
         return {

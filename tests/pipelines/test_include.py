@@ -162,10 +162,11 @@ def test_an_edited_shared_notebook_changes_the_pipelines_that_include_it(tmp_pat
     shared_clean(tmp_path)
     taxi = including(tmp_path, 'include = ["../common/clean.ipynb"]\n')
     other = make_pipeline(tmp_path, {"a.ipynb": [LOAD]}, name="other")
-    changes = PipelineChanges(tmp_path, lambda: [taxi, other])
+    common = tmp_path / "common"  # has blocks: listed as a pipeline too, unless excluded
+    changes = PipelineChanges(tmp_path, lambda: [taxi, other, common])
     assert changes.look() == []
 
     shared_clean(tmp_path, CLEAN + "\nkept = len(cleaned)")
 
-    assert changes.look() == [taxi]
+    assert changes.look() == sorted([common, taxi])
     assert changes.look() == []
