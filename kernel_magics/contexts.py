@@ -50,6 +50,8 @@ class Readiness(enum.Enum):
     UPSTREAM_FAILED = "upstream_failed"
     CANCELLED = "cancelled"
     REUSED = "reused"
+    CACHED = "cached"
+    """Reused because nothing it depends on changed (the runner decided and wrote its state)."""
     SKIPPED = "skipped"
 
 
@@ -71,9 +73,9 @@ def judge_upstream(rule: TriggerRule, upstream: Mapping[str, BlockState]) -> tup
     skipped: list[str] = []
     failed: list[str] = []
     for name, state in upstream.items():
-        if state.status is BlockStatus.SUCCESS and state.condition_result is not False:
+        if state.status.succeeded and state.condition_result is not False:
             succeeded.append(name)
-        elif state.status is BlockStatus.SUCCESS:
+        elif state.status.succeeded:
             skipped.append(f"condition `{name}` was false")
         elif state.status is BlockStatus.SKIPPED:
             skipped.append(f"upstream `{name}` was skipped")
@@ -181,7 +183,7 @@ class HeadlessContext:
             if producer in self._ran_here:
                 continue  # same kernel: the value is already in the namespace
             state = upstream_states.get(producer) or read_state(self.state_root, producer)
-            if state is not None and state.status is not BlockStatus.SUCCESS:
+            if state is not None and not state.status.succeeded:
                 # all_done / one_success: a producer that did not succeed has nothing to load.
                 continue
             origin = self._from_run(producer, input_name, self.plan.run_id)
@@ -200,11 +202,13 @@ class HeadlessContext:
 
     def _not_running(self, name: str, namespace: dict[str, Any]) -> Preparation:
         state = read_state(self.state_root, name)
-        if state is not None and state.status is BlockStatus.SUCCESS:
+        if state is not None and state.status.succeeded:
             loaded = [
                 _load(namespace, self._artifacts, self._from_run(name, output, state.reused_from))
                 for output in self.plan.blocks[name].stored
             ]
+            if state.status is BlockStatus.CACHED:
+                return Preparation(Readiness.CACHED, state.error or "cached", loaded)
             return Preparation(Readiness.REUSED, f"reused from run {state.reused_from}", loaded)
         return Preparation(Readiness.SKIPPED, "not selected for this run")
 

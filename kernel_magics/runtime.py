@@ -68,6 +68,7 @@ _TERMINAL = {
     Readiness.CANCELLED: BlockStatus.CANCELLED,
     Readiness.SKIPPED: BlockStatus.SKIPPED,
     Readiness.REUSED: BlockStatus.SUCCESS,
+    Readiness.CACHED: BlockStatus.CACHED,
 }
 """Preparations that end the block without running it, and the status each gives."""
 
@@ -142,7 +143,7 @@ def execute_block(
     if preparation.readiness in _TERMINAL:
         status = _TERMINAL[preparation.readiness]
         done = replace(state, status=status, error=preparation.reason or None, ended_at=now())
-        if preparation.readiness is Readiness.REUSED:
+        if preparation.readiness in (Readiness.REUSED, Readiness.CACHED):
             return Outcome(state=done, preparation=preparation)  # the runner wrote its state
         return _finish(context, done, preparation)
     loaded = tuple(origin.to_json() for origin in preparation.loaded)

@@ -76,16 +76,19 @@ def report(outcome: Outcome) -> BlockReport:
         outputs += [_manifest_line(m) for m in final.outputs]
         outputs += [_summary_line(s) for s in final.summaries]
     loaded = [_loaded_line(item) for item in outcome.preparation.loaded]
+    notes = tuple(outcome.preparation.notes)
+    if state.status is BlockStatus.CACHED and state.error:
+        notes = (state.error, *notes)  # why it was reused: not an error
     return BlockReport(
         block=state.block,
         state=label,
         seconds=seconds,
         attempts=len(state.attempts),
-        error=state.error if state.status is not BlockStatus.SUCCESS else None,
+        error=state.error if not state.status.succeeded else None,
         outputs=tuple(outputs),
         loaded=tuple(loaded),
         tests=outcome.tests,
-        notes=tuple(outcome.preparation.notes),
+        notes=notes,
         previews=outcome.previews,
     )
 

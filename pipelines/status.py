@@ -30,10 +30,18 @@ class BlockStatus(enum.StrEnum):
     SKIPPED = "skipped"
     RETRYING = "retrying"
     CANCELLED = "cancelled"
+    CACHED = "cached"
+    """Not run: nothing it depends on changed since its last success, whose outputs this run
+    reuses (`reused_from` names that run)."""
 
     @property
     def is_terminal(self) -> bool:
         return self in BLOCK_TERMINAL
+
+    @property
+    def succeeded(self) -> bool:
+        """Success or cached: the block's outputs are there for the blocks that read them."""
+        return self in BLOCK_SUCCEEDED
 
 
 RUN_TERMINAL = frozenset(
@@ -46,8 +54,10 @@ BLOCK_TERMINAL = frozenset(
         BlockStatus.UPSTREAM_FAILED,
         BlockStatus.SKIPPED,
         BlockStatus.CANCELLED,
+        BlockStatus.CACHED,
     }
 )
+BLOCK_SUCCEEDED = frozenset({BlockStatus.SUCCESS, BlockStatus.CACHED})
 
 
 class Trigger(enum.StrEnum):

@@ -29,7 +29,7 @@ NAME_PATTERN = re.compile(r"[a-z_][a-z0-9_]*\Z")
 USAGE = (
     "%%block NAME [--upstream NAME ...] [--kind KIND] [--retries N] [--retry-delay SECONDS] "
     "[--timeout SECONDS] [--out NAME ...] [--tests fail|warn] [--skip] "
-    "[--trigger-rule all_success|all_done|one_success] "
+    "[--trigger-rule all_success|all_done|one_success] [--cache auto|never] "
     "[--poke-interval SECONDS] [--sensor-timeout SECONDS] (the last two with --kind sensor)"
 )
 DEFAULT_POKE_INTERVAL = 5.0
@@ -62,6 +62,15 @@ class TriggerRule(enum.StrEnum):
     did: upstream_failed, or skipped when every upstream was skipped."""
 
 
+class CachePolicy(enum.StrEnum):
+    """Whether a run may reuse a block's last outputs when nothing it depends on changed."""
+
+    AUTO = "auto"
+    """Reused when unchanged, except exporters and sensors (side effects) and conditions."""
+    NEVER = "never"
+    """Always run: the block depends on something Blockbook can't see (a clock, a source)."""
+
+
 class TestPolicy(enum.StrEnum):
     """What a failing `@test` does to its block."""
 
@@ -85,6 +94,7 @@ class BlockHeader:
     """Sensors only: seconds between two runs of the body."""
     sensor_timeout: float = DEFAULT_SENSOR_TIMEOUT
     """Sensors only: give up (fail) when the condition still doesn't hold after this long."""
+    cache: CachePolicy = CachePolicy.AUTO
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +233,7 @@ def parse_header(line: str) -> BlockHeader:
         sensor_timeout=(
             DEFAULT_SENSOR_TIMEOUT if namespace.sensor_timeout is None else namespace.sensor_timeout
         ),
+        cache=namespace.cache,
     )
 
 
@@ -286,6 +297,8 @@ def format_header(header: BlockHeader) -> str:
         parts += ["--poke-interval", _number(header.poke_interval)]
     if header.sensor_timeout != defaults.sensor_timeout:
         parts += ["--sensor-timeout", _number(header.sensor_timeout)]
+    if header.cache is not defaults.cache:
+        parts += ["--cache", str(header.cache)]
     return " ".join(parts)
 
 
@@ -367,6 +380,7 @@ def _build_parser() -> _RaisingParser:
         type=_number_option("--sensor-timeout", integer=False, allow_zero=False),
         default=None,
     )
+    parser.add_argument("--cache", type=_choice(CachePolicy), default=CachePolicy.AUTO)
     return parser
 
 

@@ -34,6 +34,9 @@ from pipelines.status import RunStatus
 if TYPE_CHECKING:
     from pipelines.runs.runner import Runner
 
+FORCE_ALL = "*"
+"""What `--force` without a block name stands for (no block is named `*`)."""
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
@@ -119,6 +122,16 @@ def graph(project: Project, pipeline: str, output_format: str) -> None:
 @click.option("--only", multiple=True, metavar="BLOCK", help="Run only these blocks.")
 @click.option("--isolate", is_flag=True, help="One kernel per block instead of per notebook.")
 @click.option("--resume", metavar="RUN_ID", help="Re-run only what did not succeed in RUN_ID.")
+@click.option(
+    "--force",
+    "force",
+    multiple=True,
+    is_flag=False,
+    flag_value=FORCE_ALL,
+    metavar="[BLOCK]",
+    help="Run blocks even if nothing changed since their last run: all of them, or BLOCK "
+    "(repeatable). Put it after PIPELINE.",
+)
 @click.option("--run-id", hidden=True, help="Id for the new run (for tools that watch it).")
 @click.pass_obj
 def run(
@@ -128,9 +141,14 @@ def run(
     only: tuple[str, ...],
     isolate: bool,
     resume: str | None,
+    force: tuple[str, ...],
     run_id: str | None,
 ) -> None:
-    """Run a pipeline headlessly; exit 0 on success, 1 on failure, 130 when cancelled."""
+    """Run a pipeline headlessly; exit 0 on success, 1 on failure, 130 when cancelled.
+
+    Blocks for which nothing changed since their last successful run (code, the outputs they
+    read, parameters they read, settings) are not run again: their outputs are reused and
+    their status is `cached`. Exporters and sensors always run; `--force` runs everything."""
     # Imported here for cost: only this command shows live progress.
     from rich.console import Console
 
@@ -155,6 +173,8 @@ def run(
             isolate=isolate,
             resume=resume,
             run_id=run_id,
+            force=FORCE_ALL in force,
+            force_blocks=tuple(name for name in force if name != FORCE_ALL),
         )
     console = Console()
     cancelling = "cancelling: stopping kernels (Ctrl-C again to stop at once)"

@@ -21,7 +21,7 @@ from pipelines.forms.palette import rich_style
 from pipelines.rundir.layout import executed_notebook
 from pipelines.rundir.state import BlockState, seconds_text
 from pipelines.status import BlockStatus
-from pipelines.store.records import RunRecord
+from pipelines.store.records import BlockRunRecord, RunRecord
 
 WRAPPED_MIN = 20
 """Columns a wrapping cell (an error) needs at least for a table to be worth drawing."""
@@ -87,7 +87,7 @@ _PROGRESS_COLUMNS = (
     Column("attempts"),
     Column("seconds"),
 )
-_SUMMARY_COLUMNS = (*_PROGRESS_COLUMNS, Column("error", whole=False))
+_SUMMARY_COLUMNS = (*_PROGRESS_COLUMNS, Column("note", whole=False))
 _RUNS_COLUMNS = (
     Column("run"),
     Column("pipeline"),
@@ -116,7 +116,7 @@ def run_summary(console: Console, record: RunRecord) -> None:
             str(block.status),
             str(block.attempts) if block.attempts else "",
             seconds_text(block.started_at, block.ended_at),
-            block.error or ("reused from " + block.reused_from if block.reused_from else ""),
+            _note(block),
         ]
         for block in record.blocks
     ]
@@ -125,6 +125,18 @@ def run_summary(console: Console, record: RunRecord) -> None:
     for block in failed:
         path = executed_notebook(Path(record.run_dir), block.notebook)
         plain(console, f"executed notebook of {block.block}: {path}")
+
+
+def _note(block: BlockRunRecord) -> str:
+    """The error of a block that did not succeed; for one that did, why it was cached or why it
+    ran (what changed since its last run)."""
+    if block.error:
+        return block.error  # a cached block's says which run it reuses and why
+    if block.status is BlockStatus.SUCCESS and block.reused_from:
+        return f"reused from {block.reused_from}"
+    if block.status is BlockStatus.SUCCESS and block.cache_note:
+        return f"ran: {block.cache_note}"
+    return ""
 
 
 def runs_table(console: Console, records: list[RunRecord]) -> None:

@@ -83,6 +83,8 @@ def block_run_json(record: RunRecord, block: BlockRunRecord) -> dict[str, Any]:
         "ended_at": _iso(block.ended_at),
         "duration": seconds_between(block.started_at, block.ended_at),
         "reused_from": block.reused_from,
+        # Why the block ran (what changed) or was cached; "" for runs that didn't decide.
+        "cache_note": block.cache_note,
         "tests": block.attempt_records[-1].tests if block.attempt_records else [],
         "outputs": block.attempt_records[-1].outputs if block.attempt_records else [],
     }

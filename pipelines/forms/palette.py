@@ -31,6 +31,7 @@ BLUE = Colour("#1f6feb", "#ddf4ff", "cyan")
 YELLOW = Colour("#bf8700", "#fff8c5", "yellow")
 GREY = Colour("#6e7781", "#f6f8fa", "dim")
 PURPLE = Colour("#8250df", "#fbefff", "magenta")
+TEAL = Colour("#0f766e", "#d5f5f0", "dark_cyan")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ _SWATCHES: dict[str, Swatch] = {
     BlockStatus.RUNNING: Swatch(BLUE),
     BlockStatus.RETRYING: Swatch(YELLOW),
     BlockStatus.SUCCESS: Swatch(GREEN),
+    BlockStatus.CACHED: Swatch(TEAL),  # as good as a success, but nothing ran
     BlockStatus.FAILED: Swatch(RED, bold=True),
     RunStatus.CRASHED: Swatch(RED, bold=True),
     BlockStatus.UPSTREAM_FAILED: Swatch(RED, dashed=True),

@@ -10,7 +10,7 @@ import logging
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ from pipelines.rundir.state import (
     read_state,
     write_state,
 )
-from pipelines.runs.build import build_plan, build_run_notebooks, write_notebook
+from pipelines.runs import caching
+from pipelines.runs.build import build_plan, build_run_notebooks, notebook_kernel, write_notebook
 from pipelines.runs.execution import BlockListener, Execution, Limits
 from pipelines.runs.finishing import finish_executed_notebooks
 from pipelines.runs.pool import KernelPool
@@ -61,6 +62,13 @@ class RunOptions:
     run_id: str | None = None
     """Use this id instead of a new one, so a caller can watch a run it starts elsewhere."""
     limits: Limits = field(default_factory=Limits)
+    force: bool = False
+    """Run every block, even those nothing changed for (`--force`)."""
+    force_blocks: tuple[str, ...] = ()
+    """Run these blocks even if nothing changed for them (`--force BLOCK`)."""
+    cache: bool | None = None
+    """Reuse unchanged blocks: None decides by trigger (manual runs do, scheduled and API runs
+    don't; `pipelines.runs.caching`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +111,11 @@ class Runner:
             selected = self._selected_blocks(pipeline, options)
             params = merge(pipeline.config.params, options.params)
             run_dir = run_folder(self.root, run_id)
-            not_run = frozenset(pipeline.order) - selected | frozenset(reused)
+            trigger = queued.trigger if queued is not None else options.trigger
+            caches = self._cache_decisions(
+                pipeline, options, trigger, params, selected - set(reused)
+            )
+            not_run = frozenset(pipeline.order) - selected | frozenset(reused) | caches.cached
             plan = build_plan(  # checks that each notebook's kernel is installed
                 pipeline, run_id, run_dir, params, isolate=options.isolate, skipped=not_run
             )
@@ -116,7 +128,7 @@ class Runner:
         blocks = [(name, plan.blocks[name].run_notebook) for name in plan.order]
         self._record(run_id, pipeline, options, queued, params, run_dir, blocks)
         try:
-            notebooks = self._prepare(pipeline, plan, params, reused, not_run)
+            notebooks = self._prepare(pipeline, plan, params, reused, not_run, caches)
             retrying(lambda: self.store.start_run(run_id, now()), f"start run {run_id}")
         except BaseException as exc:
             # Recorded but never started: a queued row left behind would be launched later.
@@ -142,6 +154,10 @@ class Runner:
         if execution.reporter.ended_elsewhere is not None:
             # Marked crashed while this runner was paused: the run is not ours to finish.
             return RunResult(run_id, execution.reporter.ended_elsewhere, run_dir, states)
+        status = caching.run_status(
+            status, [states[n].status if n in states else None for n in plan.order]
+        )
+        self._record_fingerprints(run_id, pipeline, run_dir, caches)
         error = _first_error(plan, states)
         if error is not None:
             error = secrets.mask(error)
@@ -216,11 +232,13 @@ class Runner:
         params: Mapping[str, ParamValue],
         reused: Mapping[str, str],
         not_run: frozenset[str],
+        caches: _Caching,
     ) -> dict[str, Any]:
         """Write the run folder: the plan, the carried-over blocks' states, the run notebooks."""
         run_dir = make_run_dir(Path(plan.run_dir))
         write_plan(plan)
-        self._carry_over(plan, reused, not_run)
+        self._carry_over(plan, reused, not_run - caches.cached)
+        _carry_over_cached(plan, caches)
         notebooks = build_run_notebooks(pipeline, plan, params)
         for path, notebook in notebooks.items():
             write_notebook(notebook, input_notebook(run_dir, path))
@@ -302,7 +320,7 @@ class Runner:
             succeeded = _succeeded_in_folder(previous)
             for block in previous.blocks:
                 if (
-                    (block.status is BlockStatus.SUCCESS or block.block in succeeded)
+                    (block.status.succeeded or block.block in succeeded)
                     and block.block in pipeline.blocks
                     # A condition is decided again: its false result is not kept with the run.
                     and pipeline.blocks[BlockName(block.block)].header.kind
@@ -325,6 +343,74 @@ class Runner:
                     )
                 reused.setdefault(parent, record.run_id)
         return reused
+
+    def _cache_decisions(
+        self,
+        pipeline: Pipeline,
+        options: RunOptions,
+        trigger: Trigger,
+        params: Mapping[str, ParamValue],
+        candidates: frozenset[str],
+    ) -> _Caching:
+        """Which of `candidates` (the blocks this run would run) it reuses instead, and why the
+        others run (`pipelines.runs.caching`)."""
+        unknown = sorted(set(options.force_blocks) - set(pipeline.blocks))
+        if unknown:
+            raise RunError(
+                f"--force names unknown block(s): {', '.join(unknown)}",
+                hint=f"blocks of `{pipeline.name}`: {', '.join(pipeline.order)}",
+            )
+        selective = "run by --resume" if options.resume else "run by --only" if options.only else ""
+        policy = caching.run_policy(
+            trigger,
+            force_all=options.force,
+            force_blocks=options.force_blocks,
+            selective=selective,
+            cache=options.cache,
+        )
+        own: dict[str, caching.Fingerprint] = {
+            name: caching.own_fingerprint(
+                pipeline, name, params, notebook_kernel(pipeline, pipeline.blocks[name].notebook)
+            )
+            for name in pipeline.order
+            if name in candidates
+        }
+        previous: dict[str, caching.Previous] = {}
+        if policy.enabled:
+            for name, last in self.store.last_results(pipeline.name, candidates).items():
+                fingerprint = caching.Fingerprint.from_json(last.fingerprint)
+                if fingerprint is not None:
+                    previous[name] = caching.Previous(last.origin, last.run_dir, fingerprint)
+        stored = {name: pipeline.stored_outputs(BlockName(name)) for name in own}
+        decisions = caching.decide(
+            pipeline, candidates, policy, own, previous, stored, _stored_hash
+        )
+        return _Caching(own, decisions)
+
+    def _record_fingerprints(
+        self, run_id: RunId, pipeline: Pipeline, run_dir: Path, caches: _Caching
+    ) -> None:
+        """Keep, with each block this run decided about, what its result depends on and why it
+        ran or was cached: the next run compares with it, `show` tells the why."""
+        fingerprints: dict[str, dict[str, Any]] = {}
+        folders: dict[str, str] = {
+            name: str(run_dir) for name in pipeline.order
+        }  # cached outputs are linked
+        for name, decision in caches.decisions.items():
+            if decision.cached_from is not None:
+                fingerprint = decision.cached_from.fingerprint
+            else:
+                inputs = caching.input_hashes(pipeline, BlockName(name), folders, _stored_hash)
+                fingerprint = replace(caches.own[name], inputs=inputs)
+            fingerprints[name] = fingerprint.to_json(decision.reason)
+        try:
+            retrying(
+                lambda: self.store.record_fingerprints(run_id, fingerprints),
+                f"record the fingerprints of run {run_id}",
+            )
+        except BlockbookError as exc:
+            # Only an optimisation is lost: the next run runs these blocks again.
+            logger.warning("run %s: block fingerprints not recorded: %s", run_id, exc.message)
 
     def _carry_over(
         self, plan: RunPlan, reused: Mapping[str, str], not_run: frozenset[str]
@@ -359,6 +445,46 @@ class Runner:
                     ended_at=now(),
                 )
             write_state(run_dir, state)
+
+
+@dataclass(frozen=True, slots=True)
+class _Caching:
+    """What a run decided about reusing unchanged blocks."""
+
+    own: Mapping[str, caching.Fingerprint]
+    """Each block the run would run: its fingerprint's parts known before the run."""
+    decisions: Mapping[str, caching.Decision]
+
+    @property
+    def cached(self) -> frozenset[str]:
+        return frozenset(n for n, d in self.decisions.items() if d.cached_from is not None)
+
+
+def _carry_over_cached(plan: RunPlan, caches: _Caching) -> None:
+    """Link the outputs of each cached block from its earlier run and write its final state."""
+    run_dir = Path(plan.run_dir)
+    artifacts = ArtifactStore(run_dir)
+    for name in plan.order:
+        decision = caches.decisions.get(name)
+        if decision is None or decision.cached_from is None:
+            continue
+        artifacts.link_block(ArtifactStore(Path(decision.cached_from.run_dir)), name)
+        moment = now()
+        state = BlockState(
+            name,
+            BlockStatus.CACHED,
+            plan.blocks[name].run_notebook,
+            error=decision.reason,
+            reused_from=decision.cached_from.run_id,
+            started_at=moment,
+            ended_at=moment,
+        )
+        write_state(run_dir, state)
+
+
+def _stored_hash(folder: str, block: str, output: str) -> str | None:
+    manifest = ArtifactStore(Path(folder)).manifest(block, output)
+    return None if manifest is None else manifest.sha256
 
 
 def _checked_run_id(run_id: str) -> RunId:

@@ -43,6 +43,30 @@ class BlockRunRecord:
     error: str | None
     reused_from: str | None
     attempt_records: tuple[AttemptRecord, ...]
+    fingerprint: dict[str, Any] | None = None
+    """What the block's result depends on, each part hashed, and why it ran or was cached
+    (`pipelines.runs.caching.Fingerprint`); None for runs before incremental runs."""
+
+    @property
+    def cache_note(self) -> str:
+        """Why the block ran (what changed) or was cached, as the run decided it; "" if
+        unknown."""
+        note = (self.fingerprint or {}).get("reason", "")
+        return note if isinstance(note, str) else ""
+
+
+@dataclass(frozen=True)
+class LastResult:
+    """A block's newest successful (or cached) result in a pipeline's runs, with the fingerprint
+    it was recorded with: what a later run compares with to decide whether to reuse it."""
+
+    block: str
+    run_id: str
+    """The run whose block run this is; its folder holds the outputs (linked when cached)."""
+    run_dir: str
+    origin: str
+    """The run that executed the block (`run_id` itself unless that run reused it)."""
+    fingerprint: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -147,4 +171,5 @@ def _block_record(row: BlockRunRow) -> BlockRunRecord:
             )
             for attempt in row.attempt_rows
         ),
+        fingerprint=row.fingerprint,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from pipelines.rundir.state import BlockState
-from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.status import BLOCK_SUCCEEDED, BlockStatus, RunStatus, Trigger
 from pipelines.store.audit import RunAudit
 from pipelines.store.db import (
     DATABASE_FILE,
@@ -41,7 +41,7 @@ from pipelines.store.db import (
     unusable,
 )
 from pipelines.store.migrate import MIGRATIONS, upgrade_schema
-from pipelines.store.records import RunId, RunRecord, run_record
+from pipelines.store.records import LastResult, RunId, RunRecord, run_record
 from pipelines.store.rows import cancel_reason, pending_blocks, prefix_match, set_runner
 from pipelines.store.runner_process import RunnerProcess
 from pipelines.store.schema import AttemptRow, BlockRunRow, RunRow
@@ -251,7 +251,67 @@ class RunStore:
                 stored.outputs = [dict(output) for output in attempt.outputs]
             row.attempts = len(by_number)
 
+    def record_fingerprints(
+        self, run_id: RunId | str, fingerprints: Mapping[str, dict[str, Any]]
+    ) -> None:
+        """Keep each block's fingerprint (what its result depends on, and why it ran or was
+        cached) with its block run; blocks the run doesn't have are ignored."""
+        if not fingerprints:
+            return
+        with self._write() as session:
+            self._locked_run(session, run_id)
+            rows = session.scalars(
+                select(BlockRunRow).where(
+                    BlockRunRow.run_id == run_id, BlockRunRow.block.in_(list(fingerprints))
+                )
+            )
+            for row in rows:
+                row.fingerprint = dict(fingerprints[row.block])
+
     # reads
+
+    def last_results(self, pipeline: str, blocks: Iterable[str]) -> dict[str, LastResult]:
+        """Per block of `blocks`: its newest block run in `pipeline` that succeeded (ran or was
+        cached) and has a fingerprint. Blocks without one are left out."""
+        names = sorted(set(blocks))
+        if not names:
+            return {}
+        newest_first = func.row_number().over(
+            partition_by=BlockRunRow.block,
+            order_by=(RunRow.created_at.desc(), RunRow.run_id.desc()),
+        )
+        ranked = (
+            select(
+                BlockRunRow.block,
+                RunRow.run_id,
+                RunRow.run_dir,
+                BlockRunRow.reused_from,
+                BlockRunRow.fingerprint,
+                newest_first.label("rank"),
+            )
+            .join(RunRow, BlockRunRow.run_id == RunRow.run_id)
+            .where(
+                RunRow.pipeline == pipeline,
+                BlockRunRow.block.in_(names),
+                BlockRunRow.status.in_([s.value for s in BLOCK_SUCCEEDED]),
+                BlockRunRow.fingerprint.is_not(None),
+            )
+            .subquery()
+        )
+        query = select(ranked).where(ranked.c.rank == 1)
+        with self._read() as session:
+            return {
+                row.block: LastResult(
+                    block=row.block,
+                    run_id=row.run_id,
+                    run_dir=row.run_dir,
+                    origin=row.reused_from or row.run_id,
+                    fingerprint=dict(row.fingerprint),
+                )
+                for row in session.execute(query)
+                # JSON null (not SQL NULL) is what an explicit None becomes in some dialects.
+                if isinstance(row.fingerprint, dict)
+            }
 
     def get_run(self, run_id: RunId | str) -> RunRecord | None:
         """The run with this id, or with the only id that starts with it (like git)."""

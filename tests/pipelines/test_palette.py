@@ -30,6 +30,7 @@ def test_terminal_styles() -> None:
         "upstream_failed": "red",
         "skipped": "dim",
         "cancelled": "magenta",
+        "cached": "dark_cyan",
         "queued": "dim",
         "crashed": "bold red",
     }

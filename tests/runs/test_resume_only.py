@@ -157,7 +157,8 @@ def test_isolate_matches_default_mode(pipeline, run) -> None:
         }
     )
     default = run(folder)
-    isolated = run(folder, isolate=True)
+    # Forced: the same code would otherwise be cached, and the point is to run it isolated.
+    isolated = run(folder, isolate=True, force=True)
 
     assert default.status is RunStatus.SUCCESS, statuses(default)
     assert isolated.status is RunStatus.SUCCESS, statuses(isolated)
