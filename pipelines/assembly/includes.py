@@ -61,16 +61,18 @@ def resolve_includes(
             )
         elif stem in taken:
             other = taken[stem]
-            what = "is listed twice" if other == include.relative else f"clashes with `{other}`"
-            problems.append(
-                _problem(
-                    entry,
-                    f"{what}: both would be run as `{stem}{NOTEBOOK_SUFFIX}`",
-                    line,
-                    "list each notebook once; rename one of two notebooks whose folders and "
-                    "names flatten to the same run notebook name",
+            if other == include.relative:
+                problems.append(_problem(entry, "is listed twice", line, "list it once"))
+            else:
+                problems.append(
+                    _problem(
+                        entry,
+                        f"clashes with `{other}`: both would be run as `{stem}{NOTEBOOK_SUFFIX}` "
+                        "(run notebooks of included ones are named after their folders and name)",
+                        line,
+                        "rename one of the two notebooks",
+                    )
                 )
-            )
         else:
             taken[stem] = include.relative
             includes.append(include)
