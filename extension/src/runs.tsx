@@ -386,7 +386,7 @@ function BlockRow(props: {
   debug: () => void;
 }): JSX.Element {
   const { block } = props;
-  const ran = block.status !== 'pending' && block.status !== 'upstream_failed' && block.status !== 'skipped';
+  const ran = !['pending', 'upstream_failed', 'skipped', 'cached'].includes(block.status);
   const passed = block.tests.filter(test => test.outcome === 'passed').length;
   return (
     <tr className="bb-BlockRow" data-block={block.name} data-status={block.status}>
@@ -394,8 +394,12 @@ function BlockRow(props: {
         <code>{block.name}</code>
       </td>
       <td>
-        <span className={`bb-Chip bb-status-${block.status}`}>{block.status.replace('_', ' ')}</span>
-        {block.reused_from && <span title={`reused from ${block.reused_from}`}> (reused)</span>}
+        <span className={`bb-Chip bb-status-${block.status}`} title={block.cache_note || undefined}>
+          {block.status.replace('_', ' ')}
+        </span>
+        {block.reused_from && block.status !== 'cached' && (
+          <span title={`reused from ${block.reused_from}`}> (reused)</span>
+        )}
       </td>
       <td>{block.attempts}</td>
       <td>{formatDuration(block.duration)}</td>

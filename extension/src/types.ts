@@ -59,6 +59,8 @@ export interface IRunBlock {
   ended_at: string | null;
   duration: number | null;
   reused_from: string | null;
+  /** Why the block ran (what changed) or was cached; empty when the run did not decide. */
+  cache_note: string;
   tests: ITestRecord[];
   outputs: Array<Record<string, unknown>>;
 }
