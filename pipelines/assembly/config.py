@@ -137,8 +137,45 @@ class ConnectionConfig(_Strict):
     url: str
 
 
+SCHEDULER_ADDRESS = re.compile(r"(?:tcp|tls)://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):\d{1,5}")
+"""A Dask scheduler's address as `dask scheduler` prints it: `tcp://10.0.0.5:8786`."""
+
+
+def check_scheduler_address(address: str) -> str:
+    """`address` if it is a Dask scheduler's address (ValueError saying the form, else)."""
+    port = address.rsplit(":", 1)[-1]
+    if not SCHEDULER_ADDRESS.fullmatch(address) or not 0 < int(port or 0) < 65536:
+        raise ValueError(
+            f"`{address}` is not a Dask scheduler address: write it as `dask scheduler` "
+            'prints it, e.g. "tcp://10.0.0.5:8786"'
+        )
+    return address
+
+
+class ExecutorConfig(_Strict):
+    """`[executor]`: where runs execute their notebooks (`pipelines.runs.executors`)."""
+
+    type: Literal["local", "dask"] = "local"
+    address: str | None = None
+    """With type = "dask": the scheduler, `tcp://HOST:8786`."""
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None else check_scheduler_address(value)
+
+    @model_validator(mode="after")
+    def _address_with_dask(self) -> ExecutorConfig:
+        if self.type == "dask" and self.address is None:
+            raise ValueError('type = "dask" needs the scheduler: address = "tcp://HOST:8786"')
+        if self.type == "local" and self.address is not None:
+            raise ValueError('`address` is for type = "dask"; the local executor has none')
+        return self
+
+
 class ProjectConfig(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
     exclude: tuple[str, ...] = ()
     """Glob patterns of folders, relative to the project root, that never hold pipelines

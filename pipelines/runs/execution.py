@@ -1,26 +1,24 @@
-"""Executing a run's notebooks: one papermill thread per run notebook, the block state files
-watched and recorded, timeouts and cancellation enforced on the kernels. What is left for the
-run's products (secrets masked, cells tagged) is in `pipelines.runs.finishing`."""
+"""Executing a run's notebooks: each run notebook started on the run's executor (a thread of
+this process by default, `pipelines.runs.executors`), the block state files watched and
+recorded, timeouts and cancellation enforced on the kernels. What is left for the run's
+products (secrets masked, cells tagged) is in `pipelines.runs.finishing`."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.header import BlockHeader, BlockKind, BlockName
 from pipelines.assembly.pipeline import Pipeline
-from pipelines.params import Secrets, json_params
+from pipelines.params import Secrets
 from pipelines.rundir.layout import executed_notebook, input_notebook, kernel_log
-from pipelines.rundir.plan import SECRETS_ENV, RunPlan
+from pipelines.rundir.plan import RunPlan
 from pipelines.rundir.state import (
     CANCEL_FLAG,
     BlockState,
@@ -33,17 +31,10 @@ from pipelines.rundir.state import (
 )
 from pipelines.rundir.state import STATE_DIR as BLOCK_STATE_DIR
 from pipelines.runs.build import run_kernel
+from pipelines.runs.executors import EndKind, Executor, NotebookEnd, NotebookRun, RunningNotebook
+from pipelines.runs.executors.local import LocalExecutor
 from pipelines.runs.finishing import masked_state
-from pipelines.runs.kernels import (
-    KernelLog,
-    KernelStartFailed,
-    kernel_environment,
-    kernel_group,
-    kill_group,
-    signal_kernel,
-)
-from pipelines.runs.kernels import cause as kernel_cause
-from pipelines.runs.pool import KernelNotPrepared, KernelPool, WarmKernel
+from pipelines.runs.pool import KernelPool
 from pipelines.runs.reporting import RunReporter
 from pipelines.status import BlockStatus, RunStatus
 from pipelines.store.db import StoreUnavailable
@@ -68,13 +59,8 @@ class Limits:
 class _NotebookJob:
     path: str
     blocks: list[str]
-    thread: threading.Thread | None = None
-    pid: int | None = None
-    group: int | None = None
-    """The kernel's process group: signalled whole, so a block's child processes go too."""
-    error: BaseException | None = None
-    cause: str | None = None
-    """Why the kernel ended, from its log, when the notebook did not finish."""
+    running: RunningNotebook | None = None
+    end: NotebookEnd | None = None
     done: bool = False
     settled: bool = False
 
@@ -92,9 +78,11 @@ class Execution:
         cancel: threading.Event,
         on_block: BlockListener | None = None,
         kernels: KernelPool | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.store = store
-        self.kernels = kernels
+        self.executor: Executor = executor or LocalExecutor(kernels)
+        """Where notebooks execute; warm `kernels` are the local executor's."""
         self.pipeline = pipeline
         self.plan = plan
         self.limits = limits
@@ -174,8 +162,7 @@ class Execution:
                 # The outage outlasted the patience: the run can no longer be recorded, and the
                 # runner gives up; it must leave no kernel running behind it.
                 for job in self._started:
-                    if not job.done:
-                        _signal(job.pid, signal.SIGKILL)
+                    _kill(job)
                 raise
             if beat is not None and beat.cancel_requested and not self.cancel_requested.is_set():
                 log.info("run %s: a cancel was requested; stopping it", self.plan.run_id)
@@ -188,95 +175,34 @@ class Execution:
             self._stopped_at_once = True
             raise_stop_flag(self.run_dir, f"the run was marked {self.reporter.ended_elsewhere}")
         for job in started:
-            if not job.done:
-                _signal(job.pid, signal.SIGKILL)
+            _kill(job)
 
-    # ---- notebook threads --------------------------------------------------------------
+    # ---- notebooks ---------------------------------------------------------------------
 
     def _start(self, job: _NotebookJob) -> None:
-        thread = threading.Thread(
-            target=self._run_notebook, args=(job,), name=f"nb:{job.path}", daemon=True
-        )
-        job.thread = thread
-        thread.start()
-
-    def _run_notebook(self, job: _NotebookJob) -> None:
-        import papermill
-
         source = self.plan.blocks[job.blocks[0]].source_notebook
-        cwd = (self.pipeline.folder / source).parent
-        env = {
-            **kernel_environment(),
-            SECRETS_ENV: json.dumps(json_params(self.secrets.params)),
-        }
-        kernel_name = run_kernel(input_notebook(self.run_dir, job.path))
+        run = NotebookRun(
+            run_id=self.plan.run_id,
+            run_dir=self.run_dir,
+            notebook=job.path,
+            input_path=input_notebook(self.run_dir, job.path),
+            output_path=executed_notebook(self.run_dir, job.path),
+            log_path=kernel_log(self.run_dir, job.path),
+            kernel_name=run_kernel(input_notebook(self.run_dir, job.path)),
+            cwd=(self.pipeline.folder / source).parent,
+            secret_params=dict(self.secrets.params),
+        )
 
-        def kernel_started(km: Any) -> None:
-            job.pid = getattr(km.provisioner, "pid", None)
-            job.group = kernel_group(job.pid)
-
-        # The kernel process's own output (warnings, a crash's last words, whatever a block's
-        # subprocess prints) goes to the run's logs, secrets masked before it reaches the disk.
-        masking = Secrets.of(self.secrets.params, whole_values=True)
-        log_path = kernel_log(self.run_dir, job.path)
-        warm = self._warm_kernel(kernel_name, cwd, env)
-        if warm is not None:
-            output = warm.output.attach(log_path, masking.mask)
-            job.pid, job.group = warm.pid, warm.group
-            kernel_options: dict[str, Any] = {"warm_kernel": warm.manager}
-        else:
-            output = KernelLog(log_path, masking.mask)
-            kernel_options = {
-                "kernel_cwd": str(cwd),
-                "kernel_env": env,
-                "kernel_started": kernel_started,
-            }
-        try:
-            papermill.execute_notebook(
-                str(input_notebook(self.run_dir, job.path)),
-                str(executed_notebook(self.run_dir, job.path)),
-                engine_name="blockbook",
-                kernel_log=output,
-                kernel_name=kernel_name,
-                progress_bar=False,
-                log_output=False,
-                cell_gate=self.reporter.check_before_cell,
-                **kernel_options,
-            )
-        except BaseException as exc:  # recorded and turned into block states by _settle
-            job.error = exc
-        finally:
-            # The kernel is gone (shut down, killed or dead): what its blocks started goes too.
-            kill_group(job.group)
-            if warm is not None:
-                warm.discard()
-            output.close()
-            if job.error is not None:
-                job.cause = kernel_cause(output.tail())
+        def ended(end: NotebookEnd) -> None:
+            job.end = end
             job.done = True
             self._wake.set()
 
-    def _warm_kernel(self, kernel_name: str, cwd: Path, env: dict[str, str]) -> WarmKernel | None:
-        """A kernel from the pool set up for this notebook, or None: no pool, none ready, or
-        the one taken could not be set up (the notebook then starts a kernel of its own)."""
-        if self.kernels is None:
-            return None
-        warm = self.kernels.take(kernel_name)
-        if warm is None:
-            return None
-        try:
-            warm.prepare(cwd, env)
-        except KernelNotPrepared as exc:
-            log.warning("run %s: %s; starting a kernel instead", self.plan.run_id, exc)
-            warm.discard()
-            return None
-        return warm
+        job.running = self.executor.start(run, self.reporter.check_before_cell, ended)
 
     def _settle(self, job: _NotebookJob) -> None:
         """Give every block of a finished notebook a terminal state, with the reason."""
-        if job.thread is not None:
-            job.thread.join()
-        died = _is_dead_kernel(job.error)
+        died = job.end is not None and job.end.kind is EndKind.KERNEL_DIED
         running = None
         for name in job.blocks:
             state = read_state(self.run_dir, name)
@@ -295,11 +221,19 @@ class Execution:
             return f"not run: the run was marked {self.reporter.ended_elsewhere} elsewhere"
         if self.cancel_requested.is_set():
             return "cancelled"
-        if isinstance(job.error, KernelStartFailed):
-            return f"not run: {job.error}"
+        end = job.end or NotebookEnd()
+        if end.kind is EndKind.START_FAILED:
+            return f"not run: {end.error}"
+        if end.kind is EndKind.WORKER_LOST:
+            # Not the notebook's fault: say so, for the block that ran and the ones after it.
+            return (
+                f"{end.error}; this block was running then"
+                if running == name
+                else f"not run: {end.error}"
+            )
         if name in self._killed:
             return f"{self._interrupt_reason(name)}; the kernel did not stop and was killed"
-        said = f"; its log says: {job.cause}" if job.cause else ""
+        said = f"; its log says: {end.cause}" if end.cause else ""
         if died and running == name:
             return (
                 "the kernel died while this block ran (out of memory, a crash, or os._exit)" + said
@@ -310,7 +244,7 @@ class Execution:
                 if running
                 else "not run: the kernel died"
             ) + said
-        detail = f": {type(job.error).__name__}: {job.error}" if job.error else ""
+        detail = f": {end.error}" if end.error else ""
         return f"not run: the notebook stopped early{detail}"
 
     # ---- watching ----------------------------------------------------------------------
@@ -353,7 +287,7 @@ class Execution:
         grace = self.limits.grace_seconds
         clock = time.time()
         for job in started:
-            if job.done or job.pid is None:
+            if job.done or job.running is None or not job.running.kernel_known:
                 continue
             for name in job.blocks:
                 state = self._states.get(name)
@@ -370,12 +304,13 @@ class Execution:
                     and name not in self._killed
                 ):
                     self._killed.add(name)
-                    _signal(job.pid, signal.SIGKILL)
+                    _kill(job)
 
     def _interrupt(self, job: _NotebookJob, name: str, reason: str) -> None:
         record_interrupt(self.run_dir, name, reason)
         self._interrupted[name] = time.time()
-        _signal(job.pid, signal.SIGINT)
+        if job.running is not None:
+            job.running.interrupt()
 
     def _interrupt_reason(self, name: str) -> str:
         return interrupt_reason(self.run_dir, name) or "interrupted"
@@ -385,8 +320,8 @@ class Execution:
             (self.run_dir / CANCEL_FLAG).write_text("cancelled\n", encoding="utf-8")
             self._cancel_sent_at = time.time()
             for job in started:
-                if not job.done:
-                    _signal(job.pid, signal.SIGINT)
+                if not job.done and job.running is not None:
+                    job.running.interrupt()
             for job in waiting:
                 for name in job.blocks:
                     write_state(
@@ -397,8 +332,7 @@ class Execution:
                     )
         elif time.time() - self._cancel_sent_at > self.limits.grace_seconds:
             for job in started:
-                if not job.done:
-                    _signal(job.pid, signal.SIGKILL)
+                _kill(job)
 
     def _status(self) -> RunStatus:
         """Success when every block succeeded or was skipped (--skip, --only, a false condition
@@ -421,15 +355,6 @@ def _time_allowed(header: BlockHeader) -> float | None:
     return header.timeout
 
 
-def _is_dead_kernel(error: BaseException | None) -> bool:
-    if error is None:
-        return False
-    from nbclient.exceptions import DeadKernelError
-
-    return isinstance(error, DeadKernelError) or "Kernel died" in str(error)
-
-
-def _signal(pid: int | None, signum: int) -> None:
-    """Signal a kernel with its whole process group: an interrupt reaches a `!command` the way
-    Ctrl-C in a terminal does, and a kill leaves no child process of a block orphaned."""
-    signal_kernel(pid, kernel_group(pid), signum)
+def _kill(job: _NotebookJob) -> None:
+    if not job.done and job.running is not None:
+        job.running.kill()

@@ -1,0 +1,123 @@
+"""Which executor a run uses, and opening it: `blockbook run --executor` for one run, else
+`$BLOCKBOOK_EXECUTOR`, else `[executor]` in blockbook.toml, else local."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pipelines.assembly.config import PROJECT_FILE, check_scheduler_address, load_project_config
+from pipelines.assembly.pipeline import Pipeline
+from pipelines.errors import InvalidInputError
+from pipelines.runs.executors import Executor
+from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
+
+EXECUTOR_ENV = "BLOCKBOOK_EXECUTOR"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorChoice:
+    kind: Literal["local", "dask"] = "local"
+    address: str | None = None
+    """The Dask scheduler, `tcp://HOST:PORT`."""
+    source: str = "the default"
+    """Where the choice was made, for error messages."""
+
+    @property
+    def host(self) -> str | None:
+        if self.address is None:
+            return None
+        return self.address.split("://", 1)[1].rsplit(":", 1)[0]
+
+
+def parse_executor(text: str, source: str) -> ExecutorChoice:
+    """`local`, or a Dask scheduler as `dask://HOST:PORT` (or `tcp://HOST:PORT`)."""
+    value = text.strip()
+    if value == "local":
+        return ExecutorChoice("local", source=source)
+    address = "tcp://" + value.removeprefix("dask://") if value.startswith("dask://") else value
+    try:
+        return ExecutorChoice("dask", check_scheduler_address(address), source)
+    except ValueError:
+        raise InvalidInputError(
+            f"{source}: `{text}` is not an executor",
+            "write `local`, or a Dask scheduler as dask://HOST:PORT (e.g. dask://10.0.0.5:8786)",
+        ) from None
+
+
+def chosen_executor(root: Path, explicit: ExecutorChoice | None = None) -> ExecutorChoice:
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(EXECUTOR_ENV)
+    if from_env:
+        return parse_executor(from_env, f"${EXECUTOR_ENV}")
+    config, problems = load_project_config(root)
+    errors = [problem for problem in problems if problem.is_error]
+    if errors:
+        raise InvalidInputError(
+            f"{PROJECT_FILE} is not valid:\n" + "\n".join(p.format() for p in errors),
+            f"fix {PROJECT_FILE}",
+        )
+    if config.executor.type == "dask":
+        return ExecutorChoice("dask", config.executor.address, f"{PROJECT_FILE} [executor]")
+    return ExecutorChoice()
+
+
+def check_store_is_shared(
+    choice: ExecutorChoice, store: RunStore, worker_hosts: tuple[str, ...] = ()
+) -> None:
+    """A cluster beyond this machine needs a run store every machine reaches: an SQLite file is
+    this machine's alone."""
+    if choice.kind != "dask" or not store.url.startswith("sqlite"):
+        return
+    remote = [host for host in (choice.host, *worker_hosts) if host and not _is_this_machine(host)]
+    if remote:
+        raise InvalidInputError(
+            f"the Dask cluster ({choice.source}: {choice.address}) reaches beyond this machine "
+            f"({', '.join(sorted(set(remote)))}), but the run store is an SQLite file only this "
+            "machine can open",
+            f"use PostgreSQL: set {DATABASE_URL_ENV}=postgresql://USER@HOST/DB (or `[store] url` "
+            f"in {PROJECT_FILE}), or run with --executor local",
+        )
+
+
+@contextlib.contextmanager
+def open_executor(
+    choice: ExecutorChoice, store: RunStore, pipeline: Pipeline
+) -> Iterator[Executor | None]:
+    """The executor for one run of `pipeline`, checked before the run is recorded (the store is
+    shared, the workers can run its notebooks); None means local, the runner's own."""
+    if choice.kind == "local" or choice.address is None:
+        yield None
+        return
+    check_store_is_shared(choice, store)  # before connecting: refused even with no scheduler up
+    from pipelines.runs.build import notebook_kernel
+    from pipelines.runs.executors.dask_executor import DaskExecutor
+
+    executor = DaskExecutor.connect(choice.address)
+    try:
+        check_store_is_shared(choice, store, executor.facts.worker_hosts)
+        kernels = {notebook_kernel(pipeline, block.notebook) for block in pipeline.blocks.values()}
+        executor.check_workers(sorted(kernels), pipeline.folder)
+        yield executor
+    finally:
+        executor.close()
+
+
+def _is_this_machine(host: str) -> bool:
+    if host in LOOPBACK_HOSTS or host.startswith("127."):
+        return True
+    names = {socket.gethostname(), socket.getfqdn()}
+    if host in names:
+        return True
+    try:
+        mine = {info[4][0] for name in names for info in socket.getaddrinfo(name, None)}
+    except OSError:
+        return False
+    return host in mine
