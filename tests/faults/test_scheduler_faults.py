@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import pytest
 
-import pipelines.scheduling.scheduler as scheduler_module
+import pipelines.scheduling.queueing as queueing_module
 from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions
 from pipelines.status import RunStatus, Trigger
 from pipelines.store.db import StoreError
@@ -138,7 +138,7 @@ def test_a_failed_enqueue_is_retried_at_the_next_tick(
             raise StoreError("the run store is unreachable (injected)", "try again")
         return enqueue_many(store, runs)
 
-    monkeypatch.setattr(scheduler_module, "enqueue_many", enqueue_failing_once)
+    monkeypatch.setattr(queueing_module, "enqueue_many", enqueue_failing_once)
     launcher = RecordingLauncher()
     daemon = Scheduler(
         project, shared_store, SchedulerOptions(tick_seconds=0.05, rescan_seconds=600), launcher

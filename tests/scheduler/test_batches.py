@@ -187,7 +187,7 @@ def test_schedulers_sharing_a_database_start_each_run_once_within_limits(
 def test_the_loop_wakes_for_the_next_fire_time_but_not_for_a_failed_one(
     tmp_path: Path, any_store: RunStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipelines.scheduling.scheduler as scheduler_module
+    import pipelines.scheduling.queueing as queueing_module
 
     make_pipeline(tmp_path, NOTEBOOK, '[schedule]\nevery = "10s"\n', name="p")
     clock = FakeClock(T0)
@@ -202,7 +202,7 @@ def test_the_loop_wakes_for_the_next_fire_time_but_not_for_a_failed_one(
     def unreachable(store: RunStore, runs: object) -> set[str]:
         raise RuntimeError("the run store is unreachable (injected)")
 
-    monkeypatch.setattr(scheduler_module, "enqueue_many", unreachable)
+    monkeypatch.setattr(queueing_module, "enqueue_many", unreachable)
     clock.advance(seconds=6)
     daemon.tick()
     # Not queued: tried again at the next tick, not at once in a loop.
