@@ -6,11 +6,12 @@ Three parts, each a whole process or more:
    `graph PIPELINE` N times each through `python -m pipelines`; each one's median wall time and
    its ratio to the bare interpreter.
 2. `blockbook run PIPELINE` (a copy of the shipped `notebooks/taxi` in a fresh project, one
-   untimed run first so the store exists): the median wall time of whole runs, and how long the
+   untimed run first so the store exists): the median wall time of whole runs; how long the
    runner takes to start its first kernel (wall time since the process was spawned, and the
-   runner's own CPU time, which other load on the machine changes less). Then, from one run
-   under `-X importtime`, the modules imported before that first kernel starts: their count,
-   their summed import time and the ten that cost most (cumulative, top-level imports).
+   runner's own CPU time, which other load on the machine changes less); how long it takes to
+   exit once it printed its summary. Then, from one run under `-X importtime`, the modules
+   imported before that first kernel starts: their count, their summed import time and the ten
+   that cost most (cumulative, top-level imports).
 3. A kernel's `%load_ext kernel_magics` (in a fresh interpreter with IPython already imported,
    as in a kernel that has just started).
 
@@ -111,6 +112,8 @@ class RunTiming:
     """Spawn to the first kernel's start."""
     first_kernel_cpu: float
     """The runner's CPU time when it starts its first kernel."""
+    exit_after_output: float
+    """The run's last line of output (its summary) to the process's exit."""
 
 
 def project_copy(pipeline: Path, into: Path) -> Path:
@@ -129,16 +132,30 @@ def runner_command(project: Path, folder: Path, *, importtime: bool = False) -> 
 
 
 def timed_run(project: Path, folder: Path) -> RunTiming:
-    spawned = time.time()
-    started = time.perf_counter()
-    result = subprocess.run(
-        runner_command(project, folder), cwd=project, capture_output=True, text=True
+    with tempfile.TemporaryFile("w+") as stderr:
+        spawned = time.time()
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            runner_command(project, folder),
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        assert process.stdout is not None
+        last_output = started
+        for _ in process.stdout:
+            last_output = time.perf_counter()
+        returncode = process.wait()
+        ended = time.perf_counter()
+        stderr.seek(0)
+        errors = stderr.read()
+    if returncode != 0:
+        raise SystemExit(f"blockbook run failed ({returncode}):\n{errors[-2000:]}")
+    figures = json.loads(_marked(errors)[0])
+    return RunTiming(
+        ended - started, figures["wall"] - spawned, figures["cpu"], ended - last_output
     )
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"blockbook run failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    figures = json.loads(_marked(result.stderr)[0])
-    return RunTiming(wall, figures["wall"] - spawned, figures["cpu"])
 
 
 def _marked(stderr: str) -> list[str]:
@@ -185,6 +202,7 @@ def blockbook_run(pipeline: Path, repeat: int) -> None:
         "whole run, wall s": [t.wall for t in timings],
         "to first kernel start, wall s": [t.first_kernel_wall for t in timings],
         "to first kernel start, runner CPU s": [t.first_kernel_cpu for t in timings],
+        "summary printed to exit, wall s": [t.exit_after_output for t in timings],
     }
     width = max(len(name) for name in rows)
     for name, values in rows.items():
