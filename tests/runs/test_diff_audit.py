@@ -19,6 +19,7 @@ from pipelines.assembly.pipeline import assemble
 from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import RunStatus, Trigger
 from pipelines.store.audit import RunAudit, StartedBy, current_user
+from pipelines.store.diff import Pair
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
 from tests.helpers.notebooks import LOAD_EXT, nb, write_notebook
 from tests.helpers.runs import BLOCKBOOK, cli_env, statuses
@@ -145,6 +146,23 @@ def test_blocks_a_run_reused_show_the_outputs_linked_into_its_folder(
     assert trips.rows.b == 3
     assert trips.sha256.b is not None
     assert not trips.changed, "the same stored frame, linked"
+
+
+def test_cached_blocks_show_the_outputs_they_reuse(
+    project: Path, any_store: RunStore, two_runs: tuple[str, str]
+) -> None:
+    again = Runner(project, any_store).run(
+        assemble(project / "trips"), RunOptions(params={"km_type": "float64"})
+    )
+    with Project(project, store=any_store) as service:
+        diff = service.diff(two_runs[1], again.run_id)
+
+    load = next(block for block in diff.blocks if block.block == "load")
+    assert load.status == Pair("success", "cached")
+    (trips,) = load.outputs
+    assert trips.rows == Pair(3, 3)
+    assert not trips.sha256.changed
+    assert diff.blocks[0].code == Pair(block_code_hash(LOAD), block_code_hash(LOAD))
 
 
 def test_diff_of_an_unknown_run_is_a_usage_error(
