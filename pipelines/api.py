@@ -292,6 +292,12 @@ class Project:
         from pipelines.store.queue import claim_launch
 
         claim_launch(self.store, run_id)  # this process launches it, not a scheduler
+        if self._warm is not None:
+            from pipelines.runs.runner import RunOptions
+
+            warm = RunOptions(only=tuple(only), resume=resume, isolate=isolate, run_id=run_id)
+            self._warm.launch(pipeline, warm, self.store)
+            return run_id
         request = LaunchRequest(
             run_id,
             str(pipeline.folder),
@@ -300,9 +306,6 @@ class Project:
             isolate=isolate,
             detached=detached,
         )
-        if self._warm is not None:
-            self._warm.launch(request, pipeline, self.store)
-            return run_id
         self._children[run_id] = self.launcher.launch(request)
         self._reap_children()
         return run_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from pipelines.assembly.pipeline import Pipeline
@@ -16,7 +17,6 @@ from pipelines.errors import BlockbookError
 from pipelines.rundir.state import now
 from pipelines.runs.pool import KernelPool
 from pipelines.runs.runner import Runner, RunOptions
-from pipelines.scheduling.launcher import LaunchRequest
 from pipelines.status import RunStatus
 from pipelines.store.queue import request_cancel
 from pipelines.store.run_store import RunStore
@@ -37,17 +37,20 @@ class WarmRuns:
         self._runners: dict[str, tuple[Runner, threading.Thread, RunStore]] = {}
         self._lock = threading.Lock()
 
-    def launch(self, request: LaunchRequest, pipeline: Pipeline, store: RunStore) -> None:
-        """Start the queued run `request.run_id` of `pipeline` and return at once."""
+    def launch(self, pipeline: Pipeline, options: RunOptions, store: RunStore) -> None:
+        """Start the queued run `options.run_id` of `pipeline` and return at once; its
+        parameters come from the queued run (secrets sealed), as a runner process takes them."""
+        if options.run_id is None:
+            raise ValueError("a warm run starts a queued run: its RunOptions need the run_id")
         runner = Runner(self.root, store, kernels=self.kernels)
         thread = threading.Thread(
             target=self._run,
-            args=(runner, request, pipeline, store),
-            name=f"run:{request.run_id}",
+            args=(runner, pipeline, options, store),
+            name=f"run:{options.run_id}",
             daemon=True,
         )
         with self._lock:
-            self._runners[request.run_id] = (runner, thread, store)
+            self._runners[options.run_id] = (runner, thread, store)
         thread.start()
 
     def cancel(self, run_id: str) -> bool:
@@ -80,18 +83,12 @@ class WarmRuns:
             thread.join(timeout)
 
     def _run(
-        self, runner: Runner, request: LaunchRequest, pipeline: Pipeline, store: RunStore
+        self, runner: Runner, pipeline: Pipeline, options: RunOptions, store: RunStore
     ) -> None:
-        run_id = request.run_id
+        run_id = str(options.run_id)
         try:
-            options = RunOptions(
-                params=queued_params(store, self.root, run_id) or {},
-                only=request.only,
-                resume=request.resume,
-                isolate=request.isolate,
-                run_id=run_id,
-            )
-            result = runner.run(pipeline, options)
+            queued = queued_params(store, self.root, run_id) or {}
+            result = runner.run(pipeline, replace(options, params={**queued, **options.params}))
             log.info("run %s ended %s", run_id, result.status)
         except BlockbookError as exc:
             # The runner ended the run `failed` with this reason when it could record it.
