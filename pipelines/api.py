@@ -42,6 +42,7 @@ from pipelines.status import RunStatus, Trigger
 if TYPE_CHECKING:
     from pipelines.runs.debug import ExecutedNotebook
     from pipelines.runs.execution import BlockListener
+    from pipelines.runs.executors.choice import ExecutorChoice
     from pipelines.runs.pool import KernelPool
     from pipelines.runs.runner import Runner, RunOptions, RunResult
     from pipelines.runs.warm import WarmRuns
@@ -254,19 +255,27 @@ class Project:
         options: RunOptions,
         on_block: BlockListener | None = None,
         on_runner: Callable[[Runner], None] | None = None,
+        executor: ExecutorChoice | None = None,
     ) -> RunResult:
         """Run `pipeline` in this process until it ends (`blockbook run` in the foreground).
 
         `on_runner` receives the runner before it starts, so a caller can wire Ctrl-C to
-        `runner.cancel`."""
+        `runner.cancel`. `executor` overrides where notebooks execute for this run
+        (`pipelines.runs.executors.choice`); a cluster that cannot run the pipeline is refused
+        before the run is recorded."""
         # Imported here for cost: papermill and the runner are only needed by runs.
+        from pipelines.runs.executors.choice import chosen_executor, open_executor
         from pipelines.runs.runner import Runner
 
         kernels = self._warm.kernels if self._warm is not None else None
-        runner = Runner(self.root, self.store, on_block=on_block, kernels=kernels)
-        if on_runner is not None:
-            on_runner(runner)
-        return runner.run(pipeline, options)
+        choice = chosen_executor(self.root, executor)
+        with open_executor(choice, self.store, pipeline) as opened:
+            runner = Runner(
+                self.root, self.store, on_block=on_block, kernels=kernels, executor=opened
+            )
+            if on_runner is not None:
+                on_runner(runner)
+            return runner.run(pipeline, options)
 
     def start(
         self,

@@ -132,6 +132,12 @@ def graph(project: Project, pipeline: str, output_format: str) -> None:
     help="Run blocks even if nothing changed since their last run: all of them, or BLOCK "
     "(repeatable). Put it after PIPELINE.",
 )
+@click.option(
+    "--executor",
+    metavar="local|dask://HOST:PORT",
+    help="Where notebooks execute, for this run (default: $BLOCKBOOK_EXECUTOR, else "
+    "[executor] in blockbook.toml, else local).",
+)
 @click.option("--run-id", hidden=True, help="Id for the new run (for tools that watch it).")
 @click.pass_obj
 def run(
@@ -142,6 +148,7 @@ def run(
     isolate: bool,
     resume: str | None,
     force: tuple[str, ...],
+    executor: str | None,
     run_id: str | None,
 ) -> None:
     """Run a pipeline headlessly; exit 0 on success, 1 on failure, 130 when cancelled.
@@ -153,12 +160,14 @@ def run(
     from rich.console import Console
 
     from pipelines.cli.progress import LiveProgress, run_summary
+    from pipelines.runs.executors.choice import parse_executor
     from pipelines.runs.runner import RunOptions
     from pipelines.store.sealed import KEY_ENV, queued_params
 
     with usage_errors():
         assembled = project.assemble(pipeline)
         given = parse_assignments(params)
+        chosen = parse_executor(executor, "--executor") if executor is not None else None
     with store_errors():
         project.store  # noqa: B018 (opened before the live view: its errors print plainly)
         # A queued run (a scheduler or `Project.start` launched this process) brings its own
@@ -184,7 +193,9 @@ def run(
         def cancel_on_signals(runner: Runner) -> None:
             signals.enter_context(stop_on_signals(runner.cancel, cancelling))
 
-        result = project.execute(assembled, options, progress.update, cancel_on_signals)
+        result = project.execute(
+            assembled, options, progress.update, cancel_on_signals, executor=chosen
+        )
     with store_errors():
         run_summary(console, project.run(result.run_id))
     sys.exit(_RUN_EXIT_CODES.get(result.status, EXIT_INVALID))

@@ -38,6 +38,7 @@ from pipelines.rundir.state import (
 from pipelines.runs import caching
 from pipelines.runs.build import build_plan, build_run_notebooks, notebook_kernel, write_notebook
 from pipelines.runs.execution import BlockListener, Execution, Limits
+from pipelines.runs.executors import Executor
 from pipelines.runs.finishing import finish_executed_notebooks
 from pipelines.runs.pool import KernelPool
 from pipelines.runs.selection import RunError, check_only, check_runnable
@@ -86,12 +87,15 @@ class Runner:
         store: RunStore,
         on_block: BlockListener | None = None,
         kernels: KernelPool | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.root = root
         self.store = store
         self.on_block = on_block
         self.kernels = kernels
         """Warm kernels to run notebooks on, in a long-lived process (`pipelines.runs.pool`)."""
+        self.executor = executor
+        """Where notebooks execute (`pipelines.runs.executors`); None: this process's threads."""
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -144,6 +148,7 @@ class Runner:
             self._cancel,
             self.on_block,
             kernels=self.kernels,
+            executor=self.executor,
         )
         try:
             status = execution.execute(list(notebooks))
@@ -377,7 +382,12 @@ class Runner:
         }
         previous: dict[str, caching.Previous] = {}
         if policy.enabled:
-            for name, last in self.store.last_results(pipeline.name, candidates).items():
+            # Like recording the run, reading the last results rides out a brief outage.
+            last_results = retrying(
+                lambda: self.store.last_results(pipeline.name, candidates),
+                f"read the last results of {pipeline.name}",
+            )
+            for name, last in last_results.items():
                 fingerprint = caching.Fingerprint.from_json(last.fingerprint)
                 if fingerprint is not None:
                     previous[name] = caching.Previous(last.origin, last.run_dir, fingerprint)
