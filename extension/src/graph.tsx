@@ -36,6 +36,8 @@ export interface IGraphCanvasProps {
   blocks: ReadonlyArray<IGraphBlock>;
   states: Record<string, IBlockState>;
   onOpenBlock: (block: IGraphBlock) => void;
+  /** Blocks whose code changed since the run whose states are shown. */
+  stale?: ReadonlyArray<string>;
 }
 
 export function GraphCanvas(props: IGraphCanvasProps): JSX.Element {
@@ -100,12 +102,14 @@ export function GraphCanvas(props: IGraphCanvasProps): JSX.Element {
       {placed.nodes.map(node => {
         const state = props.states[node.block.name];
         const status = state?.status ?? 'none';
+        const stale = props.stale?.includes(node.block.name) ?? false;
         return (
           <g
             key={node.block.name}
-            className={`bb-Graph-node bb-status-${status}`}
+            className={`bb-Graph-node bb-status-${status}${stale ? ' bb-Graph-node--stale' : ''}`}
             data-block={node.block.name}
             data-status={status}
+            data-stale={stale ? 'true' : undefined}
             transform={`translate(${node.x},${node.y})`}
             role="button"
             tabIndex={0}
@@ -114,7 +118,9 @@ export function GraphCanvas(props: IGraphCanvasProps): JSX.Element {
           >
             <title>
               {`${node.block.name} (${node.block.kind}) in ${node.block.notebook}, cell ${node.block.cell}\n` +
-                `status: ${status}\nclick to open the cell`}
+                `status: ${status}\n` +
+                (stale ? 'code changed since this run: the next run runs it again\n' : '') +
+                'click to open the cell'}
             </title>
             <rect width={node.width} height={NODE_HEIGHT} rx={5} />
             <text className="bb-Graph-name" x={10} y={19}>
@@ -125,6 +131,7 @@ export function GraphCanvas(props: IGraphCanvasProps): JSX.Element {
               {state?.duration !== null && state?.duration !== undefined
                 ? ` · ${formatDuration(state.duration)}`
                 : ''}
+              {stale ? ' · changed' : ''}
             </text>
           </g>
         );
@@ -197,6 +204,7 @@ export class GraphView extends LiveView {
         <GraphCanvas
           blocks={pipeline.blocks}
           states={blockStates(Object.values(pipeline.last_blocks))}
+          stale={pipeline.stale}
           onOpenBlock={block => this.options.openBlock(pipeline, block)}
         />
       </div>

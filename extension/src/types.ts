@@ -106,6 +106,8 @@ export interface IPipeline extends IPipelineSummary {
   order: string[];
   problems: IProblem[];
   last_blocks: Record<string, IRunBlock>;
+  /** Blocks whose code changed since the newest run: a run would run them again. */
+  stale: string[];
 }
 
 export interface IProblems {

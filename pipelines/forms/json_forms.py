@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.assembly.blocks import Block
+from pipelines.assembly.code_hash import block_code_hash
 from pipelines.assembly.config import ScheduleConfig
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.assembly.templates import Template
@@ -110,7 +111,21 @@ def pipeline_json(
     if with_graph:
         data.update(graph_json(pipeline))
         data["last_blocks"] = _blocks_by_name(last_run) if last_run is not None else {}
+        data["stale"] = stale_blocks(pipeline, last_run) if last_run is not None else []
     return data
+
+
+def stale_blocks(pipeline: Pipeline, last_run: RunRecord) -> list[str]:
+    """The blocks whose code changed since `last_run` recorded it (in its fingerprints), in
+    the global order: a run would run them again. A block the run recorded no code for is
+    not known to be stale."""
+    stale = []
+    for name in pipeline.order:
+        recorded = last_run.block(name)
+        code = (recorded.fingerprint or {}).get("code") if recorded is not None else None
+        if code is not None and code != block_code_hash(pipeline.blocks[name].source):
+            stale.append(str(name))
+    return stale
 
 
 def _blocks_by_name(record: RunRecord) -> dict[str, dict[str, Any]]:

@@ -142,6 +142,11 @@ SCHEMAS: dict[str, Schema] = {
         order=array(TEXT),
         problems=array(ref("Problem")),
         last_blocks={"type": "object", "additionalProperties": ref("RunBlock")},
+        stale={
+            **array(TEXT),
+            "description": "blocks whose code changed since the newest run (it recorded "
+            "their code's hash): a run would run them again",
+        },
     ),
     "RunRequest": {
         "type": "object",

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from pandas.testing import assert_frame_equal
 
+from pipelines.assembly.pipeline import assemble
+from pipelines.forms.json_forms import pipeline_json
 from pipelines.runs.runner import RunError, RunResult
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.run_store import RunStore
@@ -114,10 +116,13 @@ def test_editing_one_cell_reruns_that_block_and_its_downstream_only(
 ) -> None:
     log = tmp_path / "executions.log"
     folder = pipeline(taxi_like(log), PARAMS)
-    run(folder)
+    first = run(folder)
     executed(log)
 
     pipeline(taxi_like(log, clean_body="df = raw[raw.n > 1]"), PARAMS)
+    # The graph view marks the edited block stale before anything runs.
+    graph = pipeline_json(assemble(folder), store.get_run(first.run_id), with_graph=True)
+    assert graph["stale"] == ["clean"]
     edited = run(folder)
     assert edited.status is RunStatus.SUCCESS, statuses(edited)
     assert executed(log) == ["clean", "export", "report"]
