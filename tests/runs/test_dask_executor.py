@@ -131,6 +131,28 @@ def test_a_frame_crosses_notebooks_running_on_the_workers(
     assert_no_kernels(folder, within=15)
 
 
+def test_isolate_submits_one_task_per_block(
+    project: Path, store: RunStore, on_dask: ExecutorChoice, cluster: Any
+) -> None:
+    folder = make_pipeline(
+        project,
+        {
+            "a.ipynb": nb("%%block first\nx = 1", "%%block second\ny = x + 1"),
+            "b.ipynb": nb("%%block third\nz = y + 1\nassert z == 3"),
+        },
+    )
+    with (
+        distributed.Client(cluster.scheduler_address, set_as_default=False) as client,
+        distributed.get_task_stream(client) as tasks,
+    ):
+        result = execute(project, store, folder, on_dask, isolate=True)
+
+    assert result.status is RunStatus.SUCCESS, statuses(result)
+    prefix = f"blockbook-{result.run_id}-"
+    ours = [str(t["key"]) for t in tasks.data if str(t["key"]).startswith(prefix)]
+    assert len(ours) == 3, ours
+
+
 def test_a_failed_block_fails_its_downstream_in_another_notebook(
     project: Path, store: RunStore, on_dask: ExecutorChoice
 ) -> None:
