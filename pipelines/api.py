@@ -264,12 +264,13 @@ class Project:
         (`pipelines.runs.executors.choice`); a cluster that cannot run the pipeline is refused
         before the run is recorded."""
         # Imported here for cost: papermill and the runner are only needed by runs.
-        from pipelines.runs.executors.choice import chosen_executor, open_executor
+        from pipelines.runs.executors.choice import executor_for_run
         from pipelines.runs.runner import Runner
 
         kernels = self._warm.kernels if self._warm is not None else None
-        choice = chosen_executor(self.root, executor)
-        with open_executor(choice, self.store, pipeline) as opened:
+        with executor_for_run(
+            self.root, self.store, pipeline, executor, queued_run=options.run_id
+        ) as opened:
             runner = Runner(
                 self.root, self.store, on_block=on_block, kernels=kernels, executor=opened
             )

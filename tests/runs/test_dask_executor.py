@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
 
 from pipelines.api import Project  # noqa: E402
 from pipelines.assembly.pipeline import assemble  # noqa: E402
@@ -352,6 +353,40 @@ def test_the_command_line_runs_on_the_cluster_and_refuses_a_bad_executor(
     assert "--executor: `dask://nowhere` is not an executor" in bad.stderr
 
 
+def test_a_notebook_whose_workers_keep_dying_fails_not_as_the_notebooks_fault(
+    project: Path, store: RunStore
+) -> None:
+    # Each attempt kills the worker it runs on (its kernel, orphaned, exits when it notices);
+    # the scheduler gives up after one retry.
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as doomed,
+    ):
+        folder = make_pipeline(
+            project,
+            {
+                "a.ipynb": nb(
+                    "%%block fatal\nimport os, signal, time\n"
+                    "os.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(60)\nx = 1",
+                    "%%block later\ny = x + 1",
+                )
+            },
+        )
+        choice = parse_executor(doomed.scheduler_address, "test")
+        result = execute(project, store, folder, choice)
+
+    assert result.status is RunStatus.FAILED
+    fatal, later = result.blocks["fatal"], result.blocks["later"]
+    assert fatal.status is BlockStatus.FAILED, statuses(result)
+    assert "the Dask workers running this notebook died" in (fatal.error or "")
+    assert "not the notebook's fault" in (fatal.error or "")
+    assert fatal.error.endswith("this block was running then"), fatal.error  # type: ignore[union-attr]
+    assert (later.error or "").startswith("not run: the Dask workers"), statuses(result)
+    assert_no_kernels(folder, within=30)
+
+
 # ---- choosing the executor ----------------------------------------------------------------------
 
 
@@ -369,6 +404,22 @@ def test_a_remote_scheduler_with_an_sqlite_store_is_refused(any_store: RunStore)
     else:
         check_store_is_shared(remote, any_store)
     check_store_is_shared(local, any_store, worker_hosts=("127.0.0.1",))
+
+
+def test_a_queued_run_refused_by_its_executor_ends_failed_with_the_reason(
+    project: Path, store: RunStore
+) -> None:
+    folder = make_pipeline(project, {"a.ipynb": nb("%%block one\nx = 1")})
+    queued = Project(project, store=store).trigger(folder)
+    remote = parse_executor("dask://10.1.2.3:8786", "--executor")
+
+    with pytest.raises(InvalidInputError):
+        execute(project, store, folder, remote, run_id=queued)
+
+    record = store.get_run(queued)
+    assert record is not None
+    assert record.status is RunStatus.FAILED
+    assert (record.error or "").startswith("the run could not start: the Dask cluster")
 
 
 def test_the_choice_comes_from_the_option_then_the_environment_then_blockbook_toml(

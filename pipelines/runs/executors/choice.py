@@ -13,8 +13,10 @@ from typing import Literal
 
 from pipelines.assembly.config import PROJECT_FILE, check_scheduler_address, load_project_config
 from pipelines.assembly.pipeline import Pipeline
-from pipelines.errors import InvalidInputError
+from pipelines.errors import BlockbookError, InvalidInputError
+from pipelines.rundir.state import now
 from pipelines.runs.executors import Executor
+from pipelines.status import RunStatus
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
 
 EXECUTOR_ENV = "BLOCKBOOK_EXECUTOR"
@@ -108,6 +110,37 @@ def open_executor(
         yield executor
     finally:
         executor.close()
+
+
+@contextlib.contextmanager
+def executor_for_run(
+    root: Path,
+    store: RunStore,
+    pipeline: Pipeline,
+    explicit: ExecutorChoice | None,
+    queued_run: str | None,
+) -> Iterator[Executor | None]:
+    """`open_executor` of the executor chosen for a run. A queued run (a scheduler or
+    `Project.start` launched this runner for it) that cannot start on it is ended `failed` with
+    the reason: left queued, it would be marked crashed and retried, to fail the same way."""
+    with contextlib.ExitStack() as stack:
+        try:
+            executor = stack.enter_context(
+                open_executor(chosen_executor(root, explicit), store, pipeline)
+            )
+        except BlockbookError as exc:
+            if queued_run is not None:
+                _fail_queued(store, queued_run, exc)
+            raise
+        yield executor
+
+
+def _fail_queued(store: RunStore, run_id: str, exc: BlockbookError) -> None:
+    record = store.get_run(run_id)
+    if record is not None and record.run_id == run_id and record.status is RunStatus.QUEUED:
+        store.finish_run(
+            run_id, RunStatus.FAILED, now(), error=f"the run could not start: {exc.message}"
+        )
 
 
 def _is_this_machine(host: str) -> bool:

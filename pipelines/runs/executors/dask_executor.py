@@ -285,11 +285,13 @@ def _ending(future: Any) -> NotebookEnd:
     try:
         end: NotebookEnd = future.result()
     except KilledWorker as exc:
+        last = getattr(exc.last_worker, "address", exc.last_worker)
         return NotebookEnd(
             EndKind.WORKER_LOST,
-            "the Dask workers running this notebook died while it ran, more times than the "
-            "scheduler allows (`distributed.scheduler.allowed-failures`); not the notebook's "
-            f"fault: look at the workers' logs (out of memory? killed?) ({exc})",
+            f"the Dask workers running this notebook died while it ran, {exc.allowed_failures + 1}"
+            f" times (the last: {last}), more than the scheduler's "
+            "`distributed.scheduler.allowed-failures`; not the notebook's fault: look at the "
+            "workers' logs (out of memory? killed?)",
         )
     except CancelledError:
         return NotebookEnd(EndKind.STOPPED, "its Dask task was cancelled")
