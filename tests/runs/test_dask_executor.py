@@ -19,6 +19,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
 
+import pipelines  # noqa: E402
 from pipelines.api import Project  # noqa: E402
 from pipelines.assembly.pipeline import assemble  # noqa: E402
 from pipelines.errors import InvalidInputError  # noqa: E402
@@ -30,6 +31,7 @@ from pipelines.runs.executors.choice import (  # noqa: E402
     chosen_executor,
     parse_executor,
 )
+from pipelines.runs.executors.dask_executor import worker_problems  # noqa: E402
 from pipelines.runs.runner import Runner, RunResult  # noqa: E402
 from pipelines.status import BlockStatus, RunStatus  # noqa: E402
 from pipelines.store.run_store import RunStore  # noqa: E402
@@ -279,8 +281,9 @@ def test_a_block_past_its_timeout_is_stopped_on_its_worker(
 
 
 def test_concurrent_runs_of_one_pipeline_keep_apart(
-    project: Path, store: RunStore, on_dask: ExecutorChoice
+    project: Path, any_store: RunStore, on_dask: ExecutorChoice
 ) -> None:
+    store = any_store
     folder = make_pipeline(
         project,
         {
@@ -329,6 +332,18 @@ def test_a_worker_without_the_kernelspec_is_named_before_the_run(
     for worker in workers:
         assert f"worker {worker}: has no kernelspec `only-here`" in message
     assert store.list_runs("pipe") == []
+
+
+def test_the_pre_flight_names_a_worker_on_another_blockbook_or_without_the_project(
+    tmp_path: Path,
+) -> None:
+    problems = worker_problems(["python3"], str(tmp_path / "elsewhere"), "0.0.0-runner")
+
+    assert problems == [
+        f"runs blockbook {pipelines.__version__}, the runner 0.0.0-runner",
+        f"cannot see the pipeline folder {tmp_path / 'elsewhere'}: this version needs the "
+        "project on a disk the runner and the workers share (same machine, or NFS)",
+    ]
 
 
 def test_the_command_line_runs_on_the_cluster_and_refuses_a_bad_executor(

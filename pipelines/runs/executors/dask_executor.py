@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines import __version__
 from pipelines.rundir.state import write_json_atomic
 from pipelines.runs.executors import (
     CellGate,
@@ -227,7 +228,7 @@ class DaskExecutor:
         """The pre-flight: every worker imports what notebooks need, has their kernelspecs and
         sees the pipeline folder; else ExecutorUnavailable naming each worker and what it lacks."""
         answers = self.client.run(
-            worker_problems, sorted(set(kernels)), str(folder), on_error="return"
+            worker_problems, sorted(set(kernels)), str(folder), __version__, on_error="return"
         )
         lacking: list[str] = []
         for worker, answer in sorted(answers.items()):
@@ -327,9 +328,12 @@ def _facts(client: Any, address: str) -> ClusterFacts:
     return ClusterFacts(address, tuple(sorted(workers)), hosts, slots)
 
 
-def worker_problems(kernels: list[str], folder: str) -> list[str]:
+def worker_problems(kernels: list[str], folder: str, runner_version: str) -> list[str]:
     """Run on each worker by the pre-flight: what it lacks to run the pipeline's notebooks."""
     problems: list[str] = []
+    if __version__ != runner_version:
+        # The kernels' magics and the runner share the run folder's formats.
+        problems.append(f"runs blockbook {__version__}, the runner {runner_version}")
     for module in REQUIRED_MODULES:
         try:
             importlib.import_module(module)
