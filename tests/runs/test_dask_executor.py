@@ -55,7 +55,7 @@ def cluster() -> Iterator[Any]:
         threads_per_worker=2,
         processes=True,
         resources={"kernels": 2},
-        dashboard_address=None,
+        dashboard_address=":0",
     ) as local:
         with distributed.Client(local) as client:
             # Workers import papermill and the magics on first use: once, not in a timed test.
@@ -376,7 +376,7 @@ def test_a_notebook_whose_workers_keep_dying_fails_not_as_the_notebooks_fault(
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 1}),
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as doomed,
     ):
         folder = make_pipeline(
