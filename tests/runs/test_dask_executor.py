@@ -328,7 +328,9 @@ def test_a_worker_without_the_kernelspec_is_named_before_the_run(
         execute(project, store, folder, on_dask)
 
     message = raised.value.message
-    workers = sorted(distributed.Client(on_dask.address, set_as_default=False).run(os.getpid))
+    with distributed.Client(on_dask.address, set_as_default=False) as client:
+        workers = sorted(client.run(os.getpid))
+    assert len(workers) == 2
     for worker in workers:
         assert f"worker {worker}: has no kernelspec `only-here`" in message
     assert store.list_runs("pipe") == []
