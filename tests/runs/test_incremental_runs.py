@@ -15,7 +15,14 @@ from pipelines.runs.runner import RunError, RunResult
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.run_store import RunStore
 from tests.helpers.notebooks import make_pipeline, nb
-from tests.helpers.runs import RunHelper, blockbook, load_output, statuses
+from tests.helpers.runs import (
+    RunHelper,
+    block_cell,
+    blockbook,
+    cell_text,
+    load_output,
+    statuses,
+)
 
 
 def logged(name: str, log: Path, body: str, header: str = "") -> str:
@@ -131,6 +138,10 @@ def test_editing_one_cell_reruns_that_block_and_its_downstream_only(
     assert why["clean"] == "code changed"
     assert why["report"] == "upstream `clean` runs"
     assert list(load_output(edited, "clean", "df").n) == [2]
+    # The kernel that ran `clean` shows `load` (same notebook) as cached, and why.
+    shown = cell_text(block_cell(edited.run_dir / "notebooks" / "a.ipynb", "load"))
+    assert "cached" in shown
+    assert f"reused from run {first.run_id}: nothing changed" in shown
 
     # Layout only (trailing spaces, CRLF line endings, blank lines after the body): no change.
     pipeline(taxi_like(log, clean_body="df = raw[raw.n > 1]   \r\n\r\n"), PARAMS)
