@@ -225,7 +225,7 @@ def decide(
                     Fingerprint("", inputs=now_read),
                 )
             reasons += [
-                f"output `{output}` was not stored by run {before.run_id}"
+                f"output `{output}` is not stored in run {before.run_id}"
                 for output in sorted(stored.get(name, ()))
                 if stored_hash(before.run_dir, name, output) is None
             ]

@@ -165,7 +165,7 @@ def test_a_block_below_one_that_runs_runs_and_a_missing_output_is_a_reason(
     gone = {k: v for k, v in ALL_STORED.items() if k[1] != "report"}
     full = _previous(chain, {"day": "mon"}, ALL_STORED)
     decisions = decide(chain, set(chain.order), ON, own, full, stored, _stored(gone))
-    assert decisions["report"].reason == "output `summary` was not stored by run R1"
+    assert decisions["report"].reason == "output `summary` is not stored in run R1"
 
 
 def test_run_status_counts_cached_blocks_as_succeeded() -> None:

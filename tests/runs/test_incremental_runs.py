@@ -252,7 +252,7 @@ def test_a_new_reader_of_an_output_not_stored_before_reruns_its_producer(
     second = run(folder)
     assert second.status is RunStatus.SUCCESS, statuses(second)
     assert executed(log) == ["late", "make", "take"]
-    assert notes(store, second)["make"] == f"output `extra` was not stored by run {first.run_id}"
+    assert notes(store, second)["make"] == f"output `extra` is not stored in run {first.run_id}"
 
 
 def test_cli_run_twice_shows_cached_and_force(project, tmp_path) -> None:
