@@ -26,7 +26,7 @@ from pipelines.assembly.code_hash import block_code_hash
 from pipelines.assembly.header import BlockKind, BlockName, CachePolicy
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.params import ParamValue, is_secret_param, json_value
-from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.status import Trigger
 
 FINGERPRINT_VERSION = 1
 """Stored with each fingerprint; a stored one of another version is never matched."""
@@ -237,15 +237,6 @@ def decide(
                 name, before, f"reused from run {before.run_id}: nothing changed"
             )
     return decisions
-
-
-def run_status(status: RunStatus, statuses: Collection[BlockStatus | None]) -> RunStatus:
-    """The run's status once cached blocks count as succeeded: a run whose every block
-    succeeded, was cached or was skipped succeeded."""
-    fine = {BlockStatus.SUCCESS, BlockStatus.CACHED, BlockStatus.SKIPPED}
-    if status is RunStatus.FAILED and statuses and all(s in fine for s in statuses):
-        return RunStatus.SUCCESS
-    return status
 
 
 def _why_it_runs(pipeline: Pipeline, name: str, policy: CachePolicyOfRun) -> list[str]:

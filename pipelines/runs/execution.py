@@ -335,16 +335,17 @@ class Execution:
                 _kill(job)
 
     def _status(self) -> RunStatus:
-        """Success when every block succeeded or was skipped (--skip, --only, a false condition
-        upstream, a skipped upstream). Any failed, upstream_failed or cancelled block fails the
-        run, even when an `--trigger-rule all_done` or `one_success` block ran after it."""
+        """Success when every block succeeded, was cached or was skipped (--skip, --only, a
+        false condition upstream, a skipped upstream). Any failed, upstream_failed or cancelled
+        block fails the run, even when an `--trigger-rule all_done` or `one_success` block ran
+        after it."""
         if self.reporter.ended_elsewhere is not None:
             return self.reporter.ended_elsewhere
         if self.cancel_requested.is_set():
             return RunStatus.CANCELLED
-        fine = {BlockStatus.SUCCESS, BlockStatus.SKIPPED}
         statuses = [self._states[n].status if n in self._states else None for n in self.plan.order]
-        return RunStatus.SUCCESS if all(s in fine for s in statuses) else RunStatus.FAILED
+        fine = all(s is not None and (s.succeeded or s is BlockStatus.SKIPPED) for s in statuses)
+        return RunStatus.SUCCESS if fine else RunStatus.FAILED
 
 
 def _time_allowed(header: BlockHeader) -> float | None:

@@ -159,9 +159,6 @@ class Runner:
         if execution.reporter.ended_elsewhere is not None:
             # Marked crashed while this runner was paused: the run is not ours to finish.
             return RunResult(run_id, execution.reporter.ended_elsewhere, run_dir, states)
-        status = caching.run_status(
-            status, [states[n].status if n in states else None for n in plan.order]
-        )
         self._record_fingerprints(run_id, pipeline, run_dir, caches)
         error = _first_error(plan, states)
         if error is not None:

@@ -18,10 +18,9 @@ from pipelines.runs.caching import (
     input_hashes,
     own_fingerprint,
     run_policy,
-    run_status,
     value_hash,
 )
-from pipelines.status import BlockStatus, RunStatus, Trigger
+from pipelines.status import Trigger
 from tests.helpers.notebooks import nb
 
 ON = CachePolicyOfRun(True)
@@ -166,10 +165,3 @@ def test_a_block_below_one_that_runs_runs_and_a_missing_output_is_a_reason(
     full = _previous(chain, {"day": "mon"}, ALL_STORED)
     decisions = decide(chain, set(chain.order), ON, own, full, stored, _stored(gone))
     assert decisions["report"].reason == "output `summary` is not stored in run R1"
-
-
-def test_run_status_counts_cached_blocks_as_succeeded() -> None:
-    fine = [BlockStatus.CACHED, BlockStatus.SUCCESS, BlockStatus.SKIPPED]
-    assert run_status(RunStatus.FAILED, fine) is RunStatus.SUCCESS
-    assert run_status(RunStatus.FAILED, [*fine, BlockStatus.FAILED]) is RunStatus.FAILED
-    assert run_status(RunStatus.CANCELLED, fine) is RunStatus.CANCELLED
