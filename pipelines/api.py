@@ -286,6 +286,7 @@ class Project:
         only: Sequence[str] = (),
         resume: str | None = None,
         isolate: bool = False,
+        force: bool = False,
         trigger: Trigger = Trigger.MANUAL,
         detached: bool = False,
     ) -> RunId:
@@ -305,7 +306,9 @@ class Project:
         if self._warm is not None:
             from pipelines.runs.runner import RunOptions
 
-            warm = RunOptions(only=tuple(only), resume=resume, isolate=isolate, run_id=run_id)
+            warm = RunOptions(
+                only=tuple(only), resume=resume, isolate=isolate, force=force, run_id=run_id
+            )
             self._warm.launch(pipeline, warm, self.store)
             return run_id
         request = LaunchRequest(
@@ -314,6 +317,7 @@ class Project:
             only=tuple(only),
             resume=resume,
             isolate=isolate,
+            force=force,
             detached=detached,
         )
         self._children[run_id] = self.launcher.launch(request)

@@ -31,6 +31,8 @@ class LaunchRequest:
     only: tuple[str, ...] = ()
     resume: str | None = None
     isolate: bool = False
+    force: bool = False
+    """Run every block, also those nothing changed for (`--force`)."""
     detached: bool = False
     """Its own session, outliving the process that started it: a run started from a notebook
     must not stop when the kernel is interrupted or restarted. Otherwise the runner dies with
@@ -74,6 +76,8 @@ def _command(root: Path, request: LaunchRequest) -> list[str]:
         command += ["--resume", request.resume]
     if request.isolate:
         command.append("--isolate")
+    if request.force:
+        command.append("--force")
     return command
 
 

@@ -18,7 +18,7 @@ from pipelines.status import RunStatus
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-_RUN_FIELDS = frozenset({"params", "only", "resume"})
+_RUN_FIELDS = frozenset({"params", "only", "resume", "force"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class RunRequest:
     params: Mapping[str, ParamValue]
     only: tuple[str, ...] = ()
     resume: str | None = None
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ def run_request(body: bytes) -> RunRequest:
         params=_params(data.get("params", {})),
         only=_names(data.get("only", [])),
         resume=_optional_text(data.get("resume"), "resume"),
+        force=_flag(data.get("force", False), "force"),
     )
 
 
@@ -135,6 +137,14 @@ def _names(value: Any) -> tuple[str, ...]:
             "`only` must be a list of block names", hint='for example {"only": ["load"]}'
         )
     return tuple(value)
+
+
+def _flag(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise InvalidInputError(
+        f"`{field}` must be true or false", hint=f'for example {{"{field}": true}}'
+    )
 
 
 def _optional_text(value: Any, field: str) -> str | None:

@@ -163,6 +163,11 @@ SCHEMAS: dict[str, Schema] = {
                 **NULLABLE_TEXT,
                 "description": "a run id to resume: its succeeded blocks are reused",
             },
+            "force": {
+                "type": "boolean",
+                "description": "run every block, also those a manual run would reuse because "
+                "nothing they depend on changed (`blockbook run --force`)",
+            },
         },
     },
     "LatestBlock": obj(

@@ -96,8 +96,10 @@ def start(project: Project, name: str, request: RunRequest) -> dict[str, Any]:
         request.params,
         only=request.only,
         resume=request.resume,
-        # A run started from JupyterLab is the user's, as one from a notebook is: it must not
-        # die when the server stops or restarts (the store's heartbeat tells if it crashed).
+        force=request.force,
+        # Without warm kernels, a run started from JupyterLab is the user's, as one from a
+        # notebook is: it must not die when the server stops or restarts (the store's heartbeat
+        # tells if it crashed). With them, it runs in the server (docs/server.md).
         detached=True,
     )
     return {"run_id": run_id}

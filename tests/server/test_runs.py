@@ -110,6 +110,36 @@ async def test_cancel_stops_a_running_run_whose_notebooks_wait_for_it_to_end(
     assert token not in log.body
 
 
+@WARM_OR_NOT
+async def test_a_second_run_reuses_unchanged_blocks_unless_forced(
+    api: Api, root: Path, started: Any, warm_kernels: int
+) -> None:
+    write_pipeline(
+        root, "chain", {"a.ipynb": [LOAD], "b.ipynb": [DOUBLE]}, '[params]\nlabel = "x"\n'
+    )
+    if warm_kernels:
+        full_kernel_pool(started)
+    ended = {"success", "failed", "crashed", "cancelled"}
+
+    async def statuses_of(body: dict[str, Any]) -> dict[str, str]:
+        reply = await api.post("pipelines/{name}/runs", body, name="chain")
+        record = await run_reaching(api, reply.body["run_id"], ended)
+        assert record["status"] == "success", record["error"]
+        return {block["name"]: block["status"] for block in record["blocks"]}
+
+    first = await statuses_of({})
+    if warm_kernels:
+        full_kernel_pool(started)
+    again = await statuses_of({})
+    if warm_kernels:
+        full_kernel_pool(started)
+    forced = await statuses_of({"force": True})
+
+    assert first == {"load": "success", "double": "success"}
+    assert again == {"load": "cached", "double": "cached"}
+    assert forced == first
+
+
 async def test_runs_page_newest_first_with_before(api: Api, root: Path) -> None:
     write_pipeline(root, "chain", {"a.ipynb": [LOAD]})
     write_pipeline(root, "other", {"a.ipynb": [LOAD]})
@@ -187,6 +217,7 @@ async def test_runs_of_other_processes_show_up_as_events(
         ({"params": {"bad name": 1}}, "bad name"),
         ({"only": "load"}, "only"),
         ({"resume": 42}, "resume"),
+        ({"force": "yes"}, "force"),
         ({"prams": {}}, "prams"),
         ({"only": ["missing"]}, "missing"),
     ],
