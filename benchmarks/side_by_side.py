@@ -234,10 +234,12 @@ class Command:
     argv: list[str]
     cwd: Path
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    start: Callable[[], None] = lambda: None
+    """Starts what the tool needs running beside its runs (a warm server), before round one."""
     stop: Callable[[], None] = lambda: None
-    """Ends whatever the tool needed running beside its runs (a warm server)."""
-    beside: int | None = None
-    """A process running beside the command whose tree's memory counts too (the warm server
+    """Ends it, after the last round."""
+    beside: Callable[[], int | None] = lambda: None
+    """The process running beside the command whose tree's memory counts too (the warm server
     and its kernels)."""
 
 
@@ -267,7 +269,10 @@ def with_path_of(python: str) -> dict[str, str]:
 def blockbook_cold(places: dict[str, Path]) -> Command | Skip:
     folder = places["blockbook"]
     blockbook = beside_python(sys.executable, "blockbook")
-    return Command([blockbook, "run", folder.name], folder.parent, with_path_of(sys.executable))
+    # --force: every round runs every block (a second run would reuse unchanged blocks), as
+    # Ploomber's `build --force` does.
+    argv = [blockbook, "run", folder.name, "--force"]
+    return Command(argv, folder.parent, with_path_of(sys.executable))
 
 
 def blockbook_warm(places: dict[str, Path]) -> Command | Skip:
@@ -279,76 +284,97 @@ def blockbook_warm_one_notebook(places: dict[str, Path]) -> Command | Skip:
 
 
 def _warm_trigger(places: dict[str, Path], pipeline: str) -> Command:
-    """The command that triggers a run of `pipeline` through the warm server (started on first
-    use, ended by the command's `stop`)."""
+    """The command that triggers a run of `pipeline` through the warm server: started before
+    the first round (`Command.start`), ended after the last (`Command.stop`)."""
     server = _warm_server(places["blockbook"].parent)
     script = Path(__file__).with_name("warm_trigger.py")
     argv = [sys.executable, "-S", str(script), server.url, server.token, pipeline]
-    return Command(argv, places["blockbook"].parent, stop=server.stop, beside=server.process.pid)
+    return Command(
+        argv,
+        places["blockbook"].parent,
+        start=server.start,
+        stop=server.stop,
+        beside=server.pid,
+    )
 
 
 @dataclass
 class WarmServer:
-    url: str
-    token: str
-    process: subprocess.Popen[bytes]
+    """A Jupyter server with Blockbook's extension and its warm kernels, over `project`."""
+
+    project: Path
+    port: int
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def start(self) -> None:
+        if self.process is not None:
+            return
+        log_path = self.project.parent / "warm-server.log"
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "jupyter_server",
+                    "--no-browser",
+                    "--allow-root",
+                    "--ip=127.0.0.1",
+                    f"--port={self.port}",
+                    f"--IdentityProvider.token={self.token}",
+                    f"--ServerApp.root_dir={self.project}",
+                    f"--BlockbookExtension.warm_kernels={WARM_KERNELS}",
+                ],
+                cwd=self.project,
+                env=with_path_of(sys.executable),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise SystemExit(f"the warm server did not start ({log_path}):\n{tail}")
+            time.sleep(0.2)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
+    def _answers(self) -> bool:
+        request = urllib.request.Request(
+            f"{self.url}/blockbook/api/pipelines", headers={"Authorization": f"token {self.token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                return True
+        except OSError:
+            return False
+
 
 _servers: dict[Path, WarmServer] = {}
 
 
 def _warm_server(project: Path) -> WarmServer:
-    """A Jupyter server with Blockbook's extension and its warm kernels, over `project`."""
-    if project in _servers:
-        return _servers[project]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    token = secrets.token_hex(16)
-    log = (project.parent / "warm-server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            "--no-browser",
-            "--allow-root",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={project}",
-            f"--BlockbookExtension.warm_kernels={WARM_KERNELS}",
-        ],
-        cwd=project,
-        env=with_path_of(sys.executable),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = WarmServer(f"http://127.0.0.1:{port}", token, process)
-    _servers[project] = server
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while True:
-        try:
-            request = urllib.request.Request(
-                f"{server.url}/blockbook/api/pipelines", headers={"Authorization": f"token {token}"}
-            )
-            with urllib.request.urlopen(request, timeout=5):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                server.stop()
-                tail = Path(log.name).read_text(errors="replace")[-3000:]
-                raise SystemExit(f"the warm server did not start ({log.name}):\n{tail}") from None
-            time.sleep(0.2)
-    return server
+    """The one warm server of `project` (both warm rows use it), not started yet."""
+    if project not in _servers:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        _servers[project] = WarmServer(project, port)
+    return _servers[project]
 
 
 def ploomber(places: dict[str, Path]) -> Command | Skip:
@@ -432,7 +458,8 @@ def measure(command: Command, log: Path) -> Measurement:
         process = psutil.Popen(
             command.argv, cwd=command.cwd, env=command.env, stdout=output, stderr=output
         )
-        beside = psutil.Process(command.beside) if command.beside is not None else None
+        beside_pid = command.beside()
+        beside = psutil.Process(beside_pid) if beside_pid is not None else None
         done = threading.Event()
 
         def sample() -> None:
@@ -469,6 +496,8 @@ def run_in_turns(
 ) -> dict[str, list[Measurement]]:
     """Every tool once per round, in the same order, so a slow moment hits all of them."""
     results: dict[str, list[Measurement]] = {name: [] for name in commands}
+    for command in commands.values():
+        command.start()
     for round_index in range(-warmup, repeat):
         for number, (name, command) in enumerate(commands.items()):
             taken = measure(command, logs / f"{number}-{round_index}.log")

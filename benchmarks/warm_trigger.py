@@ -33,7 +33,8 @@ def call(base: str, token: str, method: str, path: str, body: Any = None) -> Any
 
 def main() -> int:
     base, token, pipeline = sys.argv[1:4]
-    run_id = call(base, token, "POST", f"pipelines/{pipeline}/runs", {})["run_id"]
+    # force: every trigger runs every block, as `blockbook run --force` does.
+    run_id = call(base, token, "POST", f"pipelines/{pipeline}/runs", {"force": True})["run_id"]
     deadline = time.monotonic() + DEADLINE_SECONDS
     while time.monotonic() < deadline:
         record = call(base, token, "GET", f"runs/{run_id}")

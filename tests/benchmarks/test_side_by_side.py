@@ -69,11 +69,14 @@ def test_other_tools_get_the_same_ten_steps(side_by_side: ModuleType, tmp_path: 
     assert floor.stdout.strip() == "7"  # the last step groups the 1,000 rows by id % 7
 
 
-def test_warm_path_and_missing_tools_are_skipped_with_a_reason(
+def test_missing_tools_are_skipped_with_a_reason_and_preparing_starts_no_server(
     side_by_side: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MAGE_PYTHON", raising=False)
     prepared = side_by_side.prepare_tools(side_by_side.build_workload(tmp_path))
-    assert prepared[side_by_side.WARM].reason == "n/a (no warm path yet)"
+    warm = prepared[side_by_side.WARM]
+    assert isinstance(warm, side_by_side.Command)
+    assert warm.argv[2].endswith("warm_trigger.py")
+    assert warm.beside() is None, "the warm server starts with the rounds, not before"
     assert "MAGE_PYTHON" in prepared["Mage (mage run)"].reason
     assert isinstance(prepared[side_by_side.COLD], side_by_side.Command)
