@@ -16,6 +16,10 @@ Three parts, each a whole process or more:
    as in a kernel that has just started).
 
     python benchmarks/startup.py [--repeat 9] [--run-repeat 5] [--pipeline notebooks/taxi]
+        [--version before=/tmp/before --version after=/tmp/after]
+
+`--version`s compare commits in turns: `git archive COMMIT pipelines kernel_magics | tar -x -C
+/tmp/before` exports one (the light commands and the kernel figure use the installed one).
 
 Note the load (`uptime`) beside the figures: on 2 busy cores they grow several times.
 """
@@ -32,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,14 +196,34 @@ def imports_before_first_kernel(project: Path, folder: Path) -> ImportFigures:
     )
 
 
-def blockbook_run(pipeline: Path, repeat: int) -> None:
+def blockbook_run(pipeline: Path, repeat: int, versions: dict[str, str | None]) -> None:
+    """Time `blockbook run` of each version (name -> folder put first on PYTHONPATH, None for
+    the installed one) in turns, each in a project of its own."""
+    timings: dict[str, list[RunTiming]] = {name: [] for name in versions}
+    imports: dict[str, ImportFigures] = {}
     with tempfile.TemporaryDirectory(prefix="blockbook-startup-") as temporary:
-        project = Path(temporary)
-        folder = project_copy(pipeline, project)
-        timed_run(project, folder)  # creates the store: not what a run usually pays
-        timings = [timed_run(project, folder) for _ in range(repeat)]
-        imports = imports_before_first_kernel(project, folder)
-    print(f"\nblockbook run {pipeline.name} ({repeat} runs after 1 untimed; medians)")
+        places: dict[str, tuple[Path, Path]] = {}
+        for name in versions:
+            project = Path(temporary) / f"project-{len(places)}"
+            project.mkdir()
+            places[name] = (project, project_copy(pipeline, project))
+            with _version(versions[name]):
+                timed_run(*places[name])  # creates the store: not what a run usually pays
+        for turn in range(repeat):
+            order = list(versions) if turn % 2 == 0 else list(reversed(list(versions)))
+            for name in order:
+                with _version(versions[name]):
+                    timings[name].append(timed_run(*places[name]))
+        for name in versions:
+            with _version(versions[name]):
+                imports[name] = imports_before_first_kernel(*places[name])
+    for name in versions:
+        where = f" ({versions[name]})" if versions[name] else ""
+        print(f"\nblockbook run {pipeline.name}, {name}{where}: {repeat} runs, medians")
+        _print_run_figures(timings[name], imports[name])
+
+
+def _print_run_figures(timings: list[RunTiming], imports: ImportFigures) -> None:
     rows = {
         "whole run, wall s": [t.wall for t in timings],
         "to first kernel start, wall s": [t.first_kernel_wall for t in timings],
@@ -216,6 +242,22 @@ def blockbook_run(pipeline: Path, repeat: int) -> None:
         print(f"  {seconds:6.3f}  {name}")
 
 
+@contextmanager
+def _version(folder: str | None) -> Iterator[None]:
+    """Blockbook from `folder` (a `git archive` of `pipelines` and `kernel_magics`) in the
+    processes started meanwhile, kernels included; the installed one when None."""
+    saved = os.environ.get("PYTHONPATH")
+    if folder is not None:
+        os.environ["PYTHONPATH"] = folder
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
 def kernel_load_ext(repeat: int) -> None:
     timings = []
     for _ in range(repeat):
@@ -232,7 +274,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9, help="runs of each light command")
     parser.add_argument("--run-repeat", type=int, default=5, help="timed `blockbook run`s")
     parser.add_argument("--pipeline", default="notebooks/taxi")
+    parser.add_argument(
+        "--version",
+        dest="versions",
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="time `blockbook run` of the Blockbook exported to FOLDER (git archive COMMIT "
+        "pipelines kernel_magics), in turns with the other --version's; repeatable",
+    )
     args = parser.parse_args()
+    versions: dict[str, str | None] = {"installed": None}
+    if args.versions:
+        versions = dict(version.split("=", 1) for version in args.versions)
     print(
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at start "
         f"{', '.join(f'{load:.2f}' for load in os.getloadavg())}, {os.cpu_count()} cores"
@@ -245,7 +299,7 @@ def main() -> None:
     )
     print(f"Blockbook: {Path(where.stdout.strip()).parent}")
     light_commands(args.pipeline, args.repeat)
-    blockbook_run((ROOT / args.pipeline).resolve(), args.run_repeat)
+    blockbook_run((ROOT / args.pipeline).resolve(), args.run_repeat, versions)
     kernel_load_ext(args.repeat)
     print(f"load average at end {', '.join(f'{load:.2f}' for load in os.getloadavg())}")
 
