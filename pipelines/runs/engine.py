@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import time
 from collections.abc import Callable
 from typing import Any
 
 from jupyter_core.utils import ensure_async, run_sync
+from nbclient.util import run_hook
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, NotebookExecutionManager
 
@@ -31,6 +33,9 @@ KernelStarted = Callable[[Any], None]
 CellGate = Callable[[Any], None]
 SAVE_INTERVAL_SECONDS = 1.0
 READY_POLL_SECONDS = 0.2
+IOPUB_JOIN_SECONDS = 0.2
+"""How long a kernel_info's IOPub status may take to reach a new client before it is asked
+again (its subscription may not have joined yet)."""
 
 
 class ThrottledExecutionManager(NotebookExecutionManager):  # type: ignore[misc]
@@ -98,6 +103,25 @@ class BlockbookNotebookClient(PapermillNotebookClient):  # type: ignore[misc]
     # nbclient binds its sync wrapper to the base coroutine; rebind it to the override above.
     start_new_kernel = run_sync(async_start_new_kernel)
 
+    async def async_start_new_kernel_client(self) -> Any:
+        """nbclient's, with a readiness check that ends when the kernel has answered instead of
+        after 0.2 s of silence on IOPub (jupyter_client's `wait_for_ready` ends so): every
+        notebook of every run, warm or cold, paid those 0.2 s before its first cell."""
+        assert self.km is not None
+        try:
+            self.kc = self.km.client()
+            await ensure_async(self.kc.start_channels())
+            await until_answering(self.kc, timeout=self.startup_timeout)
+        except Exception as exc:
+            self.log.error("the kernel's client did not start: %s", exc)
+            await self._async_cleanup_kernel()
+            raise
+        self.kc.allow_stdin = False
+        await run_hook(self.on_notebook_start, notebook=self.nb)
+        return self.kc
+
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
     async def _until_ready(self, output: KernelLog | None, since: int) -> BaseException | None:
         """Wait for the kernel's first reply: None when it came, else why it will not. nbclient
         notices a kernel process that exits within a second; a kernel that failed to bind a port
@@ -121,6 +145,53 @@ class BlockbookNotebookClient(PapermillNotebookClient):  # type: ignore[misc]
             await ensure_async(self.km.cleanup_resources())
             self.km = None
         return failure
+
+
+async def until_answering(client: Any, timeout: float) -> None:
+    """Wait until the kernel answers: its reply to kernel_info on the shell channel, then its
+    `idle` status for that request on IOPub, which proves our subscription is live (a SUB
+    socket misses what was published before it joined). What the status is missing for is
+    asked again, as jupyter_client does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        request = client.kernel_info()
+        reply = await _reply_to(client, request, within=1.0)
+        if reply is not None and await _idle_after(client, request, within=IOPUB_JOIN_SECONDS):
+            # What jupyter_client does with the reply (the protocol version to speak).
+            client._handle_kernel_info_reply(reply)
+            return
+        if not await ensure_async(client.is_alive()):
+            raise RuntimeError("the kernel died before it answered kernel_info")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the kernel did not answer in {timeout:g} s")
+
+
+async def _reply_to(client: Any, request: str, within: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            message: dict[str, Any] = await client.shell_channel.get_msg(timeout=left)
+        except queue.Empty:
+            return None
+        if message["parent_header"].get("msg_id") == request:
+            return message
+    return None
+
+
+async def _idle_after(client: Any, request: str, within: float) -> bool:
+    """True once IOPub carried the kernel's `idle` for `request`; False after `within` seconds
+    without any message (nothing reached our subscription)."""
+    while True:
+        try:
+            message = await client.iopub_channel.get_msg(timeout=within)
+        except queue.Empty:
+            return False
+        if (
+            message["msg_type"] == "status"
+            and message["content"].get("execution_state") == "idle"
+            and message["parent_header"].get("msg_id") == request
+        ):
+            return True
 
 
 class BlockbookEngine(NBClientEngine):  # type: ignore[misc]
