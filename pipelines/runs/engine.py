@@ -15,16 +15,28 @@ import asyncio
 import contextlib
 import logging
 import queue
+import signal
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient.util import run_hook
+from nbformat.v4 import nbjson
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, NotebookExecutionManager
 
-from pipelines.runs.kernels import START_ATTEMPTS, KernelLog, KernelStartFailed, lost_port_race
+from pipelines.rundir.state import write_bytes_atomic
+from pipelines.runs.kernels import (
+    START_ATTEMPTS,
+    KernelLog,
+    KernelStartFailed,
+    kernel_group,
+    lost_port_race,
+    signal_kernel,
+)
 from pipelines.runs.kernels import cause as kernel_cause
 
 logger = logging.getLogger(__name__)
@@ -33,6 +45,7 @@ KernelStarted = Callable[[Any], None]
 CellGate = Callable[[Any], None]
 SAVE_INTERVAL_SECONDS = 1.0
 READY_POLL_SECONDS = 0.2
+KILL_WAIT_SECONDS = 5.0
 IOPUB_JOIN_SECONDS = 0.2
 """How long a kernel_info's IOPub status may take to reach a new client before it is asked
 again (its subscription may not have joined yet)."""
@@ -51,7 +64,13 @@ class ThrottledExecutionManager(NotebookExecutionManager):  # type: ignore[misc]
     def save(self, **kwargs: Any) -> None:
         if self._in_cell_event and time.monotonic() - self._last_write < SAVE_INTERVAL_SECONDS:
             return
-        super().save(**kwargs)
+        if self.output_path:
+            # papermill's write checks the whole notebook against nbformat's schema each time
+            # (a third of a save, a dozen saves per notebook) and writes in place, where a
+            # kill mid-write would leave half a notebook: written whole and renamed instead.
+            # Run notebooks are nbformat 4 (`runs.build`), written as nbformat.writes would.
+            payload = nbjson.writes(self.nb).encode()  # type: ignore[no-untyped-call]
+            write_bytes_atomic(Path(self.output_path), payload)
         self._last_write = time.monotonic()
 
     def cell_start(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
@@ -102,6 +121,18 @@ class BlockbookNotebookClient(PapermillNotebookClient):  # type: ignore[misc]
 
     # nbclient binds its sync wrapper to the base coroutine; rebind it to the override above.
     start_new_kernel = run_sync(async_start_new_kernel)
+
+    async def _async_cleanup_kernel(self) -> None:
+        """nbclient's, with the kernel (shut down "immediate"ly, so killed anyway) killed and
+        reaped first: jupyter_client then finds it gone at once, where after its own SIGKILL it
+        looks again only 0.1 s later, which every notebook's end waited for."""
+        provisioner = getattr(self.km, "provisioner", None)
+        process = getattr(provisioner, "process", None)
+        if process is not None and process.poll() is None:
+            signal_kernel(process.pid, kernel_group(process.pid), signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # jupyter_client waits on
+                await asyncio.to_thread(process.wait, KILL_WAIT_SECONDS)
+        await super()._async_cleanup_kernel()
 
     async def async_start_new_kernel_client(self) -> Any:
         """nbclient's, with a readiness check that ends when the kernel has answered instead of
