@@ -35,7 +35,11 @@ from pipelines.status import BlockStatus
 if TYPE_CHECKING:
     from pipelines.assembly.pipeline import Pipeline
 
-_POLL_START, _POLL_MAX = 0.002, 0.05
+_POLL_START, _POLL_QUICK, _POLL_SLOW = 0.002, 0.01, 0.05
+_QUICK_SECONDS = 2.0
+"""How long a wait polls at most every 10 ms before slowing to 50 ms: most hand-offs in a run
+come within a second or two, and each is late by half a poll on average; a long wait (an
+upstream running for minutes) needs no such haste."""
 
 
 class UpstreamNotStored(BlockbookError):
@@ -235,6 +239,7 @@ class HeadlessContext:
         states: dict[str, BlockState] = {}
         pending = list(upstream)
         delay = _POLL_START
+        waiting_since = time.monotonic()
         announced = False
         while pending:
             for parent in list(pending):
@@ -258,7 +263,8 @@ class HeadlessContext:
                     meanwhile(name)
                     continue  # that took a while: look again before sleeping
             time.sleep(delay)
-            delay = min(delay * 2, _POLL_MAX)
+            quick = time.monotonic() - waiting_since < _QUICK_SECONDS
+            delay = min(delay * 2, _POLL_QUICK if quick else _POLL_SLOW)
         return states
 
 

@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 START_ATTEMPTS = 3
 """Kernel starts tried per notebook when a start loses the port race."""
 
+KERNEL_ARGUMENTS = ("--HistoryManager.enabled=False",)
+"""Added to every run kernel's command line. IPython otherwise writes each cell's input to the
+user's history database (~/.ipython): a few ms per block, kernels of parallel notebooks queueing
+on its lock, and a run's code (secret parameters aside) kept outside the run folder."""
+
 LOG_MODE = 0o600
 """Kernel logs can quote a block's data: only their owner reads them."""
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.runs.kernels import KernelLog, kernel_group, kill_group
+from pipelines.runs.kernels import KERNEL_ARGUMENTS, KernelLog, kernel_group, kill_group
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,11 @@ class KernelPool:
 
     async def _start_and_preload(self, manager: Any, output: KernelLog) -> None:
         await manager.start_kernel(
-            cwd=str(self._folder), env=self._env, stdout=output, stderr=output
+            cwd=str(self._folder),
+            env=self._env,
+            stdout=output,
+            stderr=output,
+            extra_arguments=list(KERNEL_ARGUMENTS),
         )
         client = manager.client()
         client.start_channels()

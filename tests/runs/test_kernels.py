@@ -126,3 +126,19 @@ def test_a_kernel_without_blockbook_says_so(
     error = str(result.blocks["which"].error)
     assert "kernel 'no-blockbook' cannot import kernel_magics" in error
     assert "its environment lacks blockbook; install blockbook there" in error
+
+
+def test_run_kernels_keep_no_history_of_the_blocks_they_ran(
+    pipeline: Callable[..., Path], run: RunHelper
+) -> None:
+    # IPython writes each cell's input to the user's history database unless told not to.
+    folder = pipeline(
+        {"a.ipynb": nb("%%block probe\nprint('history', get_ipython().history_manager.enabled)")}
+    )
+
+    result = run(folder)
+
+    assert result.status is RunStatus.SUCCESS, statuses(result)
+    executed = nbformat.read(result.run_dir / "notebooks" / "a.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "history False" in printed, printed

@@ -45,6 +45,7 @@ probe = {{
     "token": os.environ.get("PROBE_TOKEN"),
     "key": os.environ.get("{key}"),
     "pid": os.getpid(),
+    "history": get_ipython().history_manager.enabled,
 }}
 open(os.path.join({out!r}, "probe_{name}.json"), "w").write(json.dumps(probe))
 """
@@ -122,6 +123,7 @@ def test_a_warm_kernel_looks_to_its_block_like_one_started_for_its_notebook(
     ]
     assert warm_probe["token"] == cold_probe["token"] == "set-for-this-run"
     assert warm_probe["key"] is None
+    assert warm_probe["history"] is cold_probe["history"] is False
 
 
 def test_a_frame_crosses_notebooks_on_warm_kernels_and_the_kernels_are_discarded_after(

@@ -11,6 +11,7 @@ from pipelines.params import Secrets, json_params
 from pipelines.rundir.plan import SECRETS_ENV
 from pipelines.runs.executors import CellGate, EndKind, NotebookEnd, NotebookRun
 from pipelines.runs.kernels import (
+    KERNEL_ARGUMENTS,
     KernelLog,
     KernelStartFailed,
     kernel_environment,
@@ -91,7 +92,12 @@ def execute(
 def cold_start_options(
     run: NotebookRun, kernel: KernelProcess, env: dict[str, str]
 ) -> dict[str, Any]:
-    return {"kernel_cwd": str(run.cwd), "kernel_env": env, "kernel_started": kernel.started}
+    return {
+        "kernel_cwd": str(run.cwd),
+        "kernel_env": env,
+        "kernel_started": kernel.started,
+        "extra_arguments": list(KERNEL_ARGUMENTS),
+    }
 
 
 def end_of(error: BaseException | None, output: KernelLog) -> NotebookEnd:
