@@ -174,6 +174,14 @@ class HeadlessContext:
         block = self.plan.blocks[name]
         if not block.run:
             return self._not_running(name, namespace)
+        earlier = read_state(self.state_root, name)
+        if earlier is not None and earlier.status.succeeded:
+            # An earlier execution of this notebook finished the block, then its worker was
+            # lost and the executor runs the notebook again: running the block a second time
+            # would repeat what it did outside (an export twice). Its stored outputs stand in.
+            loaded = self._load_outputs(name, namespace, self.plan.run_id)
+            reason = "finished by an earlier execution of this notebook in this run"
+            return Preparation(Readiness.REUSED, reason, loaded)
         if self.cancelled():
             return Preparation(Readiness.CANCELLED, "the run was cancelled")
         upstream_states = self._wait_for(name, block.upstream, self._prefetch)
@@ -207,14 +215,20 @@ class HeadlessContext:
     def _not_running(self, name: str, namespace: dict[str, Any]) -> Preparation:
         state = read_state(self.state_root, name)
         if state is not None and state.status.succeeded:
-            loaded = [
-                _load(namespace, self._artifacts, self._from_run(name, output, state.reused_from))
-                for output in self.plan.blocks[name].stored
-            ]
+            loaded = self._load_outputs(name, namespace, state.reused_from)
             if state.status is BlockStatus.CACHED:
                 return Preparation(Readiness.CACHED, state.error or "cached", loaded)
             return Preparation(Readiness.REUSED, f"reused from run {state.reused_from}", loaded)
         return Preparation(Readiness.SKIPPED, "not selected for this run")
+
+    def _load_outputs(
+        self, name: str, namespace: dict[str, Any], run_id: str | None
+    ) -> list[LoadedInput]:
+        """Load the stored outputs of block `name` (of run `run_id`) into the namespace."""
+        return [
+            _load(namespace, self._artifacts, self._from_run(name, output, run_id))
+            for output in self.plan.blocks[name].stored
+        ]
 
     def _from_run(self, producer: str, output: str, run_id: str | None) -> LoadedInput:
         notebook = self.plan.blocks[producer].source_notebook

@@ -544,10 +544,15 @@ def test_a_worker_killed_mid_block_is_replaced_by_the_other_and_the_run_succeeds
 ) -> None:
     first = tmp_path / "first.pid"
     second = tmp_path / "second.pid"
+    exports = tmp_path / "exports.log"
     folder = make_pipeline(
         project,
         {
             "a.ipynb": nb(
+                # Done before the worker dies: the notebook's second execution must not export
+                # again.
+                f"%%block export --kind exporter\nwith open({str(exports)!r}, 'a') as log:\n"
+                "    log.write('exported\\n')\nexported = 1",
                 "%%block long\nimport os, pathlib, time\n"
                 f"first, second = pathlib.Path({str(first)!r}), pathlib.Path({str(second)!r})\n"
                 "if first.exists():\n"
@@ -555,7 +560,7 @@ def test_a_worker_killed_mid_block_is_replaced_by_the_other_and_the_run_succeeds
                 "else:\n"
                 "    first.write_text(str(os.getppid()))\n"
                 "    for _ in range(600):\n        time.sleep(0.1)\n"
-                "size = 3"
+                "size = 2 + exported",
             ),
             "b.ipynb": nb("%%block after\nbigger = size + 1"),
         },
@@ -573,5 +578,6 @@ def test_a_worker_killed_mid_block_is_replaced_by_the_other_and_the_run_succeeds
     assert result.status is RunStatus.SUCCESS, statuses(result)
     assert int(second.read_text()) not in (doomed, os.getpid())
     assert result.blocks["long"].status is BlockStatus.SUCCESS
+    assert exports.read_text() == "exported\n", "the export ran again on the second worker"
     # The kernel of the dead worker notices its parent is gone and exits.
     assert_no_kernels(folder, within=30)
