@@ -19,7 +19,6 @@ import collections
 import contextlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -29,7 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.runs.kernels import KERNEL_ARGUMENTS, KernelLog, kernel_group, kill_group
+from pipelines.runs.kernels import (
+    KERNEL_ARGUMENTS,
+    KernelLog,
+    kernel_environment,
+    kernel_group,
+    kill_group,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +153,10 @@ class KernelPool:
     Safe to share between threads. Idle kernels and the idle pool use no CPU."""
 
     def __init__(self, options: PoolOptions = PoolOptions(), env: Mapping[str, str] | None = None):
+        """`env`: the kernels' environment, by default what every run kernel starts with
+        (`kernel_environment`: this process's, without the key to sealed secrets)."""
         self.options = options
-        self._env = dict(os.environ if env is None else env)
+        self._env = dict(kernel_environment() if env is None else env)
         self._ready: dict[str, collections.deque[WarmKernel]] = collections.defaultdict(
             collections.deque
         )

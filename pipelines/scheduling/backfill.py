@@ -8,6 +8,7 @@ from pathlib import Path
 from pipelines.assembly.config import load_pipeline_config
 from pipelines.errors import BlockbookError
 from pipelines.scheduling.fire_times import fire_times_between, schedule_of
+from pipelines.scheduling.queueing import FireTime
 from pipelines.scheduling.scheduler import Scheduler
 from pipelines.status import Trigger
 from pipelines.store.run_store import RunId
@@ -33,7 +34,7 @@ def backfill(scheduler: Scheduler, folder: Path, start: datetime, end: datetime)
     fire_times = fire_times_between(schedule, start - timedelta(microseconds=1), end, start)
     for fire_time in fire_times:
         run_id = scheduler.queue_fire_time(
-            folder.name, folder, schedule, fire_time, start, Trigger.BACKFILL
+            FireTime(folder.name, folder, schedule, fire_time, start, Trigger.BACKFILL)
         )
         if run_id is not None:
             queued.append(run_id)

@@ -17,7 +17,7 @@ from pathlib import Path
 from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.config import load_pipeline_config
 from pipelines.scheduling.options import SchedulerOptions
-from pipelines.scheduling.queueing import FireTimeQueue
+from pipelines.scheduling.queueing import FireTime, FireTimeQueue
 from pipelines.scheduling.watchlist import Watchlist
 from pipelines.store.liveness import runner_gone, runner_stopped, runs_without_runner
 from pipelines.store.queue import mark_crashed, orphans
@@ -90,13 +90,15 @@ class Crashes:
                         log.error("%s: run %s's runner is still alive", run.pipeline, run_id)
                         continue
                     self.queue.queue_fire_time(
-                        run.pipeline,
-                        Path(run.pipeline_path),
-                        watched.schedule,
-                        run.scheduled_for,
-                        watched.first_seen,
-                        run.trigger,
-                        attempt=run.attempt + 1,
+                        FireTime(
+                            run.pipeline,
+                            Path(run.pipeline_path),
+                            watched.schedule,
+                            run.scheduled_for,
+                            watched.first_seen,
+                            run.trigger,
+                            attempt=run.attempt + 1,
+                        )
                     )
             except Exception:
                 log.exception("%s: could not queue the retry of run %s", run.pipeline, run_id)

@@ -9,6 +9,7 @@ only logged. Secrets of `[schedule.params]` are sealed, never stored in clear.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -29,6 +30,22 @@ log = logging.getLogger(__name__)
 RUNS_PER_TRANSACTION = 200
 """Fire times queued, or queued runs claimed, in one transaction."""
 
+
+@dataclass(frozen=True, slots=True)
+class FireTime:
+    """One fire time of a pipeline's schedule to queue a run for."""
+
+    pipeline: str
+    folder: Path
+    schedule: Schedule
+    at: datetime
+    anchor: datetime
+    """The schedule's start, from which `[schedule]` intervals are counted."""
+    trigger: Trigger
+    attempt: int = 0
+    """0, or the crash retry this run is."""
+
+
 _Due = tuple[WatchedSchedule, list[QueuedRun], datetime]
 """A due schedule, the runs of its due fire times, and its next fire time after them."""
 
@@ -48,12 +65,14 @@ class FireTimeQueue:
             try:
                 runs = [
                     self._queued_run(
-                        watched.pipeline,
-                        watched.folder,
-                        watched.schedule,
-                        fire_time,
-                        watched.first_seen,
-                        Trigger.SCHEDULE,
+                        FireTime(
+                            watched.pipeline,
+                            watched.folder,
+                            watched.schedule,
+                            fire_time,
+                            watched.first_seen,
+                            Trigger.SCHEDULE,
+                        )
                     )
                     for fire_time in due_fire_times(
                         watched.schedule,
@@ -81,22 +100,13 @@ class FireTimeQueue:
         if group:
             self._queue_group(group)
 
-    def queue_fire_time(
-        self,
-        pipeline: str,
-        folder: Path,
-        schedule: Schedule,
-        fire_time: datetime,
-        anchor: datetime,
-        trigger: Trigger,
-        attempt: int = 0,
-    ) -> RunId | None:
+    def queue_fire_time(self, fire: FireTime) -> RunId | None:
         """Queue the run of one fire time; None when some scheduler already did."""
-        queued = self._queued_run(pipeline, folder, schedule, fire_time, anchor, trigger, attempt)
+        queued = self._queued_run(fire)
         if enqueue(self.store, queued):
-            log.info("%s: queued run %s for %s", pipeline, queued.run_id, fire_time.isoformat())
+            log.info("%s: queued run %s for %s", fire.pipeline, queued.run_id, fire.at.isoformat())
             return queued.run_id
-        log.info("%s: %s was already queued", pipeline, fire_time.isoformat())
+        log.info("%s: %s was already queued", fire.pipeline, fire.at.isoformat())
         return None
 
     def _queue_group(self, group: list[_Due]) -> None:
@@ -123,27 +133,18 @@ class FireTimeQueue:
             watched.next_fire = upcoming
             self.watchlist.put_back(watched)
 
-    def _queued_run(
-        self,
-        pipeline: str,
-        folder: Path,
-        schedule: Schedule,
-        fire_time: datetime,
-        anchor: datetime,
-        trigger: Trigger,
-        attempt: int = 0,
-    ) -> QueuedRun:
+    def _queued_run(self, fire: FireTime) -> QueuedRun:
         # Secrets of [schedule.params] are sealed: never stored in clear, never on a command line.
-        interval = interval_params(schedule, fire_time, anchor)
-        params = seal(self.root, {**schedule.params, **interval})
+        interval = interval_params(fire.schedule, fire.at, fire.anchor)
+        params = seal(self.root, {**fire.schedule.params, **interval})
         return QueuedRun(
             run_id=new_run_id(),
-            pipeline=pipeline,
-            pipeline_path=str(folder),
-            trigger=trigger,
+            pipeline=fire.pipeline,
+            pipeline_path=str(fire.folder),
+            trigger=fire.trigger,
             params=params.shown,
             sealed_params=params.sealed,
             run_dir="",
-            scheduled_for=fire_time,
-            attempt=attempt,
+            scheduled_for=fire.at,
+            attempt=fire.attempt,
         )

@@ -25,13 +25,11 @@ from pathlib import Path
 
 from pipelines.rundir.state import now
 from pipelines.scheduling.crashes import Crashes
-from pipelines.scheduling.fire_times import Schedule
 from pipelines.scheduling.launcher import SubprocessLauncher
 from pipelines.scheduling.options import SchedulerOptions
-from pipelines.scheduling.queueing import FireTimeQueue
+from pipelines.scheduling.queueing import FireTime, FireTimeQueue
 from pipelines.scheduling.runners import Launched, Launcher, Runners
 from pipelines.scheduling.watchlist import WatchedSchedule, Watchlist
-from pipelines.status import Trigger
 from pipelines.store.run_store import RunId, RunStore
 
 # SchedulerOptions is imported from here by the entry points that start a scheduler.
@@ -134,20 +132,9 @@ class Scheduler:
         """Pick up added, changed and removed schedules (`Watchlist.rescan`)."""
         self.watchlist.rescan(moment)
 
-    def queue_fire_time(
-        self,
-        pipeline: str,
-        folder: Path,
-        schedule: Schedule,
-        fire_time: datetime,
-        anchor: datetime,
-        trigger: Trigger,
-        attempt: int = 0,
-    ) -> RunId | None:
+    def queue_fire_time(self, fire: FireTime) -> RunId | None:
         """Queue the run of one fire time; None when some scheduler already did."""
-        return self.queue.queue_fire_time(
-            pipeline, folder, schedule, fire_time, anchor, trigger, attempt
-        )
+        return self.queue.queue_fire_time(fire)
 
     def _queue_due_now(self) -> None:
         self.queue.queue_due(self.clock())

@@ -79,10 +79,9 @@ class BlockbookExtension(ExtensionApp):
         if self.warm_kernels <= 0:
             return None
         # Imported here for cost: only a server that keeps warm kernels needs the pool.
-        from pipelines.runs.kernels import kernel_environment
         from pipelines.runs.pool import KernelPool, PoolOptions
 
-        return KernelPool(PoolOptions(size=self.warm_kernels), env=kernel_environment())
+        return KernelPool(PoolOptions(size=self.warm_kernels))
 
     @property
     def server(self) -> ServerApp:

@@ -20,6 +20,7 @@ import pytest
 
 from pipelines.assembly.config import load_pipeline_config
 from pipelines.scheduling.fire_times import schedule_of
+from pipelines.scheduling.queueing import FireTime
 from pipelines.scheduling.scheduler import Scheduler
 from pipelines.status import Trigger
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
@@ -233,7 +234,7 @@ def test_a_fire_time_is_queued_without_its_secrets_in_clear(place: Place, tmp_pa
     with place.store() as store:
         daemon = Scheduler(place.root, store)
         run_id = daemon.queue_fire_time(
-            "pipe", folder, schedule_of(config.schedule), moment, moment, Trigger.SCHEDULE
+            FireTime("pipe", folder, schedule_of(config.schedule), moment, moment, Trigger.SCHEDULE)
         )
         assert run_id is not None
         record = store.get_run(run_id)

@@ -82,8 +82,9 @@ class LocalExecutor:
             error = execute(run, kernel, output, cell_gate, kernel_options)
         finally:
             if warm is not None:
-                warm.discard()
-            output.close()
+                warm.discard()  # its log, `output`, closes with it
+            else:
+                output.close()
             on_end(end_of(error, output))
 
     def _warm_kernel(self, run: NotebookRun, env: dict[str, str]) -> WarmKernel | None:
