@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from pipelines.api import Project
 from pipelines.status import RunStatus
 from pipelines.store.run_store import DATABASE_URL_ENV
 from tests.helpers.notebooks import make_pipeline, nb
-from tests.helpers.runs import wait_for
+from tests.helpers.runs import assert_no_kernels, blockbook_json, wait_for
 
 DEADLINE = 180.0
 
@@ -158,3 +159,29 @@ def test_a_server_of_another_folder_or_without_a_token_is_not_used(
     assert served(token="") is None
     monkeypatch.setenv("JPY_PARENT_PID", "4243")  # a kernel of a process that is no server
     assert server_of(project) is None
+
+
+def test_a_warm_run_of_a_server_killed_by_sigkill_shows_crashed_and_leaves_no_kernel(
+    server: Server,
+) -> None:
+    root = server.runtime.parent / "project"
+    slow = make_pipeline(
+        root,
+        {"a.ipynb": nb("%%block slow\nimport time\nfor _ in range(600):\n    time.sleep(0.5)")},
+        name="slow",
+    )
+    run_id = server.call("POST", "/blockbook/api/pipelines/slow/runs", {})["run_id"]
+
+    def slow_running() -> bool:
+        blocks = server.call("GET", f"/blockbook/api/runs/{run_id}")["blocks"]
+        return any(b["name"] == "slow" and b["status"] == "running" for b in blocks)
+
+    wait_for(slow_running, DEADLINE, "block `slow` to run on a warm kernel")
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait(30)
+
+    # No scheduler runs: `blockbook runs` finds the runner (the server) gone on this host.
+    [listed] = [r for r in blockbook_json(root, "runs") if r["run_id"] == run_id]
+    assert listed["status"] == "crashed", listed
+    # The warm kernels see their parent die and exit (ipykernel watches JPY_PARENT_PID).
+    assert_no_kernels(slow, within=30)
