@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from subprocess import Popen
@@ -30,12 +30,13 @@ from pipelines.assembly.project import (
     resolve_pipeline,
 )
 from pipelines.assembly.templates import TEMPLATES, Template
+from pipelines.choices import RunChoices
 from pipelines.errors import InvalidInputError, NotFoundError
 from pipelines.params import ParamValue, merge
 from pipelines.rundir.artifacts import ArtifactStore
 from pipelines.rundir.layout import dev_dir, launch_log
 from pipelines.rundir.state import now as clock
-from pipelines.runs.selection import check_only, check_runnable
+from pipelines.runs.selection import check_forced, check_only, check_runnable
 from pipelines.scheduling.launcher import LaunchRequest, SubprocessLauncher
 from pipelines.status import RunStatus, Trigger
 
@@ -282,44 +283,35 @@ class Project:
         self,
         name: str | Path,
         params: Mapping[str, ParamValue] | None = None,
+        choices: RunChoices = RunChoices(),
         *,
-        only: Sequence[str] = (),
-        resume: str | None = None,
-        isolate: bool = False,
-        force: bool = False,
         trigger: Trigger = Trigger.MANUAL,
         detached: bool = False,
+        requested_by: str | None = None,
     ) -> RunId:
         """Start a run and return its id at once: on warm kernels in this process when the
         project has a kernel pool (it then ends with this process, `detached` or not), else in
         a runner process of its own. The run is recorded (queued) before this returns, so
-        `run(run_id)` and `cancel(run_id)` work."""
+        `run(run_id)` and `cancel(run_id)` work. `requested_by` names the person the run is
+        audited as when it is not this process's user (a JupyterLab user of the server)."""
         pipeline = self.assemble(name)
         check_runnable(pipeline)
-        check_only(pipeline, only)
-        if resume is not None:
-            resume = self.run(resume).run_id
-        run_id = self._queue(pipeline, params, trigger, resumed_from=resume)
+        check_only(pipeline, choices.only)
+        check_forced(pipeline, choices.force_blocks)
+        if choices.resume is not None:
+            choices = replace(choices, resume=self.run(choices.resume).run_id)
+        run_id = self._queue(
+            pipeline, params, trigger, resumed_from=choices.resume, requested_by=requested_by
+        )
         from pipelines.store.queue import claim_launch
 
         claim_launch(self.store, run_id)  # this process launches it, not a scheduler
         if self._warm is not None:
             from pipelines.runs.runner import RunOptions
 
-            warm = RunOptions(
-                only=tuple(only), resume=resume, isolate=isolate, force=force, run_id=run_id
-            )
-            self._warm.launch(pipeline, warm, self.store)
+            self._warm.launch(pipeline, RunOptions.chosen(choices, run_id), self.store)
             return run_id
-        request = LaunchRequest(
-            run_id,
-            str(pipeline.folder),
-            only=tuple(only),
-            resume=resume,
-            isolate=isolate,
-            force=force,
-            detached=detached,
-        )
+        request = LaunchRequest(run_id, str(pipeline.folder), choices, detached=detached)
         self._children[run_id] = self.launcher.launch(request)
         self._reap_children()
         return run_id
@@ -415,6 +407,7 @@ class Project:
         params: Mapping[str, ParamValue] | None,
         trigger: Trigger,
         resumed_from: str | None = None,
+        requested_by: str | None = None,
     ) -> RunId:
         """Record a queued run: its parameters as shown to people (secrets masked), and its
         secrets sealed for the runner that adopts it."""
@@ -436,7 +429,10 @@ class Project:
             resumed_from=resumed_from,
         )
         enqueue(self.store, queued)
-        self.store.record_audit(run_id, run_audit(pipeline, StartedBy.here(trigger)))
+        started_by = StartedBy.here(trigger)
+        if requested_by is not None:
+            started_by = replace(started_by, user=requested_by)
+        self.store.record_audit(run_id, run_audit(pipeline, started_by))
         return run_id
 
     def _reap_children(self) -> None:

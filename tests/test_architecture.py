@@ -32,7 +32,14 @@ FOUNDATION = "foundation"
 # The top-level modules everything may import, and which import only each other. The package
 # `pipelines` itself (its `__init__.py`: a docstring and `__version__`) counts as one.
 FOUNDATION_MODULES = frozenset(
-    {"pipelines", "pipelines.errors", "pipelines.status", "pipelines.params", "pipelines.envrefs"}
+    {
+        "pipelines",
+        "pipelines.errors",
+        "pipelines.status",
+        "pipelines.params",
+        "pipelines.envrefs",
+        "pipelines.choices",
+    }
 )
 SUBPACKAGES = frozenset(
     {"assembly", "rundir", "store", "alerts", "runs", "scheduling", "forms", "cli", "server"}

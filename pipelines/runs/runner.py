@@ -17,6 +17,7 @@ from typing import Any
 from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.header import BlockKind, BlockName
 from pipelines.assembly.pipeline import Pipeline
+from pipelines.choices import RunChoices
 from pipelines.errors import BlockbookError
 from pipelines.params import (
     ParamValue,
@@ -41,7 +42,7 @@ from pipelines.runs.execution import BlockListener, Execution, Limits
 from pipelines.runs.executors import Executor
 from pipelines.runs.finishing import finish_executed_notebooks
 from pipelines.runs.pool import KernelPool
-from pipelines.runs.selection import RunError, check_only, check_runnable
+from pipelines.runs.selection import RunError, check_forced, check_only, check_runnable
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.audit import StartedBy, adopted, run_audit
 from pipelines.store.db import RunConflict, StoreUnavailable
@@ -70,6 +71,18 @@ class RunOptions:
     cache: bool | None = None
     """Reuse unchanged blocks: None decides by trigger (manual runs do, scheduled and API runs
     don't; `pipelines.runs.caching`)."""
+
+    @classmethod
+    def chosen(cls, choices: RunChoices, run_id: str | None = None) -> RunOptions:
+        """The options of a run started with `choices` (`Project.start`)."""
+        return cls(
+            only=choices.only,
+            isolate=choices.isolate,
+            resume=choices.resume,
+            run_id=run_id,
+            force=choices.force,
+            force_blocks=choices.force_blocks,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,12 +369,7 @@ class Runner:
     ) -> _Caching:
         """Which of `candidates` (the blocks this run would run) it reuses instead, and why the
         others run (`pipelines.runs.caching`)."""
-        unknown = sorted(set(options.force_blocks) - set(pipeline.blocks))
-        if unknown:
-            raise RunError(
-                f"--force names unknown block(s): {', '.join(unknown)}",
-                hint=f"blocks of `{pipeline.name}`: {', '.join(pipeline.order)}",
-            )
+        check_forced(pipeline, options.force_blocks)
         selective = "run by --resume" if options.resume else "run by --only" if options.only else ""
         policy = caching.run_policy(
             trigger,

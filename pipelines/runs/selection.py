@@ -31,3 +31,12 @@ def check_only(pipeline: Pipeline, only: Sequence[str]) -> None:
             f"--only names unknown block(s): {', '.join(unknown)}",
             hint=f"blocks of `{pipeline.name}`: {', '.join(pipeline.order)}",
         )
+
+
+def check_forced(pipeline: Pipeline, forced: Sequence[str]) -> None:
+    unknown = sorted(set(forced) - set(pipeline.blocks))
+    if unknown:
+        raise RunError(
+            f"--force names unknown block(s): {', '.join(unknown)}",
+            hint=f"blocks of `{pipeline.name}`: {', '.join(pipeline.order)}",
+        )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines.choices import RunChoices
 from pipelines.rundir.layout import launch_log
 
 if TYPE_CHECKING:
@@ -28,11 +29,7 @@ if TYPE_CHECKING:
 class LaunchRequest:
     run_id: str
     pipeline_path: str
-    only: tuple[str, ...] = ()
-    resume: str | None = None
-    isolate: bool = False
-    force: bool = False
-    """Run every block, also those nothing changed for (`--force`)."""
+    choices: RunChoices = RunChoices()
     detached: bool = False
     """Its own session, outliving the process that started it: a run started from a notebook
     must not stop when the kernel is interrupted or restarted. Otherwise the runner dies with
@@ -70,15 +67,7 @@ def _command(root: Path, request: LaunchRequest) -> list[str]:
     `pipelines/` package cannot stand in for Blockbook's."""
     command = [sys.executable, "-P", "-m", "pipelines", "--project", str(root), "run"]
     command += [request.pipeline_path, "--run-id", request.run_id]
-    for block in request.only:
-        command += ["--only", block]
-    if request.resume:
-        command += ["--resume", request.resume]
-    if request.isolate:
-        command.append("--isolate")
-    if request.force:
-        command.append("--force")
-    return command
+    return command + request.choices.arguments()
 
 
 def _die_with_parent() -> None:

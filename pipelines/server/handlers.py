@@ -72,6 +72,10 @@ class BlockbookHandler(ExtensionHandlerMixin, APIHandler):
     ) -> T:
         return await asyncio.to_thread(view, self.services.project, *args, **kwargs)
 
+    def _user_name(self) -> str:
+        """Who asked, as the server's identity provider names them (JupyterHub: the login)."""
+        return getattr(self.current_user, "username", None) or "anonymous"
+
     def send_json(self, data: Mapping[str, Any], status: HTTPStatus = HTTPStatus.OK) -> None:
         self.set_status(status)
         self.finish(dict(data))  # APIHandler.finish says application/json
@@ -147,7 +151,7 @@ class StartRunHandler(BlockbookHandler):
     @authorized("execute", resource=AUTH_RESOURCE)
     async def post(self, name: str) -> None:
         request = inputs.run_request(self.request.body)
-        started = await self.call(views.start, name, request)
+        started = await self.call(views.start, name, request, self._user_name())
         self.services.started()
         self.send_json(started, HTTPStatus.CREATED)
 
@@ -192,13 +196,7 @@ class CancelHandler(BlockbookHandler):
     @tornado.web.authenticated
     @authorized("write", resource=AUTH_RESOURCE)
     async def post(self, run_id: str) -> None:
-        self.send_json(await self.call(views.cancel, run_id, self._requester()))
-
-    def _requester(self) -> str:
-        """Who asked, as the run records it: `alice@jupyter-server`."""
-        user = self.current_user
-        name = getattr(user, "username", None) or "anonymous"
-        return f"{name}@jupyter-server"
+        self.send_json(await self.call(views.cancel, run_id, f"{self._user_name()}@jupyter-server"))
 
 
 class BlockLogHandler(BlockbookHandler):

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.choices import RunChoices
 from pipelines.errors import InvalidInputError
 from pipelines.params import ParamValue, parse_value
 from pipelines.status import RunStatus
@@ -26,9 +27,7 @@ class RunRequest:
     """The body of POST pipelines/{name}/runs."""
 
     params: Mapping[str, ParamValue]
-    only: tuple[str, ...] = ()
-    resume: str | None = None
-    force: bool = False
+    choices: RunChoices = RunChoices()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +67,17 @@ def run_request(body: bytes) -> RunRequest:
             f"unknown field(s) in the run request: {', '.join(unknown)}",
             hint=f"a run request has {', '.join(sorted(_RUN_FIELDS))}",
         )
-    return RunRequest(
-        params=_params(data.get("params", {})),
-        only=_names(data.get("only", [])),
+    force = data.get("force", False)
+    forced = _names(force, "force") if isinstance(force, list) else ()
+    choices = RunChoices(
+        only=_names(data.get("only", []), "only"),
         resume=_optional_text(data.get("resume"), "resume"),
-        force=_flag(data.get("force", False), "force"),
+        force=_flag(force, "force", 'or a list of block names, as in {"force": ["clean"]}')
+        if not isinstance(force, list)
+        else False,
+        force_blocks=forced,
     )
+    return RunRequest(params=_params(data.get("params", {})), choices=choices)
 
 
 def runs_query(arguments: Mapping[str, list[bytes]]) -> RunsQuery:
@@ -131,20 +135,19 @@ def _param_value(name: str, value: Any) -> ParamValue:
     )
 
 
-def _names(value: Any) -> tuple[str, ...]:
+def _names(value: Any, field: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise InvalidInputError(
-            "`only` must be a list of block names", hint='for example {"only": ["load"]}'
+            f"`{field}` must be a list of block names", hint=f'for example {{"{field}": ["load"]}}'
         )
     return tuple(value)
 
 
-def _flag(value: Any, field: str) -> bool:
+def _flag(value: Any, field: str, otherwise: str = "") -> bool:
     if isinstance(value, bool):
         return value
-    raise InvalidInputError(
-        f"`{field}` must be true or false", hint=f'for example {{"{field}": true}}'
-    )
+    hint = f'for example {{"{field}": true}}' + (f", {otherwise}" if otherwise else "")
+    raise InvalidInputError(f"`{field}` must be true or false", hint=hint)
 
 
 def _optional_text(value: Any, field: str) -> str | None:

@@ -164,9 +164,10 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "a run id to resume: its succeeded blocks are reused",
             },
             "force": {
-                "type": "boolean",
-                "description": "run every block, also those a manual run would reuse because "
-                "nothing they depend on changed (`blockbook run --force`)",
+                "oneOf": [{"type": "boolean"}, array(TEXT)],
+                "description": "true: run every block, also those a manual run would reuse "
+                "because nothing they depend on changed (`blockbook run --force`); a list of "
+                "block names: run those again (`blockbook run --force BLOCK`)",
             },
         },
     },

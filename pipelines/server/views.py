@@ -90,17 +90,17 @@ def pipeline_folder(project: Project, name: str) -> Path:
 # ---- runs --------------------------------------------------------------------------------
 
 
-def start(project: Project, name: str, request: RunRequest) -> dict[str, Any]:
+def start(project: Project, name: str, request: RunRequest, user: str) -> dict[str, Any]:
+    """Start a run for `user` (the server's name for who asked), who its audit records."""
     run_id = project.start(
         pipeline_folder(project, name),
         request.params,
-        only=request.only,
-        resume=request.resume,
-        force=request.force,
+        request.choices,
         # Without warm kernels, a run started from JupyterLab is the user's, as one from a
         # notebook is: it must not die when the server stops or restarts (the store's heartbeat
         # tells if it crashed). With them, it runs in the server (docs/server.md).
         detached=True,
+        requested_by=user,
     )
     return {"run_id": run_id}
 

@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 from pipelines.api import Project
+from pipelines.choices import RunChoices
 from pipelines.errors import (
     AmbiguousError,
     BlockbookError,
@@ -115,11 +116,11 @@ def test_errors_carry_their_kind(service: Project, pipeline) -> None:
         unknown_pipeline.value.hint
     )
     with pytest.raises(InvalidInputError, match="unknown block"):
-        service.start("good", only=["missing"])
+        service.start("good", choices=RunChoices(only=("missing",)))
     with pytest.raises(NotFoundError):
         service.run("no-such-run")
     with pytest.raises(NotFoundError):
-        service.start("good", resume="no-such-run")
+        service.start("good", choices=RunChoices(resume="no-such-run"))
 
     first, second = service.trigger("good"), service.trigger("good")
     assert first[:2] == second[:2]  # ids start with the year

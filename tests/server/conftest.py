@@ -19,6 +19,7 @@ from typing import Any
 import nbformat
 import pytest
 from jsonschema import Draft202012Validator
+from jupyter_server.auth.identity import IdentityProvider, User
 from nbformat import v4
 
 # The plugin: its fixtures (jp_fetch, jp_serverapp, ...) and its hooks that run async tests,
@@ -45,11 +46,27 @@ def warm_kernels() -> int:
     return 0
 
 
+USER_HEADER = "X-Test-User"
+
+
+class HeaderIdentity(IdentityProvider):
+    """Names the user of a request that carries `USER_HEADER` (authenticated by the token as
+    usual), as JupyterHub's provider names its logged-in users; others stay anonymous."""
+
+    async def get_user(self, handler: Any) -> User | None:
+        user: User | None = await super().get_user(handler)
+        name = handler.request.headers.get(USER_HEADER)
+        return User(username=name, name=name) if user is not None and name else user
+
+
 @pytest.fixture
 def jp_server_config(warm_kernels: int) -> Config:
     return Config(
         {
-            "ServerApp": {"jpserver_extensions": {"pipelines.server": True}},
+            "ServerApp": {
+                "jpserver_extensions": {"pipelines.server": True},
+                "identity_provider_class": HeaderIdentity,
+            },
             # Quick looks so event tests wait little; the defaults are 0.5 s and 2 s. Warm
             # kernels only where a test asks (each test's server would start its own).
             "BlockbookExtension": {

@@ -19,7 +19,14 @@ from pipelines.rundir.state import BlockState
 from pipelines.server.events import BLOCK_EVENT, RUN_EVENT
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
-from tests.server.conftest import Api, full_kernel_pool, run_reaching, until, write_pipeline
+from tests.server.conftest import (
+    USER_HEADER,
+    Api,
+    full_kernel_pool,
+    run_reaching,
+    until,
+    write_pipeline,
+)
 
 LOAD = "%%block load\nrows = [1, 2, 3]"
 DOUBLE = "%%block double\ndoubled = [2 * r for r in rows]\nprint(label, sum(doubled))"
@@ -134,10 +141,29 @@ async def test_a_second_run_reuses_unchanged_blocks_unless_forced(
     if warm_kernels:
         full_kernel_pool(started)
     forced = await statuses_of({"force": True})
+    if warm_kernels:
+        full_kernel_pool(started)
+    one_forced = await statuses_of({"force": ["double"]})
 
     assert first == {"load": "success", "double": "success"}
     assert again == {"load": "cached", "double": "cached"}
     assert forced == first
+    assert one_forced == {"load": "cached", "double": "success"}
+
+
+async def test_a_run_started_over_rest_is_audited_as_the_servers_user(api: Api, root: Path) -> None:
+    write_pipeline(root, "chain", {"a.ipynb": [LOAD]})
+
+    reply = await api.call(
+        "POST", "pipelines/{name}/runs", body="{}", headers={USER_HEADER: "alice"}, name="chain"
+    )
+    await run_reaching(api, reply.body["run_id"], {"success", "failed", "crashed", "cancelled"})
+    with Project(root) as project:
+        audit = project.run(reply.body["run_id"]).audit
+
+    assert audit is not None
+    assert (audit.started_by.user, audit.started_by.trigger) == ("alice", Trigger.MANUAL)
+    assert audit.started_by.host == socket.gethostname()
 
 
 async def test_runs_page_newest_first_with_before(api: Api, root: Path) -> None:
@@ -218,6 +244,8 @@ async def test_runs_of_other_processes_show_up_as_events(
         ({"only": "load"}, "only"),
         ({"resume": 42}, "resume"),
         ({"force": "yes"}, "force"),
+        ({"force": [1]}, "force"),
+        ({"force": ["missing"]}, "missing"),
         ({"prams": {}}, "prams"),
         ({"only": ["missing"]}, "missing"),
     ],
