@@ -20,7 +20,9 @@ from pipelines.assembly.header import BlockName, TriggerRule
 from pipelines.errors import BlockbookError, ErrorKind
 from pipelines.params import Secrets
 from pipelines.rundir.artifacts import ArtifactStore
+from pipelines.rundir.location import RunFolder, run_folder_at
 from pipelines.rundir.plan import SECRETS_ENV, RunPlan, load_plan
+from pipelines.rundir.schema_drift import Baseline
 from pipelines.rundir.state import (
     CANCEL_FLAG,
     BlockState,
@@ -104,7 +106,7 @@ def judge_upstream(rule: TriggerRule, upstream: Mapping[str, BlockState]) -> tup
 
 
 class BlockContext(Protocol):
-    state_root: Path
+    state_root: RunFolder
     notebook: str
 
     def prepare(
@@ -119,6 +121,9 @@ class BlockContext(Protocol):
 
     def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
         """Which outputs to materialize and who reads each."""
+
+    def schema_baseline(self, name: str) -> Baseline | None:
+        """What the block's stored frames are compared with; None: nothing."""
 
     @property
     def artifacts(self) -> ArtifactStore: ...
@@ -141,7 +146,7 @@ class HeadlessContext:
     """A block inside a papermill run: the plan says everything, upstream states are waited on."""
 
     def __init__(self, run_context: dict[str, Any], namespace: dict[str, Any]) -> None:
-        self.state_root = Path(run_context["run_dir"])
+        self.state_root = run_folder_at(run_context["run_dir"])
         self.notebook: str = run_context["notebook"]
         self.plan: RunPlan = load_plan(self.state_root)
         self._artifacts = ArtifactStore(self.state_root)
@@ -204,6 +209,10 @@ class HeadlessContext:
 
     def stored_outputs(self, name: str, outputs: tuple[str, ...]) -> dict[str, list[str]]:
         return self.plan.blocks[name].stored
+
+    def schema_baseline(self, name: str) -> Baseline | None:
+        schema = self.plan.blocks[name].schema
+        return None if schema is None else Baseline.from_json(schema)
 
     def record(self, state: BlockState) -> None:
         write_state(self.state_root, state)
@@ -395,6 +404,11 @@ class InteractiveContext:
             stored.setdefault(explicit, [])
         return stored
 
+    def schema_baseline(self, name: str) -> Baseline | None:
+        # Runs compare (their runner finds the baseline); work by hand in the dev area is
+        # expected to change shape while it is written.
+        return None
+
     def _pipeline(self) -> Pipeline:
         """The pipeline as saved on disk, assembled again only when a file of it changed."""
         return self._assemblies.get(self.folder)
@@ -445,7 +459,7 @@ class _RunLookup:
             return None
         if record is None:
             return None
-        return ArtifactStore(Path(record.run_dir)), record.run_id
+        return ArtifactStore(run_folder_at(record.run_dir)), record.run_id
 
     def close(self) -> None:
         if self._store is not None:

@@ -39,6 +39,7 @@ from pipelines.assembly.header import (
 )
 from pipelines.errors import BlockbookError
 from pipelines.rundir.artifacts import UnstorableOutput, summarize
+from pipelines.rundir.schema_drift import Drift, SchemaDrift, compare
 from pipelines.rundir.state import (
     Attempt,
     BlockState,
@@ -60,8 +61,16 @@ class TestsFailed(AssertionError):
 StateListener = Callable[[BlockState], None]
 
 # Failures a retry cannot fix: deterministic checks, unstorable values, a sensor out of time,
-# an --out the body does not bind, and whatever the block itself says is one.
-_NOT_RETRIED = (TestsFailed, UnstorableOutput, SensorTimeout, OutputNotBound, NotRetried)
+# an --out the body does not bind, schema drift under --schema fail (the same code makes the
+# same frame again), and whatever the block itself says is one.
+_NOT_RETRIED = (
+    TestsFailed,
+    UnstorableOutput,
+    SensorTimeout,
+    OutputNotBound,
+    SchemaDrift,
+    NotRetried,
+)
 
 _TERMINAL = {
     Readiness.UPSTREAM_FAILED: BlockStatus.UPSTREAM_FAILED,
@@ -113,6 +122,7 @@ class _Tried:
     error: BaseException | None = None
     verdict: bool | None = None
     previews: tuple[tuple[str, str], ...] = ()
+    drift: tuple[Drift, ...] = ()
 
 
 def execute_block(
@@ -173,6 +183,7 @@ def _attempts(
                 status=BlockStatus.SUCCESS,
                 error=None,
                 condition_result=tried.verdict,
+                schema_drift=tuple(drift.to_json() for drift in tried.drift),
             )
             return state, tried
         retry = number < policy.attempts and not isinstance(
@@ -183,6 +194,9 @@ def _attempts(
         state = _record_failure(
             execution.context, state, tried.attempt, status, message, tried.error, tried.tests
         )
+        if isinstance(tried.error, SchemaDrift):
+            drifts = tuple(drift.to_json() for drift in tried.error.drifts)
+            state = replace(state, schema_drift=drifts)
         if not retry:
             return state, tried
         execution.publish(state)
@@ -197,6 +211,7 @@ def _attempt(execution: _Execution, state: BlockState, attempt: Attempt) -> _Tri
     namespace: dict[str, Any] = execution.shell.user_ns
     tests: tuple[TestRecord, ...] = ()
     verdict: bool | None = None
+    drift: tuple[Drift, ...] = ()
     declared = header.out or ()
     before = {name: namespace[name] for name in declared if name in namespace}
     try:
@@ -217,6 +232,7 @@ def _attempt(execution: _Execution, state: BlockState, attempt: Attempt) -> _Tri
         failed = [t for t in tests if t.outcome is TestOutcome.FAILED]
         if failed:
             raise TestsFailed(failed)
+        drift = _schema_drift(execution.context, header.name, manifests)
         _stop_if_interrupted(execution)
     except (KeyboardInterrupt, Exception) as exc:
         return _Tried(attempt, tests, error=exc)
@@ -229,7 +245,21 @@ def _attempt(execution: _Execution, state: BlockState, attempt: Attempt) -> _Tri
         summaries=tuple(summaries),
     )
     previews = previews_of(execution.context, outputs, namespace)
-    return _Tried(succeeded, tests, verdict=verdict, previews=previews)
+    return _Tried(succeeded, tests, verdict=verdict, previews=previews, drift=drift)
+
+
+def _schema_drift(
+    context: BlockContext, name: str, manifests: list[dict[str, Any]]
+) -> tuple[Drift, ...]:
+    """How the frames just stored differ from the block's baseline; raises SchemaDrift under
+    `--schema fail` (the runner wrote no baseline under `--schema off`)."""
+    baseline = context.schema_baseline(name)
+    if baseline is None:
+        return ()
+    drifts = compare(baseline, manifests)
+    if drifts and baseline.fail:
+        raise SchemaDrift(name, baseline.source, drifts)
+    return drifts
 
 
 def _stop_if_interrupted(execution: _Execution) -> None:

@@ -30,6 +30,7 @@ USAGE = (
     "%%block NAME [--upstream NAME ...] [--kind KIND] [--retries N] [--retry-delay SECONDS] "
     "[--timeout SECONDS] [--out NAME ...] [--tests fail|warn] [--skip] "
     "[--trigger-rule all_success|all_done|one_success] [--cache auto|never] "
+    "[--schema warn|fail|off] [--schema-file PATH.json] [--map NAME] "
     "[--poke-interval SECONDS] [--sensor-timeout SECONDS] (the last two with --kind sensor)"
 )
 DEFAULT_POKE_INTERVAL = 5.0
@@ -71,6 +72,18 @@ class CachePolicy(enum.StrEnum):
     """Always run: the block depends on something Blockbook can't see (a clock, a source)."""
 
 
+class SchemaPolicy(enum.StrEnum):
+    """What a stored DataFrame whose columns or row count drifted from its baseline does to its
+    block (`pipelines.rundir.schema_drift`)."""
+
+    WARN = "warn"
+    """The block succeeds, with the drift recorded as warnings."""
+    FAIL = "fail"
+    """The block fails with the drift as its error (not retried)."""
+    OFF = "off"
+    """Nothing is compared."""
+
+
 class TestPolicy(enum.StrEnum):
     """What a failing `@test` does to its block."""
 
@@ -95,6 +108,12 @@ class BlockHeader:
     sensor_timeout: float = DEFAULT_SENSOR_TIMEOUT
     """Sensors only: give up (fail) when the condition still doesn't hold after this long."""
     cache: CachePolicy = CachePolicy.AUTO
+    schema: SchemaPolicy = SchemaPolicy.WARN
+    schema_file: str | None = None
+    """A pinned schema contract, relative to the notebook's folder; None: the last run's."""
+    map: str | None = None
+    """Fan-out: the upstream output (a list, tuple or small DataFrame) whose items the block
+    runs once each for, with `item` bound (`pipelines.rundir.fanout`); None: runs once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +231,8 @@ def parse_header(line: str) -> BlockHeader:
         *(_identifier_issue(n) for n in namespace.out or ()),
         *_extras_issues(extras),
         *_sensor_issues(namespace),
+        _schema_file_issue(namespace),
+        *_map_issues(namespace),
     ]
     found = [issue for issue in issues if issue is not None]
     if found:
@@ -234,6 +255,9 @@ def parse_header(line: str) -> BlockHeader:
             DEFAULT_SENSOR_TIMEOUT if namespace.sensor_timeout is None else namespace.sensor_timeout
         ),
         cache=namespace.cache,
+        schema=namespace.schema,
+        schema_file=namespace.schema_file,
+        map=namespace.map,
     )
 
 
@@ -271,6 +295,45 @@ def _sensor_issues(namespace: argparse.Namespace) -> list[HeaderIssue]:
     ]
 
 
+def _schema_file_issue(namespace: argparse.Namespace) -> HeaderIssue | None:
+    path = namespace.schema_file
+    if path is None:
+        return None
+    if not path.endswith(".json"):
+        return HeaderIssue(
+            f"--schema-file names a JSON file, got `{path}`",
+            "write one with `blockbook schema pin RUN BLOCK -o PATH.json`",
+        )
+    if namespace.schema is SchemaPolicy.OFF:
+        return HeaderIssue(
+            "--schema-file has no effect with --schema off",
+            "remove --schema-file, or use --schema warn or fail",
+        )
+    return None
+
+
+def _map_issues(namespace: argparse.Namespace) -> list[HeaderIssue]:
+    name, kind = namespace.map, namespace.kind
+    if name is None:
+        return []
+    issues = []
+    if not name.isidentifier() or keyword.iskeyword(name):
+        issues.append(
+            HeaderIssue(
+                f"--map names an upstream output, a Python variable; `{name}` is not one",
+                "write `--map days`, where an upstream block binds `days` to a list",
+            )
+        )
+    if kind in (BlockKind.SENSOR, BlockKind.CONDITION):
+        issues.append(
+            HeaderIssue(
+                f"a {kind} cannot be mapped (--map): its verdict is one for the whole block",
+                "remove --map, or map a block below it",
+            )
+        )
+    return issues
+
+
 def format_header(header: BlockHeader) -> str:
     """The canonical header line for `header`; `parse_header(format_header(h)) == h`."""
     parts = [MAGIC, header.name]
@@ -299,6 +362,12 @@ def format_header(header: BlockHeader) -> str:
         parts += ["--sensor-timeout", _number(header.sensor_timeout)]
     if header.cache is not defaults.cache:
         parts += ["--cache", str(header.cache)]
+    if header.schema is not defaults.schema:
+        parts += ["--schema", str(header.schema)]
+    if header.schema_file is not None:
+        parts += ["--schema-file", shlex.quote(header.schema_file)]
+    if header.map is not None:
+        parts += ["--map", header.map]
     return " ".join(parts)
 
 
@@ -381,6 +450,9 @@ def _build_parser() -> _RaisingParser:
         default=None,
     )
     parser.add_argument("--cache", type=_choice(CachePolicy), default=CachePolicy.AUTO)
+    parser.add_argument("--schema", type=_choice(SchemaPolicy), default=SchemaPolicy.WARN)
+    parser.add_argument("--schema-file", default=None, metavar="PATH")
+    parser.add_argument("--map", default=None, metavar="NAME")
     return parser
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from pipelines.params import json_params
+from pipelines.rundir.location import RunFolder, run_folder_at
 from pipelines.rundir.state import write_json_atomic
 
 PLAN_FILE = "plan.json"
@@ -32,6 +32,9 @@ class BlockPlan:
     """Output name -> the blocks that read it; these outputs are materialized."""
     run: bool = True
     """False for blocks this run reuses or leaves out (`--resume`, `--only`)."""
+    schema: dict[str, Any] | None = None
+    """What the block's stored frames are compared with (`schema_drift.Baseline.to_json`);
+    None: nothing (`--schema off`, no earlier success, plans written before drift checks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +63,8 @@ class RunPlan:
 
 
 def write_plan(plan: RunPlan) -> None:
-    write_json_atomic(Path(plan.run_dir) / PLAN_FILE, plan.to_json())
+    write_json_atomic(run_folder_at(plan.run_dir) / PLAN_FILE, plan.to_json())
 
 
-def load_plan(run_dir: Path) -> RunPlan:
+def load_plan(run_dir: RunFolder) -> RunPlan:
     return RunPlan.from_json(json.loads((run_dir / PLAN_FILE).read_text(encoding="utf-8")))

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.rundir.location import RemoteFolder, RunFolder
 from pipelines.status import BlockStatus
 
 STATE_DIR = "blocks"
@@ -159,6 +160,9 @@ class BlockState:
     """Where each loaded input came from, as `LoadedInput.to_json`."""
     condition_result: bool | None = None
     """Condition blocks that succeeded: their result. False skips the blocks downstream."""
+    schema_drift: tuple[dict[str, Any], ...] = ()
+    """How its stored frames differ from their baseline (`schema_drift.Drift.to_json`): the
+    warnings of a block that succeeded, the error of one `--schema fail` failed."""
 
     def with_attempt(self, attempt: Attempt) -> BlockState:
         """Add or replace (same number) an attempt."""
@@ -198,14 +202,15 @@ class BlockState:
             reused_from=data.get("reused_from"),
             loaded=tuple(data.get("loaded", ())),
             condition_result=data.get("condition_result"),
+            schema_drift=tuple(data.get("schema_drift", ())),
         )
 
 
-def state_path(run_dir: Path, block: str) -> Path:
+def state_path(run_dir: RunFolder, block: str) -> RunFolder:
     return run_dir / STATE_DIR / f"{block}.json"
 
 
-def write_state(run_dir: Path, state: BlockState, *, keep_terminal: bool = True) -> None:
+def write_state(run_dir: RunFolder, state: BlockState, *, keep_terminal: bool = True) -> None:
     """Replace the block's state file atomically. In a run a terminal state is never overwritten
     (`keep_terminal`); in the dev area each execution by hand is a new one, so it replaces."""
     path = state_path(run_dir, state.block)
@@ -215,7 +220,7 @@ def write_state(run_dir: Path, state: BlockState, *, keep_terminal: bool = True)
     write_json_atomic(path, state.to_json())
 
 
-def read_state(run_dir: Path, block: str) -> BlockState | None:
+def read_state(run_dir: RunFolder, block: str) -> BlockState | None:
     path = state_path(run_dir, block)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -224,32 +229,48 @@ def read_state(run_dir: Path, block: str) -> BlockState | None:
     return BlockState.from_json(data)
 
 
-def raise_stop_flag(run_dir: Path, reason: str) -> None:
+def raise_stop_flag(run_dir: RunFolder, reason: str) -> None:
     """Tell every kernel of the run to start no further block (they check `CANCEL_FLAG` before
     a block starts and while they wait for upstream): a cancel, or a run that ended elsewhere."""
     (run_dir / CANCEL_FLAG).write_text(f"{reason}\n", encoding="utf-8")
 
 
-def record_interrupt(run_dir: Path, block: str, reason: str) -> None:
+def record_interrupt(run_dir: RunFolder, block: str, reason: str) -> None:
     """Say why the runner is about to interrupt `block`'s kernel (the kernel reports it)."""
     path = run_dir / INTERRUPT_DIR / block
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(reason, encoding="utf-8")
 
 
-def interrupt_reason(run_dir: Path, block: str) -> str | None:
+def interrupt_reason(run_dir: RunFolder, block: str) -> str | None:
     try:
         return (run_dir / INTERRUPT_DIR / block).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def state_stamps(run_dir: RunFolder) -> dict[str, Any]:
+    """Each block state file's name (`BLOCK.json`) -> a stamp that changes when it is rewritten:
+    how the runner finds the states that changed without reading them all."""
+    folder = run_dir / STATE_DIR
+    if isinstance(folder, RemoteFolder):
+        return folder.stamps()
+    try:
+        return {entry.name: entry.stat().st_mtime_ns for entry in os.scandir(folder)}
+    except FileNotFoundError:
+        return {}
+
+
+def write_json_atomic(path: RunFolder, data: Any) -> None:
     write_bytes_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
-def write_bytes_atomic(path: Path, payload: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over the target."""
+def write_bytes_atomic(path: RunFolder, payload: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename over the target (in object
+    storage: one PUT, which is atomic there)."""
+    if isinstance(path, RemoteFolder):
+        path.write_bytes(payload)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX

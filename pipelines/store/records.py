@@ -46,6 +46,8 @@ class BlockRunRecord:
     fingerprint: dict[str, Any] | None = None
     """What the block's result depends on, each part hashed, and why it ran or was cached
     (`pipelines.runs.caching.Fingerprint`); None for runs before incremental runs."""
+    schema_drift: tuple[dict[str, Any], ...] = ()
+    """How its stored frames differed from their baseline (`rundir.schema_drift.Drift`)."""
 
     @property
     def cache_note(self) -> str:
@@ -172,4 +174,5 @@ def _block_record(row: BlockRunRow) -> BlockRunRecord:
             for attempt in row.attempt_rows
         ),
         fingerprint=row.fingerprint,
+        schema_drift=tuple(row.schema_drift or ()),
     )

@@ -233,6 +233,7 @@ class RunStore:
             row.ended_at = state.ended_at
             row.error = state.error
             row.reused_from = state.reused_from
+            row.schema_drift = [dict(drift) for drift in state.schema_drift] or None
             by_number = {attempt.number: attempt for attempt in row.attempt_rows}
             for attempt in state.attempts:
                 stored = by_number.get(attempt.number)

@@ -142,6 +142,9 @@ class BlockRunRow(Base):
     """What the block's result depends on (code, inputs' hashes, parameters read, settings),
     each part hashed: an unchanged fingerprint lets a later run reuse the outputs, and the
     parts that differ say why a block runs again."""
+    schema_drift: Mapped[list[dict[str, Any]] | None]
+    """How its stored frames differ from their baseline (`rundir.schema_drift.Drift.to_json`):
+    warnings, or the error `--schema fail` failed it with; None when nothing drifted."""
 
     run: Mapped[RunRow] = relationship(back_populates="blocks")
     attempt_rows: Mapped[list[AttemptRow]] = relationship(
