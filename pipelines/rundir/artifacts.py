@@ -12,6 +12,10 @@ killed writer leaves behind (`.NAME.XXXX.tmp`, possibly gigabytes) are removed b
 
 Data is streamed: a frame is written as Parquet straight into its temporary file (hashed as the
 bytes go by) and read back by path, memory-mapped, so no whole file is ever held in memory.
+
+In object storage (`pipelines.rundir.location.RemoteFolder`) the data object is streamed to the
+store through fsspec (hashed on the way) and appears only when its upload completes; an upload
+cut short is discarded, never committed. The manifest is put last, as on disk.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import BlockbookError
+from pipelines.rundir.location import RemoteFolder, RunFolder
 from pipelines.rundir.state import TEMPORARY_SUFFIX, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -95,10 +100,10 @@ class UnstorableOutput(BlockbookError):
 class ArtifactStore:
     """The stored outputs under one root (a run folder or the dev area)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: RunFolder) -> None:
         self.root = root
 
-    def folder(self, block: str) -> Path:
+    def folder(self, block: str) -> RunFolder:
         return self.root / ARTIFACT_DIR / block
 
     def save(
@@ -114,13 +119,13 @@ class ArtifactStore:
             rows = len(value)
             columns = tuple((str(c), str(t)) for c, t in value.dtypes.items())
             try:
-                written = _write_atomic(folder / f"{name}.{PARQUET}", _parquet_writer(value))
+                written = _write(folder / f"{name}.{PARQUET}", _parquet_writer(value))
                 fmt = PARQUET
             except Exception as exc:
                 # e.g. mixed-type object columns: pickling keeps the frame exactly as it was.
                 logger.info("storing %s.%s with pickle: Parquet refused it (%s)", block, name, exc)
         if written is None:
-            written = _write_atomic(
+            written = _write(
                 folder / f"{name}.{PICKLE}", _pickle_writer(block, name, value, readers)
             )
         size, digest = written
@@ -157,6 +162,8 @@ class ArtifactStore:
                 hint=f"run block `{block}` first",
             )
         path = self.folder(block) / manifest.file_name
+        if isinstance(path, RemoteFolder):
+            return _load_remote(path, manifest)
         if manifest.format == PARQUET:
             import pandas as pd
 
@@ -171,6 +178,9 @@ class ArtifactStore:
         if not origin.is_dir():
             return
         target = self.folder(block)
+        if isinstance(origin, RemoteFolder) or isinstance(target, RemoteFolder):
+            _copy_block(origin, target)
+            return
         target.mkdir(parents=True, exist_ok=True)
         # Data first, manifests last, so readers never see a manifest without its data.
         files = sorted(origin.iterdir(), key=lambda p: p.suffix == ".json")
@@ -184,14 +194,15 @@ class ArtifactStore:
                 _write_atomic(destination, _copy_writer(file))
 
 
-def remove_leftover_writes(folder: Path) -> list[Path]:
+def remove_leftover_writes(folder: RunFolder) -> list[Path]:
     """Delete the temporary files of atomic writes cut short (kill -9, a dead kernel) anywhere
     under `folder`, a run folder; returns what was removed.
 
     Call it only when no process can still be writing there: the run ended, or its runner is
     known to be gone (a later run or a resume finds the run crashed)."""
     removed: list[Path] = []
-    if not folder.is_dir():
+    if isinstance(folder, RemoteFolder) or not folder.is_dir():
+        # Nothing to remove in object storage: an upload cut short never became an object.
         return removed
     for path in folder.rglob(f".*{TEMPORARY_SUFFIX}"):
         if not path.is_file():
@@ -312,7 +323,8 @@ class _HashingWriter:
 
 
 _CHUNK = 1 << 20
-_Writer = Callable[[_HashingWriter], None]
+_Writer = Callable[[Any], None]
+"""Writes a value's bytes into a stream: a `_HashingWriter` locally, a `_HashingUpload` remote."""
 
 
 def _write_atomic(path: Path, write: _Writer) -> tuple[int, str]:
@@ -334,6 +346,105 @@ def _write_atomic(path: Path, write: _Writer) -> tuple[int, str]:
         Path(temporary).unlink(missing_ok=True)
         raise
     return writer.size, digest
+
+
+def _write(path: RunFolder, write: _Writer) -> tuple[int, str]:
+    if isinstance(path, RemoteFolder):
+        return _write_remote(path, write)
+    return _write_atomic(path, write)
+
+
+class _HashingUpload:
+    """A binary stream that hashes (sha256) and counts what goes through it to an fsspec file:
+    the network is slower than hashing, so it is done in line, unlike `_HashingWriter`."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._hash.update(view)
+        self._target.write(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass  # the fsspec file uploads its blocks as they fill; `close` commits the rest
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True  # pyarrow closes what it wrote to; the upload is committed apart
+
+    def digest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _write_remote(path: RemoteFolder, write: _Writer) -> tuple[int, str]:
+    """Stream `write`'s bytes to the object `path`, hashing them on the way; the object appears
+    when the upload completes (`close`), and a failure discards the upload instead."""
+    target: Any = path.open("wb")
+    stream = _HashingUpload(target)
+    try:
+        write(stream)
+    except BaseException:
+        discard = getattr(target, "discard", None)
+        if discard is not None:
+            discard()  # nothing uploaded is committed (a multipart upload is aborted)
+            target.closed = True  # else its finalizer would try to upload the discarded buffer
+        else:  # a filesystem without discard: remove what its close would leave
+            target.close()
+            path.unlink(missing_ok=True)
+        raise
+    target.close()
+    return stream.size, stream.digest()
+
+
+def _load_remote(path: RemoteFolder, manifest: OutputManifest) -> Any:
+    with path.open("rb") as stream:
+        if manifest.format == PARQUET:
+            import pandas as pd
+
+            return pd.read_parquet(stream, engine="pyarrow")
+        return pickle.load(stream)
+
+
+def _copy_block(origin: RunFolder, target: RunFolder) -> None:
+    """Copy a block's stored outputs between run folders where one is remote: data first,
+    manifests last."""
+    listed: list[RunFolder] = list(origin.iterdir())
+    files = sorted(listed, key=lambda p: p.suffix == ".json")
+    for file in files:
+        if file.name.startswith("."):
+            continue  # a local temporary file of a write in progress
+        destination = target / file.name
+        if destination.exists():
+            continue
+        if isinstance(file, RemoteFolder) and isinstance(destination, RemoteFolder):
+            file.copy_to(destination)
+        else:
+            with file.open("rb") as data:
+                _write(destination, _copy_writer_stream(data))
+
+
+def _copy_writer_stream(data: Any) -> _Writer:
+    def write(stream: _HashingWriter) -> None:
+        shutil.copyfileobj(data, stream, _CHUNK)
+
+    return write
 
 
 def _parquet_writer(frame: Any) -> _Writer:

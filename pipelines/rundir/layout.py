@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypeVar, cast
+
+from pipelines.rundir.location import RunFolder
 
 STATE_DIR = ".blockbook"
 RUNS_DIR = "runs"
@@ -23,6 +26,9 @@ LOG_DIR = "logs"
 
 PRIVATE_MODE = 0o700
 """Run folders hold parameters, data and logs that can quote secrets: their owner's only."""
+
+Folder = TypeVar("Folder", bound=RunFolder)
+"""A run folder on disk or in object storage: what is inside it is of the same kind."""
 
 KERNEL_NAME = "python3"
 """The kernelspec of debug notebooks, and of run notebooks whose source names none."""
@@ -69,18 +75,26 @@ def run_notebook_stem(source_notebook: str) -> str:
     return "--".join(parts).removesuffix(".ipynb")
 
 
-def executed_notebook(run_folder: Path, run_notebook: str) -> Path:
+def _inside(folder: Folder, *parts: str) -> Folder:
+    """`folder / parts`, of the folder's own kind."""
+    inside: RunFolder = folder
+    for part in parts:
+        inside = inside / part
+    return cast(Folder, inside)
+
+
+def executed_notebook(run_folder: Folder, run_notebook: str) -> Folder:
     """The executed notebook that holds a block (`run_notebook` as the plan and store keep it)."""
-    return run_folder / run_notebook
+    return _inside(run_folder, run_notebook)
 
 
-def input_notebook(run_folder: Path, run_notebook: str) -> Path:
+def input_notebook(run_folder: Folder, run_notebook: str) -> Folder:
     """The generated notebook papermill executed to produce `executed_notebook`."""
-    return run_folder / INPUT_DIR / Path(run_notebook).name
+    return _inside(run_folder, INPUT_DIR, Path(run_notebook).name)
 
 
-def kernel_log(run_folder: Path, run_notebook: str) -> Path:
-    return run_folder / LOG_DIR / f"{Path(run_notebook).stem}.kernel.log"
+def kernel_log(run_folder: Folder, run_notebook: str) -> Folder:
+    return _inside(run_folder, LOG_DIR, f"{Path(run_notebook).stem}.kernel.log")
 
 
 def debug_notebook(run_folder: Path, block: str) -> Path:
