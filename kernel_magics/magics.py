@@ -10,11 +10,13 @@ from IPython.core.magic import Magics, cell_magic, magics_class
 
 from kernel_magics.contexts import BlockContext, HeadlessContext, InteractiveContext
 from kernel_magics.execute import show_user_frames, user_traceback
+from kernel_magics.fanout import ChildContext
 from kernel_magics.runtime import Outcome, execute_block
 from kernel_magics.views import make_view
 from pipelines.assembly.analysis import analyze
 from pipelines.assembly.header import BlockHeader, parse_header
 from pipelines.errors import HeaderError
+from pipelines.rundir.fanout import MAP_CONTEXT_KEY
 from pipelines.rundir.plan import RUN_CONTEXT_NAME
 
 
@@ -24,7 +26,9 @@ class BlockMagics(Magics):
         super().__init__(shell)
         self._context: BlockContext | None = None
         run_context = shell.user_ns.get(RUN_CONTEXT_NAME)
-        if isinstance(run_context, dict):
+        if isinstance(run_context, dict) and MAP_CONTEXT_KEY in run_context:
+            self._context = ChildContext(run_context, shell.user_ns)
+        elif isinstance(run_context, dict):
             self._context = HeadlessContext(run_context, shell.user_ns)
 
     @property
@@ -42,6 +46,8 @@ class BlockMagics(Magics):
     def block(self, line: str, cell: str) -> None:
         """Run this cell as a pipeline block: `%%block NAME [--upstream A B] [--retries N] ...`"""
         header = self._parse(line)
+        if isinstance(self._context, ChildContext):
+            header = self._context.child_header(header)  # one item of a mapped block
         try:
             analysis = analyze(cell)
         except SyntaxError:

@@ -13,6 +13,7 @@ from pipelines.assembly.header import (
     parse_header,
     split_block_cell,
 )
+from pipelines.assembly.mapping import block_inputs
 from pipelines.assembly.notebooks import CodeCell, NotebookFile
 from pipelines.errors import HeaderError, Location, Problem, ProblemKind, Severity
 
@@ -43,7 +44,7 @@ class Block:
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        return self.analysis.inputs
+        return block_inputs(self.header, self.analysis.inputs)
 
     @property
     def location(self) -> Location:

@@ -26,6 +26,7 @@ from pipelines.assembly.graph import (
 )
 from pipelines.assembly.header import BlockName
 from pipelines.assembly.includes import Include, include_paths, resolve_includes
+from pipelines.assembly.mapping import map_problems
 from pipelines.assembly.notebooks import NotebookFile, read_notebook
 from pipelines.assembly.project import find_root, notebook_files
 from pipelines.assembly.scope import Scope, unprovided_names
@@ -145,6 +146,7 @@ def assemble(folder: Path) -> Pipeline:
         *wiring.problems,
         *cycle_problems(unique, upstream, wiring),
         *unprovided_names(unique, pipeline_scope(folder, config)),
+        *map_problems(unique, wiring.sources),
     ]
     if not blocks and not notebook_problems and not block_problems:
         graph_problems.append(_empty_pipeline(folder, notebooks))

@@ -35,6 +35,8 @@ class BlockPlan:
     schema: dict[str, Any] | None = None
     """What the block's stored frames are compared with (`schema_drift.Baseline.to_json`);
     None: nothing (`--schema off`, no earlier success, plans written before drift checks)."""
+    map: str | None = None
+    """A mapped block: the input whose items its children run for (`--map`)."""
 
 
 @dataclass(frozen=True, slots=True)

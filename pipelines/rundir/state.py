@@ -163,6 +163,8 @@ class BlockState:
     schema_drift: tuple[dict[str, Any], ...] = ()
     """How its stored frames differ from their baseline (`schema_drift.Drift.to_json`): the
     warnings of a block that succeeded, the error of one `--schema fail` failed."""
+    map_items: int | None = None
+    """A mapped block (`--map`): how many items, so children, it fans out to, once known."""
 
     def with_attempt(self, attempt: Attempt) -> BlockState:
         """Add or replace (same number) an attempt."""
@@ -203,6 +205,7 @@ class BlockState:
             loaded=tuple(data.get("loaded", ())),
             condition_result=data.get("condition_result"),
             schema_drift=tuple(data.get("schema_drift", ())),
+            map_items=data.get("map_items"),
         )
 
 

@@ -248,6 +248,8 @@ def _why_it_runs(pipeline: Pipeline, name: str, policy: CachePolicyOfRun) -> lis
         return [f"--force {name}"]
     if header.cache is CachePolicy.NEVER:
         return ["--cache never"]
+    if header.map is not None:
+        return ["a mapped block (--map) always runs"]
     if header.kind in (BlockKind.EXPORTER, BlockKind.SENSOR):
         return [f"{'an' if header.kind is BlockKind.EXPORTER else 'a'} {header.kind} always runs"]
     if header.kind is BlockKind.CONDITION:
