@@ -347,10 +347,11 @@ class Project:
         return record
 
     def executed_notebook(self, run_id: str, block: str) -> ExecutedNotebook:
-        """The executed notebook that holds `block` in run `run_id`, and the block's cell."""
+        """The executed notebook that holds `block` in run `run_id`, and the block's cell: for
+        a block the run reused (`cached`, `--resume`), those of the run that executed it."""
         from pipelines.runs.debug import executed_cell  # for cost: nbformat
 
-        return executed_cell(self.run(run_id), block)
+        return executed_cell(self.store, self.run(run_id), block)
 
     def outputs(self, run_id: str, block: str) -> dict[str, Any]:
         """The stored outputs of `block` in run `run_id`, loaded: name -> value."""

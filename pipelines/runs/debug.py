@@ -97,10 +97,15 @@ class ExecutedNotebook:
     path: Path
     cell_index: int
     """0-based position of the block's cell in the executed notebook."""
+    run_id: str
+    """The run that executed the cell: for a block a run reused (`cached`, or kept by
+    `--resume`), the run that ran it."""
 
 
-def executed_cell(record: RunRecord, block: str) -> ExecutedNotebook:
-    """Where `block` of the run `record` can be looked at: its executed notebook and cell."""
+def executed_cell(store: RunStore, record: RunRecord, block: str) -> ExecutedNotebook:
+    """Where `block` of the run `record` can be looked at: its executed notebook and cell, in
+    the run that last executed it."""
+    record = ran_in(store, record, block)
     block_record = record.known_block(block)
     path = executed_notebook(Path(record.run_dir), block_record.notebook)
     if not path.is_file():
@@ -111,8 +116,27 @@ def executed_cell(record: RunRecord, block: str) -> ExecutedNotebook:
     notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     for index, cell in enumerate(notebook.cells):
         if block_of(cell) == block:
-            return ExecutedNotebook(path, index)
+            return ExecutedNotebook(path, index, record.run_id)
     raise NotFoundError(f"{path} has no cell of block `{block}`", hint="run it again")
+
+
+def ran_in(store: RunStore, record: RunRecord, block: str) -> RunRecord:
+    """The run whose kernel executed `block` for `record`: `record` itself, or the run it
+    reused the block from, followed back (a reused run may have reused it in turn)."""
+    seen = {record.run_id}
+    while (origin := record.known_block(block).reused_from) is not None:
+        earlier = store.get_run(origin)
+        if earlier is None:
+            raise NotFoundError(
+                f"block `{block}` of run `{record.run_id}` was reused from run `{origin}`, "
+                "which is no longer in the run store",
+                hint=f"run it again: `blockbook run {record.pipeline} --force {block}`",
+            )
+        if earlier.run_id in seen or earlier.block(block) is None:
+            break  # never loop; a run without the block can't have executed it
+        seen.add(earlier.run_id)
+        record = earlier
+    return record
 
 
 def find_run(store: RunStore, run_id: str) -> RunRecord:

@@ -150,10 +150,13 @@ def block_notebook(project: Project, run_id: str, block: str) -> dict[str, Any]:
     record = project.run(run_id)
     check_masked(record.run_id, record.status, record.params)  # the drive would refuse it
     located = project.executed_notebook(record.run_id, block)
+    if located.run_id != record.run_id:  # a reused block: the run that ran it, also masked
+        origin = project.run(located.run_id)
+        check_masked(origin.run_id, origin.status, origin.params)
     return {
-        "path": drive_path(record.run_id, located.path),
+        "path": drive_path(located.run_id, located.path),
         "cell_index": located.cell_index,
-        "run_id": record.run_id,
+        "run_id": located.run_id,
         "block": block,
     }
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nbformat
 import pytest
 from pandas.testing import assert_frame_equal
 
 from pipelines.assembly.pipeline import assemble
 from pipelines.forms.json_forms import pipeline_json
+from pipelines.runs.debug import executed_cell
 from pipelines.runs.runner import RunError, RunResult
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.run_store import RunStore
@@ -116,6 +118,18 @@ def test_a_second_identical_run_is_all_cached_but_exporters_run_again(
     third = any_run(folder)
     assert executed(log) == ["export"]
     assert third.blocks["clean"].reused_from == first.run_id
+
+    # Its executed cell is the first run's, the one that executed it; the exporter's its own.
+    third_record = any_store.get_run(third.run_id)
+    assert third_record is not None
+    reused = executed_cell(any_store, third_record, "report")
+    own = executed_cell(any_store, third_record, "export")
+    assert (reused.run_id, own.run_id) == (first.run_id, third.run_id)
+    assert reused.path.is_relative_to(first.run_dir)
+    assert own.path.is_relative_to(third.run_dir)
+    cell = nbformat.read(reused.path, as_version=4).cells[reused.cell_index]
+    assert cell.source.startswith("%%block report")
+    assert cell.metadata["blockbook"]["status"] == "success"
 
 
 def test_editing_one_cell_reruns_that_block_and_its_downstream_only(
