@@ -173,9 +173,36 @@ class ExecutorConfig(_Strict):
         return self
 
 
+ARTIFACT_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
+
+
+class ArtifactsConfig(_Strict):
+    """`[artifacts]`: where run folders (outputs, plans, notebooks, block states) go; none: this
+    machine's `.blockbook/runs/` (`pipelines.rundir.location`)."""
+
+    url: str | None = None
+    """`s3://bucket/prefix`, `gs://...`, `abfs://...` (fsspec), or `file:///shared/nfs`."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """fsspec keyword arguments (`endpoint_url`, `key`, `secret`, ...); `${ENV}` references in
+    their text are expanded when a run starts."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not ARTIFACT_URL.fullmatch(value):
+            raise ValueError(
+                f"`{value}` is not a storage URL: write it as s3://bucket/prefix (or gs://, "
+                "abfs://, file:///shared/folder)"
+            )
+        return value.rstrip("/")
+
+
 class ProjectConfig(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
     connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
     exclude: tuple[str, ...] = ()
     """Glob patterns of folders, relative to the project root, that never hold pipelines

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import nbformat
@@ -20,6 +19,7 @@ from pipelines.assembly.notebooks import read_notebook
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.params import ParamValue, is_secret_param, json_params, masked, python_literal
 from pipelines.rundir.layout import KERNEL_NAME, run_notebook_path
+from pipelines.rundir.location import RunFolder
 from pipelines.rundir.plan import (
     RUN_CONTEXT_NAME,
     BlockPlan,
@@ -45,7 +45,7 @@ except ModuleNotFoundError as _blockbook_missing:
 def build_plan(
     pipeline: Pipeline,
     run_id: str,
-    run_dir: Path,
+    run_dir: RunFolder,
     params: Mapping[str, Any],
     *,
     isolate: bool,
@@ -158,10 +158,10 @@ def kernelspec(name: str) -> dict[str, str]:
     return {"name": name, "display_name": spec.display_name, "language": spec.language}
 
 
-def run_kernel(path: Path) -> str:
+def run_kernel(path: RunFolder) -> str:
     """The kernel a built run notebook runs with: the one `build_run_notebooks` wrote into it
     (the source notebook may have changed since)."""
-    notebook = nbformat.read(path, as_version=4)
+    notebook = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
     return str(notebook.metadata.get("kernelspec", {}).get("name") or KERNEL_NAME)
 
 
@@ -171,7 +171,7 @@ def block_of(cell: Any) -> str | None:
     return str(block) if block is not None else None
 
 
-def write_notebook(notebook: Any, path: Path) -> None:
+def write_notebook(notebook: Any, path: RunFolder) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, nbformat.writes(notebook).encode())
 

@@ -11,13 +11,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.header import BlockHeader, BlockKind, BlockName
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.params import Secrets
 from pipelines.rundir.layout import executed_notebook, input_notebook, kernel_log
+from pipelines.rundir.location import run_folder_at
 from pipelines.rundir.plan import RunPlan
 from pipelines.rundir.state import (
     CANCEL_FLAG,
@@ -27,9 +27,9 @@ from pipelines.rundir.state import (
     raise_stop_flag,
     read_state,
     record_interrupt,
+    state_stamps,
     write_state,
 )
-from pipelines.rundir.state import STATE_DIR as BLOCK_STATE_DIR
 from pipelines.runs.build import run_kernel
 from pipelines.runs.executors import EndKind, Executor, NotebookEnd, NotebookRun, RunningNotebook
 from pipelines.runs.executors.local import LocalExecutor
@@ -88,7 +88,7 @@ class Execution:
         self.limits = limits
         self.cancel_requested = cancel
         self.on_block = on_block
-        self.run_dir = Path(plan.run_dir)
+        self.run_dir = run_folder_at(plan.run_dir)
         self.secrets = secrets
         self.concurrency = (
             limits.concurrency or pipeline.config.concurrency or max(4, os.cpu_count() or 1)
@@ -250,14 +250,10 @@ class Execution:
     # ---- watching ----------------------------------------------------------------------
 
     def _poll_states(self) -> None:
-        folder = self.run_dir / BLOCK_STATE_DIR
-        if not folder.is_dir():
-            return
-        for entry in os.scandir(folder):
-            if not entry.name.endswith(".json"):
+        for file_name, stamp in state_stamps(self.run_dir).items():
+            if not file_name.endswith(".json"):
                 continue
-            stamp = entry.stat().st_mtime_ns
-            name = entry.name[: -len(".json")]
+            name = file_name[: -len(".json")]
             if self._seen.get(name) == stamp:
                 continue
             state = read_state(self.run_dir, name)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import nbformat
 
 from pipelines.params import Secrets
+from pipelines.rundir.location import run_folder_at
 from pipelines.rundir.plan import RunPlan
 from pipelines.rundir.state import BlockState
 from pipelines.runs.build import block_of, write_notebook
@@ -21,10 +21,10 @@ def finish_executed_notebooks(
 ) -> None:
     """Mask secrets in the executed notebooks and tag each block cell with its final status."""
     for relative in {plan.blocks[n].run_notebook for n in plan.order}:
-        path = Path(plan.run_dir) / relative
+        path = run_folder_at(plan.run_dir) / relative
         if not path.is_file():
             continue
-        notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+        notebook = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)  # type: ignore[no-untyped-call]
         for cell in notebook.cells:
             block = block_of(cell)
             if block is not None and block in states:

@@ -28,7 +28,7 @@ from pipelines.params import (
 )
 from pipelines.rundir.artifacts import ArtifactStore, remove_leftover_writes
 from pipelines.rundir.layout import executed_notebook, input_notebook, make_run_dir
-from pipelines.rundir.layout import run_dir as run_folder
+from pipelines.rundir.location import RunFolder, run_folder_at
 from pipelines.rundir.plan import RunPlan, write_plan
 from pipelines.rundir.state import (
     BlockState,
@@ -43,6 +43,7 @@ from pipelines.runs.executors import Executor
 from pipelines.runs.finishing import finish_executed_notebooks
 from pipelines.runs.pool import KernelPool
 from pipelines.runs.selection import RunError, check_forced, check_only, check_runnable
+from pipelines.runs.storage import run_folder_for
 from pipelines.status import BlockStatus, RunStatus, Trigger
 from pipelines.store.audit import StartedBy, adopted, run_audit
 from pipelines.store.db import RunConflict, StoreUnavailable
@@ -89,7 +90,7 @@ class RunOptions:
 class RunResult:
     run_id: RunId
     status: RunStatus
-    run_dir: Path
+    run_dir: RunFolder
     blocks: Mapping[str, BlockState]
 
 
@@ -127,7 +128,7 @@ class Runner:
             reused = self._reusable_blocks(pipeline, options)
             selected = self._selected_blocks(pipeline, options)
             params = merge(pipeline.config.params, options.params)
-            run_dir = run_folder(self.root, run_id)
+            run_dir = run_folder_for(self.root, run_id)
             trigger = queued.trigger if queued is not None else options.trigger
             caches = self._cache_decisions(
                 pipeline, options, trigger, params, selected - set(reused)
@@ -192,7 +193,7 @@ class Runner:
         options: RunOptions,
         queued: RunRecord | None,
         params: Mapping[str, ParamValue],
-        run_dir: Path,
+        run_dir: RunFolder,
         blocks: list[tuple[str, str]],
     ) -> None:
         """Record the run (or fill in the queued one), riding out a brief store outage."""
@@ -250,7 +251,9 @@ class Runner:
         caches: _Caching,
     ) -> dict[str, Any]:
         """Write the run folder: the plan, the carried-over blocks' states, the run notebooks."""
-        run_dir = make_run_dir(Path(plan.run_dir))
+        run_dir = run_folder_at(plan.run_dir)
+        if isinstance(run_dir, Path):
+            make_run_dir(run_dir)  # object storage has no folders, nor modes to set
         write_plan(plan)
         self._carry_over(plan, reused, not_run - caches.cached)
         _carry_over_cached(plan, caches)
@@ -295,10 +298,10 @@ class Runner:
             # Housekeeping only: the next run cleans up; recording this run rides the outage out.
             logger.warning("leftover temporary files not looked for: %s", exc.message)
             return
-        folders = {Path(record.run_dir) for record in crashed}
+        folders = {run_folder_at(record.run_dir) for record in crashed}
         if resumed is not None and resumed.status.is_terminal:
-            folders.add(Path(resumed.run_dir))
-        for folder in sorted(folders):
+            folders.add(run_folder_at(resumed.run_dir))
+        for folder in sorted(folders, key=str):
             remove_leftover_writes(folder)
 
     def _queued(self, run_id: RunId) -> RunRecord | None:
@@ -403,7 +406,7 @@ class Runner:
         return _Caching(own, decisions)
 
     def _record_fingerprints(
-        self, run_id: RunId, pipeline: Pipeline, run_dir: Path, caches: _Caching
+        self, run_id: RunId, pipeline: Pipeline, run_dir: RunFolder, caches: _Caching
     ) -> None:
         """Keep, with each block this run decided about, what its result depends on and why it
         ran or was cached: the next run compares with it, `show` tells the why."""
@@ -431,7 +434,7 @@ class Runner:
         self, plan: RunPlan, reused: Mapping[str, str], not_run: frozenset[str]
     ) -> None:
         """Write the final state of every block this run will not execute."""
-        run_dir = Path(plan.run_dir)
+        run_dir = run_folder_at(plan.run_dir)
         artifacts = ArtifactStore(run_dir)
         # Most reused blocks come from one earlier run: read each run's record once.
         source_runs = {run_id: self.store.get_run(run_id) for run_id in set(reused.values())}
@@ -442,7 +445,7 @@ class Runner:
             if name in reused:
                 source_run = source_runs[reused[name]]
                 if source_run is not None:
-                    artifacts.link_block(ArtifactStore(Path(source_run.run_dir)), name)
+                    artifacts.link_block(ArtifactStore(run_folder_at(source_run.run_dir)), name)
                 state = BlockState(
                     name,
                     BlockStatus.SUCCESS,
@@ -477,13 +480,13 @@ class _Caching:
 
 def _carry_over_cached(plan: RunPlan, caches: _Caching) -> None:
     """Link the outputs of each cached block from its earlier run and write its final state."""
-    run_dir = Path(plan.run_dir)
+    run_dir = run_folder_at(plan.run_dir)
     artifacts = ArtifactStore(run_dir)
     for name in plan.order:
         decision = caches.decisions.get(name)
         if decision is None or decision.cached_from is None:
             continue
-        artifacts.link_block(ArtifactStore(Path(decision.cached_from.run_dir)), name)
+        artifacts.link_block(ArtifactStore(run_folder_at(decision.cached_from.run_dir)), name)
         moment = now()
         state = BlockState(
             name,
@@ -498,7 +501,7 @@ def _carry_over_cached(plan: RunPlan, caches: _Caching) -> None:
 
 
 def _stored_hash(folder: str, block: str, output: str) -> str | None:
-    manifest = ArtifactStore(Path(folder)).manifest(block, output)
+    manifest = ArtifactStore(run_folder_at(folder)).manifest(block, output)
     return None if manifest is None else manifest.sha256
 
 
@@ -518,7 +521,7 @@ def _succeeded_in_folder(previous: RunRecord) -> frozenset[str]:
     A resume must not run them again: an export would happen twice."""
     if previous.status is not RunStatus.CRASHED:
         return frozenset()
-    folder = Path(previous.run_dir)
+    folder = run_folder_at(previous.run_dir)
     return frozenset(
         block.block
         for block in previous.blocks

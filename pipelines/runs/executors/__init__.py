@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipelines.errors import BlockbookError, ErrorKind
+from pipelines.rundir.location import RunFolder
 
 CellGate = Callable[[Any], None]
 
@@ -34,12 +35,14 @@ class NotebookRun:
     """What it takes to execute one run notebook, wherever it runs: paths, kernel, secrets."""
 
     run_id: str
-    run_dir: Path
+    run_dir: RunFolder
+    """On this machine's disk, or in object storage (then the executor stages the notebook's
+    files on the machine that runs it: `notebook.staged`)."""
     notebook: str
     """The run notebook's path relative to the run folder's notebooks (`load.ipynb`)."""
-    input_path: Path
-    output_path: Path
-    log_path: Path
+    input_path: RunFolder
+    output_path: RunFolder
+    log_path: RunFolder
     kernel_name: str
     cwd: Path
     """The source notebook's folder: the kernel starts there, as it does in JupyterLab."""

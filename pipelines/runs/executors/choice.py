@@ -14,8 +14,10 @@ from typing import Literal
 from pipelines.assembly.config import PROJECT_FILE, check_scheduler_address, load_project_config
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.errors import BlockbookError, InvalidInputError
+from pipelines.rundir.location import Storage
 from pipelines.rundir.state import now
 from pipelines.runs.executors import Executor
+from pipelines.runs.storage import project_storage
 from pipelines.status import RunStatus
 from pipelines.store.run_store import DATABASE_URL_ENV, RunStore
 
@@ -91,10 +93,11 @@ def check_store_is_shared(
 
 @contextlib.contextmanager
 def open_executor(
-    choice: ExecutorChoice, store: RunStore, pipeline: Pipeline
+    choice: ExecutorChoice, store: RunStore, pipeline: Pipeline, storage: Storage | None = None
 ) -> Iterator[Executor | None]:
     """The executor for one run of `pipeline`, checked before the run is recorded (the store is
-    shared, the workers can run its notebooks); None means local, the runner's own."""
+    shared, the workers can run its notebooks and reach `storage`, where its run folder goes);
+    None means local, the runner's own."""
     if choice.kind == "local" or choice.address is None:
         yield None
         return
@@ -106,7 +109,7 @@ def open_executor(
     try:
         check_store_is_shared(choice, store, executor.facts.worker_hosts)
         kernels = {notebook_kernel(pipeline, block.notebook) for block in pipeline.blocks.values()}
-        executor.check_workers(sorted(kernels), pipeline.folder)
+        executor.check_workers(sorted(kernels), pipeline.folder, storage)
         yield executor
     finally:
         executor.close()
@@ -125,9 +128,9 @@ def executor_for_run(
     the reason: left queued, it would be marked crashed and retried, to fail the same way."""
     with contextlib.ExitStack() as stack:
         try:
-            executor = stack.enter_context(
-                open_executor(chosen_executor(root, explicit), store, pipeline)
-            )
+            choice = chosen_executor(root, explicit)
+            storage = project_storage(root) if choice.kind == "dask" else None
+            executor = stack.enter_context(open_executor(choice, store, pipeline, storage))
         except BlockbookError as exc:
             if queued_run is not None:
                 _fail_queued(store, queued_run, exc)

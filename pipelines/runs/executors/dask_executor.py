@@ -1,11 +1,14 @@
 """Run notebooks on a Dask distributed cluster: one task per notebook execution (per block with
 `--isolate`), papermill with Blockbook's engine on the worker, a small `NotebookEnd` back.
 
-In this version the run folder is on a disk the runner and the workers share (one machine, or
-NFS): block state files, artifacts and kernel logs work as they do locally. Stopping a kernel on
-a worker cannot go by pid from the runner (another machine's pids), so the runner writes the
-stop requests to a control file in the run folder, and the task, which knows its kernel, watches
-that file and signals its own kernel's process group (`docs/decisions.md`, "Dask").
+The run folder is where the kernels, the tasks and the runner meet: on a disk they share (one
+machine, or NFS), or in object storage (`[artifacts] url`), where the workers need no shared
+filesystem at all: each task fetches its input notebook and a copy of the pipeline folder (the
+`workspace` the runner puts into the run folder once per run) into a scratch folder, and puts
+the executed notebook and its kernel's log back. Stopping a kernel on a worker cannot go by pid
+from the runner (another machine's pids), so the runner writes the stop requests to a control
+file in the run folder, and the task, which knows its kernel, watches that file and signals its
+own kernel's process group (`docs/decisions.md`, "Dask").
 
 Imported only when a run uses Dask: `dask` and `distributed` are the `blockbook[dask]` extra.
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import __version__
+from pipelines.rundir.location import RemoteFolder, RunFolder, Storage, is_remote_url
 from pipelines.rundir.state import write_json_atomic
 from pipelines.runs.executors import (
     CellGate,
@@ -36,12 +40,16 @@ from pipelines.runs.executors import (
     NotebookRun,
 )
 from pipelines.runs.executors.notebook import (
+    WORKSPACE_DIR,
     KernelProcess,
+    Workspace,
     cold_start_options,
     end_of,
     execute,
     kernel_env,
     kernel_log,
+    put_tree,
+    staged,
 )
 
 log = logging.getLogger(__name__)
@@ -52,6 +60,8 @@ most N kernels at once."""
 CONTROL_DIR = "control"
 """Where a run folder keeps the runner's stop requests for kernels it cannot signal itself."""
 CONTROL_POLL_SECONDS = 0.1
+REMOTE_CONTROL_POLL_SECONDS = 0.5
+"""In object storage each look is a request: a stop then takes half a second more to apply."""
 CONNECT_TIMEOUT_SECONDS = 10
 CHECK_TIMEOUT_SECONDS = 30
 REQUIRED_MODULES = ("kernel_magics", "papermill", "pandas", "pyarrow")
@@ -70,18 +80,18 @@ class StopRequests:
     kill: bool = False
 
     @classmethod
-    def read(cls, path: Path) -> StopRequests:
+    def read(cls, path: RunFolder) -> StopRequests:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return cls()
         return cls(int(data.get("interrupts", 0)), bool(data.get("kill", False)))
 
-    def write(self, path: Path) -> None:
+    def write(self, path: RunFolder) -> None:
         write_json_atomic(path, {"interrupts": self.interrupts, "kill": self.kill})
 
 
-def control_path(run_dir: Path, notebook: str) -> Path:
+def control_path(run_dir: RunFolder, notebook: str) -> RunFolder:
     return run_dir / CONTROL_DIR / (notebook.replace("/", "__") + ".json")
 
 
@@ -89,8 +99,11 @@ class _StopWatch:
     """On the worker: applies the runner's stop requests to the task's own kernel. Interrupts
     asked before this attempt began are not its own (they were the earlier attempt's)."""
 
-    def __init__(self, path: Path, kernel: KernelProcess) -> None:
+    def __init__(self, path: RunFolder, kernel: KernelProcess) -> None:
         self.path = path
+        self.every = (
+            REMOTE_CONTROL_POLL_SECONDS if isinstance(path, RemoteFolder) else CONTROL_POLL_SECONDS
+        )
         self.kernel = kernel
         self.seen = StopRequests.read(path)
         self._applied = self.seen.interrupts
@@ -107,7 +120,7 @@ class _StopWatch:
         self._thread.join()
 
     def _watch(self) -> None:
-        while not self._stopped.wait(CONTROL_POLL_SECONDS):
+        while not self._stopped.wait(self.every):
             requests = StopRequests.read(self.path)
             if self.kernel.pid is None:
                 continue  # applied once the kernel is up: a request is never lost
@@ -119,24 +132,28 @@ class _StopWatch:
                 self.kernel.signal(signal.SIGINT)
 
 
-def run_on_worker(run: NotebookRun, control: Path) -> NotebookEnd:
-    """The Dask task: execute one run notebook on this worker's own kernel."""
+def run_on_worker(
+    run: NotebookRun, control: RunFolder, workspace: Workspace | None = None
+) -> NotebookEnd:
+    """The Dask task: execute one run notebook on this worker's own kernel (its files staged
+    here first when the run folder is in object storage)."""
     kernel = KernelProcess()
     watch = _StopWatch(control, kernel)
     if watch.seen.kill:
         # The runner gave up on this notebook before this attempt began (a cancel, a run ended
         # elsewhere): starting its kernel now would run blocks nobody waits for.
         return NotebookEnd(EndKind.STOPPED, "stopped before it started on a worker")
-    output = kernel_log(run)
-    error: BaseException | None = None
-    try:
-        with watch:
-            error = execute(
-                run, kernel, output, None, cold_start_options(run, kernel, kernel_env(run))
-            )
-    finally:
-        output.close()
-    return end_of(error, output)
+    with staged(run, workspace) as here:
+        output = kernel_log(here)
+        error: BaseException | None = None
+        try:
+            with watch:
+                error = execute(
+                    here, kernel, output, None, cold_start_options(here, kernel, kernel_env(here))
+                )
+        finally:
+            output.close()
+        return end_of(error, output)
 
 
 # ---- the runner's side -------------------------------------------------------------------------
@@ -145,7 +162,7 @@ def run_on_worker(run: NotebookRun, control: Path) -> NotebookEnd:
 class DaskNotebook:
     """A notebook executing as a Dask task: stopped through its control file."""
 
-    def __init__(self, future: Any, control: Path, grace_seconds: float) -> None:
+    def __init__(self, future: Any, control: RunFolder, grace_seconds: float) -> None:
         self.future = future
         self.control = control
         self.grace_seconds = grace_seconds
@@ -195,6 +212,9 @@ class DaskExecutor:
         self.facts = facts
         self.grace_seconds = grace_seconds
         self._attempts: dict[tuple[str, str], int] = {}
+        self._pipeline_folder: Path | None = None
+        self._workspaces: dict[str, RemoteFolder] = {}
+        self._workspace_lock = threading.Lock()
 
     @classmethod
     def connect(cls, address: str) -> DaskExecutor:
@@ -224,11 +244,20 @@ class DaskExecutor:
     def close(self) -> None:
         self.client.close()
 
-    def check_workers(self, kernels: Sequence[str], folder: Path) -> None:
+    def check_workers(
+        self, kernels: Sequence[str], folder: Path, storage: Storage | None = None
+    ) -> None:
         """The pre-flight: every worker imports what notebooks need, has their kernelspecs and
-        sees the pipeline folder; else ExecutorUnavailable naming each worker and what it lacks."""
+        sees the pipeline folder (or, with run folders in object storage, reaches the store);
+        else ExecutorUnavailable naming each worker and what it lacks."""
+        self._pipeline_folder = folder
         answers = self.client.run(
-            worker_problems, sorted(set(kernels)), str(folder), __version__, on_error="return"
+            worker_problems,
+            sorted(set(kernels)),
+            str(folder),
+            __version__,
+            storage,
+            on_error="return",
         )
         lacking: list[str] = []
         for worker, answer in sorted(answers.items()):
@@ -261,6 +290,7 @@ class DaskExecutor:
             run_on_worker,
             run,
             control,
+            self._workspace(run),
             key=task_key(run.run_id, run.notebook, attempt),
             pure=False,
             resources=resources,
@@ -272,6 +302,26 @@ class DaskExecutor:
         )
         future.add_done_callback(lambda done: on_end(_ending(done)))
         return DaskNotebook(future, control, self.grace_seconds)
+
+    def _workspace(self, run: NotebookRun) -> Workspace | None:
+        """For a run folder in object storage: the pipeline folder's copy there (put once per
+        run, by the first notebook that starts), so workers need not see the folder."""
+        if not isinstance(run.run_dir, RemoteFolder) or self._pipeline_folder is None:
+            return None
+        folder = self._pipeline_folder
+        with self._workspace_lock:
+            target = self._workspaces.get(run.run_id)
+            if target is None:
+                target = run.run_dir / WORKSPACE_DIR
+                count = put_tree(folder, target)
+                log.info("run %s: %d files of %s put into %s", run.run_id, count, folder, target)
+                self._workspaces[run.run_id] = target
+        cwd = Path(run.cwd)
+        if not cwd.is_relative_to(folder):
+            # A notebook included from another folder: its kernel starts in the copy's root.
+            log.warning("%s is outside %s: its kernel starts in the pipeline folder", cwd, folder)
+            return Workspace(target, "")
+        return Workspace(target, cwd.relative_to(folder).as_posix().removeprefix("."))
 
 
 def task_key(run_id: str, notebook: str, attempt: int) -> str:
@@ -328,7 +378,9 @@ def _facts(client: Any, address: str) -> ClusterFacts:
     return ClusterFacts(address, tuple(sorted(workers)), hosts, slots)
 
 
-def worker_problems(kernels: list[str], folder: str, runner_version: str) -> list[str]:
+def worker_problems(
+    kernels: list[str], folder: str, runner_version: str, storage: Storage | None = None
+) -> list[str]:
     """Run on each worker by the pre-flight: what it lacks to run the pipeline's notebooks."""
     problems: list[str] = []
     if __version__ != runner_version:
@@ -350,9 +402,25 @@ def worker_problems(kernels: list[str], folder: str, runner_version: str) -> lis
             if kernel not in installed:
                 known = ", ".join(sorted(installed)) or "none"
                 problems.append(f"has no kernelspec `{kernel}` (it has: {known})")
-    if not Path(folder).is_dir():
+    if storage is not None and is_remote_url(storage.url):
+        problems += _storage_problems(storage)
+    elif not Path(folder).is_dir():
         problems.append(
             f"cannot see the pipeline folder {folder}: this version needs the project on a "
             "disk the runner and the workers share (same machine, or NFS)"
         )
     return problems
+
+
+def _storage_problems(storage: Storage) -> list[str]:
+    """What keeps this worker from the run folders in object storage."""
+    root = RemoteFolder(storage.url, storage)
+    bucket = RemoteFolder(storage.url.split("://", 1)[0] + "://" + root.path.split("/")[0], storage)
+    try:
+        if not bucket.exists():
+            return [f"cannot find the bucket of {storage.url} (does it exist?)"]
+    except ImportError as exc:
+        return [f"cannot open {storage.url}: {exc} (pip install 'blockbook[s3]')"]
+    except Exception as exc:
+        return [f"cannot reach {storage.url} ({type(exc).__name__}: {exc})"]
+    return []

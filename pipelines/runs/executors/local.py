@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pipelines.runs.executors import CellGate, NotebookEnded, NotebookRun
+from pipelines.runs.executors import CellGate, EndKind, NotebookEnd, NotebookEnded, NotebookRun
 from pipelines.runs.executors.notebook import (
     KernelProcess,
     cold_start_options,
@@ -18,6 +18,8 @@ from pipelines.runs.executors.notebook import (
     kernel_env,
     kernel_log,
     masking,
+    on_disk,
+    staged,
 )
 from pipelines.runs.kernels import KernelLog
 from pipelines.runs.pool import KernelNotPrepared, KernelPool, WarmKernel
@@ -53,11 +55,32 @@ class LocalExecutor:
     ) -> LocalNotebook:
         running = LocalNotebook()
         thread = threading.Thread(
-            target=self._run, args=(run, running, cell_gate, on_end), name=f"nb:{run.notebook}"
+            target=self._staged,
+            args=(run, running, cell_gate, on_end),
+            name=f"nb:{run.notebook}",
         )
         thread.daemon = True
         thread.start()
         return running
+
+    def _staged(
+        self,
+        run: NotebookRun,
+        running: LocalNotebook,
+        cell_gate: CellGate | None,
+        on_end: NotebookEnded,
+    ) -> None:
+        """A run folder in object storage: the notebook's files staged on this machine."""
+        ended: list[NotebookEnd] = []
+        try:
+            with staged(run) as here:
+                self._run(here, running, cell_gate, ended.append)
+        except Exception as exc:  # the store unreachable: reported on the notebook's blocks
+            log.error("run %s: %s not staged: %s", run.run_id, run.notebook, exc, exc_info=exc)
+            if not ended:
+                reason = f"its files could not be staged: {type(exc).__name__}: {exc}"
+                ended.append(NotebookEnd(EndKind.START_FAILED, reason))
+        on_end(ended[0])  # once the executed notebook is in the run folder
 
     def _run(
         self,
@@ -71,7 +94,7 @@ class LocalExecutor:
         warm = self._warm_kernel(run, env)
         output: KernelLog
         if warm is not None:
-            output = warm.output.attach(run.log_path, masking(run).mask)
+            output = warm.output.attach(on_disk(run.log_path), masking(run).mask)
             kernel.pid, kernel.group = warm.pid, warm.group
             kernel_options: dict[str, Any] = {"warm_kernel": warm.manager}
         else:
