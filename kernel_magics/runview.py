@@ -34,6 +34,8 @@ def run_text(record: RunRecord | None, run_id: str, order: Sequence[str]) -> str
         line = f"  {name}: {block.status}{seconds}{retries}"
         if block.error and block.status is not BlockStatus.SUCCESS:
             line += f" - {block.error}"
+        elif block.schema_drift:
+            line += f" - {drift_text(block.schema_drift)}"
         lines.append(line)
     for path in failed_notebooks(record):
         lines.append(f"  executed notebook: {path}")
@@ -51,6 +53,8 @@ def run_html(record: RunRecord | None, run_id: str, order: Sequence[str]) -> str
             continue
         status = str(block.status)
         error = html.escape(block.error or "") if block.status is not BlockStatus.SUCCESS else ""
+        if not error and block.schema_drift:
+            error = html.escape(drift_text(block.schema_drift))
         rows.append(
             f"<tr><td>{html.escape(name)}</td><td>{status_badge(status)}</td>"
             f"<td>{_block_seconds(block).strip()}</td>"
@@ -66,6 +70,11 @@ def run_html(record: RunRecord | None, run_id: str, order: Sequence[str]) -> str
         "<table><tr><th>block</th><th>status</th><th>seconds</th><th>attempts</th>"
         f"<th>error</th></tr>{''.join(rows)}</table>{links}"
     )
+
+
+def drift_text(drifts: Sequence[dict[str, Any]]) -> str:
+    """A succeeded block's schema drift warnings on one line."""
+    return "schema drift: " + "; ".join(str(d.get("message", "")) for d in drifts)
 
 
 def failed_notebooks(record: RunRecord) -> list[Path]:

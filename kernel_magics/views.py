@@ -34,7 +34,7 @@ _TEST_MARKS = {
 class BlockReport:
     block: str
     state: str
-    """A block status, or `warned` for a success with warned tests."""
+    """A block status, or `warned` for a success with warned tests or schema drift."""
     seconds: float | None = None
     attempts: int = 0
     error: str | None = None
@@ -44,6 +44,8 @@ class BlockReport:
     notes: tuple[str, ...] = field(default=())
     previews: tuple[tuple[str, str], ...] = ()
     """(output, first rows as a text table), collapsed in the widget."""
+    drift: tuple[str, ...] = ()
+    """Schema drift: one line per difference from the baseline, saying which baseline."""
 
     @property
     def headline(self) -> str:
@@ -68,7 +70,7 @@ def report(outcome: Outcome) -> BlockReport:
     final = state.attempts[-1] if state.attempts else None
     warned = any(t.outcome is TestOutcome.WARNED for t in outcome.tests)
     label = str(state.status)
-    if state.status is BlockStatus.SUCCESS and warned:
+    if state.status is BlockStatus.SUCCESS and (warned or state.schema_drift):
         label = "warned"
     seconds = seconds_between(state.started_at, state.ended_at) if state.attempts else None
     outputs: list[str] = []
@@ -90,6 +92,7 @@ def report(outcome: Outcome) -> BlockReport:
         tests=outcome.tests,
         notes=notes,
         previews=outcome.previews,
+        drift=tuple(_drift_line(d) for d in state.schema_drift),
     )
 
 
@@ -100,6 +103,7 @@ def as_text(block: BlockReport) -> str:
     lines += [f"  loaded {line}" for line in block.loaded]
     lines += [f"  note: {note}" for note in block.notes]
     lines += [f"  output {line}" for line in block.outputs]
+    lines += [f"  schema drift: {line}" for line in block.drift]
     for name, table in block.previews:
         lines.append(f"  first rows of {name}:")
         lines += [f"    {row}" for row in table.splitlines()]
@@ -127,6 +131,11 @@ def as_html(block: BlockReport) -> tuple[str, str]:
         for name, table in block.previews
     ]
     rows += [f"<div><i>{html.escape(note)}</i></div>" for note in block.notes]
+    drift_tone = html_colour(TestOutcome.WARNED)
+    rows += [
+        f'<div style="color:{drift_tone}">&#9888; schema drift: {html.escape(line)}</div>'
+        for line in block.drift
+    ]
     for test in block.tests:
         mark = _TEST_MARKS[test.outcome]
         tone = html_colour(test.outcome)
@@ -215,6 +224,11 @@ def _manifest_line(manifest: dict[str, Any]) -> str:
     else:
         shape = f"{manifest['type']}, {_size(manifest['bytes'])}"
     return f"{manifest['name']}: {shape}, stored as {manifest['format']}"
+
+
+def _drift_line(drift: dict[str, Any]) -> str:
+    against = f" (against {drift['baseline']})" if drift.get("baseline") else ""
+    return f"{drift.get('message', '')}{against}"
 
 
 def _summary_line(summary: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from pipelines.cli.cancel import cancel
 from pipelines.cli.diff import diff
 from pipelines.cli.logs import logs
 from pipelines.cli.schedule import backfill, scheduler, trigger
+from pipelines.cli.schema import schema
 from pipelines.cli.support import (
     EXIT_INVALID,
     assemble_argument,
@@ -235,6 +236,7 @@ def show(project: Project, run_id: str, output_format: str) -> None:
     from rich.console import Console
 
     from pipelines.cli.progress import block_tests, run_summary
+    from pipelines.cli.schema import block_drift
 
     with store_errors():
         project.store  # noqa: B018 (a store that cannot open is not a usage error)
@@ -248,6 +250,7 @@ def show(project: Project, run_id: str, output_format: str) -> None:
     else:
         console = Console()
         run_summary(console, record)
+        block_drift(console, record)
         block_tests(console, record)
 
 
@@ -277,5 +280,5 @@ def debug(project: Project, run_id: str, block: str, output: Path | None) -> Non
 _RUN_EXIT_CODES = {RunStatus.SUCCESS: 0, RunStatus.FAILED: 1, RunStatus.CANCELLED: 130}
 
 
-for _command in (scheduler, backfill, trigger, cancel, logs, diff):
+for _command in (scheduler, backfill, trigger, cancel, logs, diff, schema):
     main.add_command(_command)

@@ -13,7 +13,7 @@ import enum
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ class Drift:
     """The baseline's dtype (`added`: None), old name (`renamed`) or row bounds (`rows`)."""
     after: str | None = None
     """The dtype now (`removed`: None), new name (`renamed`) or row count (`rows`)."""
+    baseline: str = ""
+    """What it was compared with: `run R` or `schema file PATH`."""
 
     @property
     def message(self) -> str:
@@ -72,6 +74,7 @@ class Drift:
             "column": self.column,
             "before": self.before,
             "after": self.after,
+            "baseline": self.baseline,
             "message": self.message,
         }
 
@@ -83,6 +86,7 @@ class Drift:
             column=data.get("column"),
             before=data.get("before"),
             after=data.get("after"),
+            baseline=data.get("baseline", ""),
         )
 
 
@@ -192,7 +196,7 @@ def compare(baseline: Baseline, manifests: Iterable[Mapping[str, Any]]) -> tuple
         rows = manifest.get("rows")
         if isinstance(rows, int):
             drifts += row_drift(name, expected, rows)
-    return tuple(drifts)
+    return tuple(replace(drift, baseline=baseline.source) for drift in drifts)
 
 
 def column_drift(

@@ -1,21 +1,27 @@
-"""Before a run: what each block's stored frames will be compared with (schema drift).
+"""What each block's stored frames are compared with (schema drift), and pinning a contract.
 
 The runner works it out once, from the run store or the block's `--schema-file`, and writes it
 into the plan (`BlockPlan.schema`), so a kernel compares the manifests it just wrote without a
-database driver or another run's folder (`pipelines.rundir.schema_drift`).
+database driver or another run's folder (`pipelines.rundir.schema_drift`). `pin_schema` writes
+the contract a `--schema-file` names (`blockbook schema pin`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipelines.assembly.header import BlockName, SchemaPolicy
 from pipelines.assembly.pipeline import Pipeline
+from pipelines.errors import InvalidInputError, NotFoundError
 from pipelines.rundir.plan import RunPlan
-from pipelines.rundir.schema_drift import Baseline, OutputSchema, read_contract
+from pipelines.rundir.schema_drift import Baseline, OutputSchema, contract, read_contract
+from pipelines.rundir.state import write_json_atomic
+from pipelines.status import BlockStatus
 from pipelines.store.baselines import last_outputs
+from pipelines.store.records import RunRecord
 from pipelines.store.retry import retrying
 from pipelines.store.run_store import RunStore
 
@@ -73,3 +79,68 @@ def with_baselines(plan: RunPlan, found: dict[str, Baseline]) -> RunPlan:
         for name, block in plan.blocks.items()
     }
     return replace(plan, blocks=blocks)
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedSchema:
+    path: Path
+    """The schema file written."""
+    header_path: str
+    """What `--schema-file` says to read it: relative to the block's notebook's folder."""
+    outputs: tuple[str, ...]
+
+
+def pin_schema(
+    store: RunStore,
+    pipeline: Pipeline,
+    record: RunRecord,
+    block: str,
+    outputs: tuple[str, ...] = (),
+    path: Path | None = None,
+) -> PinnedSchema:
+    """Write the schema of `block`'s stored frames in run `record` (those named in `outputs`,
+    or all) as a contract for `--schema-file`; default path: `schemas/BLOCK.json` beside the
+    block's notebook. A block the run reused pins the frames of the run that stored them."""
+    found = record.known_block(block)
+    if not found.status.succeeded:
+        raise InvalidInputError(
+            f"block `{block}` did not succeed in run `{record.run_id}` ({found.status})",
+            hint="pin the schema of a run in which it succeeded (`blockbook runs` lists them)",
+        )
+    origin = record
+    if found.reused_from is not None:
+        reused = store.get_run(found.reused_from)
+        if reused is None or reused.block(block) is None:
+            raise NotFoundError(
+                f"run `{found.reused_from}`, whose outputs of `{block}` run `{record.run_id}` "
+                "reused, is no longer in the run store",
+                hint="pin the schema of a run that executed the block",
+            )
+        origin, found = reused, reused.known_block(block)
+    succeeded = [a for a in found.attempt_records if a.status is BlockStatus.SUCCESS]
+    manifests = succeeded[-1].outputs if succeeded else []
+    frames = {
+        str(manifest["name"]): schema
+        for manifest in manifests
+        if (schema := OutputSchema.of_manifest(manifest)) is not None
+    }
+    unknown = [name for name in outputs if name not in frames]
+    if unknown or not frames:
+        stored = ", ".join(sorted(frames)) or "none"
+        raise InvalidInputError(
+            f"block `{block}` stored no DataFrame "
+            + (f"named {', '.join(f'`{n}`' for n in unknown)} " if unknown else "")
+            + f"in run `{origin.run_id}` (its stored frames: {stored})",
+            hint="only frames another block reads (or `--out` names) are stored and pinned",
+        )
+    chosen = {name: frames[name] for name in outputs} if outputs else frames
+    if BlockName(block) not in pipeline.blocks:
+        raise NotFoundError(
+            f"pipeline `{pipeline.name}` has no block `{block}` any more",
+            hint=f"its blocks: {', '.join(pipeline.order)}",
+        )
+    notebook_folder = (pipeline.folder / pipeline.blocks[BlockName(block)].notebook).parent
+    target = path if path is not None else notebook_folder / "schemas" / f"{block}.json"
+    write_json_atomic(target, contract(block, origin.run_id, chosen))
+    relative = os.path.relpath(target.resolve(), notebook_folder.resolve())
+    return PinnedSchema(target, relative, tuple(chosen))
