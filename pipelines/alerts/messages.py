@@ -63,6 +63,8 @@ class Alert:
     error: str | None = None
     """First line of the run's own error, shown when no block failed (a crashed run)."""
     sla: float | None = None
+    drift: tuple[tuple[str, dict[str, Any]], ...] = ()
+    """(block, `Drift.to_json`) for each schema drift of the run's blocks (`--schema`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +89,7 @@ class Alert:
             ],
             "upstream_failed": list(self.upstream_failed),
             "error": self.error,
+            "schema_drift": [{"block": block, **drift} for block, drift in self.drift],
         }
 
 
@@ -121,15 +124,21 @@ def build_alert(
         upstream_failed=upstream,
         error=None if failed else _first_line(record.error),
         sla=sla,
+        drift=tuple((b.block, dict(d)) for b in record.blocks for d in b.schema_drift),
     )
 
 
 def alerts_for(config: AlertsConfig | None, record: RunRecord) -> list[Alert]:
     """The alerts a finished run calls for: failure (failed, crashed) or success, if in `on`."""
-    event = _EVENTS.get(record.status)
-    if config is None or event is None or event not in config.on:
+    if config is None:
         return []
-    return [build_alert(event, record)]
+    event = _EVENTS.get(record.status)
+    if event is not None and event in config.on:
+        return [build_alert(event, record)]  # it lists the drift too
+    drifted = any(block.schema_drift for block in record.blocks)
+    if drifted and "schema_drift" in config.on and event is not None:
+        return [build_alert("schema_drift", record)]
+    return []
 
 
 def render_text(alert: Alert) -> str:
@@ -138,6 +147,9 @@ def render_text(alert: Alert) -> str:
     if alert.event == "sla":
         sla = format_duration(alert.sla)
         what = f"is still running after {took} ({alert.trigger}, SLA {sla})"
+    elif alert.event == "schema_drift":
+        verb = _VERBS.get(alert.status, str(alert.status))
+        what = f"{verb} with schema drift ({alert.trigger}, {took})"
     else:
         what = f"{_VERBS.get(alert.status, str(alert.status))} ({alert.trigger}, {took})"
     lines = [f"Blockbook: pipeline {alert.pipeline} run {alert.run_id} {what}"]
@@ -150,6 +162,9 @@ def render_text(alert: Alert) -> str:
         lines.append(f"Not run (upstream failed): {', '.join(alert.upstream_failed)}")
     if alert.error:
         lines.append(f"Error: {alert.error}")
+    for drifted, drift in alert.drift:
+        against = f" (against {drift['baseline']})" if drift.get("baseline") else ""
+        lines.append(f"Schema drift in {drifted}: {drift.get('message', '')}{against}")
     lines.append(f"Run folder: {alert.run_dir}")
     return "\n".join(lines)
 
@@ -157,6 +172,8 @@ def render_text(alert: Alert) -> str:
 def subject(alert: Alert) -> str:
     if alert.event == "sla":
         what = f"still running after its {format_duration(alert.sla)} SLA"
+    elif alert.event == "schema_drift":
+        what = "schema drift"
     else:
         what = _VERBS.get(alert.status, str(alert.status))
     return f"[blockbook] {alert.pipeline} {what}: run {alert.run_id}"

@@ -104,7 +104,9 @@ class EmailConfig(_Strict):
     """Write it as `${ENV_VAR}`: it is expanded at send time and never stored."""
 
 
-AlertEvent = Literal["failure", "success", "sla"]
+AlertEvent = Literal["failure", "success", "sla", "schema_drift"]
+"""`schema_drift`: a run whose blocks stored frames that drifted (`--schema`), when no
+failure or success alert of the run goes out (those list the drift too)."""
 
 
 class AlertsConfig(_Strict):

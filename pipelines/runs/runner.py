@@ -42,6 +42,7 @@ from pipelines.runs.execution import BlockListener, Execution, Limits
 from pipelines.runs.executors import Executor
 from pipelines.runs.finishing import finish_executed_notebooks
 from pipelines.runs.pool import KernelPool
+from pipelines.runs.schema_baselines import baselines, with_baselines
 from pipelines.runs.selection import RunError, check_forced, check_only, check_runnable
 from pipelines.runs.storage import run_folder_for
 from pipelines.status import BlockStatus, RunStatus, Trigger
@@ -137,6 +138,8 @@ class Runner:
             plan = build_plan(  # checks that each notebook's kernel is installed
                 pipeline, run_id, run_dir, params, isolate=options.isolate, skipped=not_run
             )
+            running = [name for name in plan.order if plan.blocks[name].run]
+            plan = with_baselines(plan, baselines(pipeline, self.store, running))
         except Exception as exc:
             if queued is not None:
                 # A scheduler or trigger queued it: it must still end, with the reason.
