@@ -17,7 +17,7 @@ from pipelines.runs.runner import Runner, RunOptions
 from pipelines.status import BlockStatus, RunStatus
 from pipelines.store.run_store import RunStore
 from tests.helpers.notebooks import nb
-from tests.helpers.runs import RunHelper, blockbook, statuses
+from tests.helpers.runs import RunHelper, block_cell, blockbook, cell_text, statuses
 
 RETYPED = {
     "output": "trips",
@@ -94,6 +94,15 @@ def test_show_prints_the_drift_and_its_json(pipeline, run, project: Path) -> Non
     blocks = {block["name"]: block for block in json.loads(as_json.stdout)["blocks"]}
     assert blocks["load"]["schema_drift"] == [{**RETYPED, "baseline": f"run {first.run_id}"}]
     assert blocks["clean"]["schema_drift"] == []
+
+    # The block's view in its executed notebook (the widget's text twin, and its HTML).
+    cell = block_cell(second.run_dir / "notebooks" / "etl.ipynb", "load")
+    shown_in_cell = cell_text(cell)
+    assert "block load: warned" in shown_in_cell
+    assert (
+        f"schema drift: `trips`: column `km` changed type int64 -> float64 (against run "
+        f"{first.run_id})"
+    ) in shown_in_cell
 
 
 def test_schema_fail_fails_the_block_with_the_diff_without_retrying(
