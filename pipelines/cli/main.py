@@ -161,6 +161,7 @@ def run(
     from rich.console import Console
 
     from pipelines.cli.progress import LiveProgress, run_summary
+    from pipelines.cli.schema import block_drift
     from pipelines.runs.executors.choice import parse_executor
     from pipelines.runs.runner import RunOptions
     from pipelines.store.sealed import KEY_ENV, queued_params
@@ -198,7 +199,9 @@ def run(
             assembled, options, progress.update, cancel_on_signals, executor=chosen
         )
     with store_errors():
-        run_summary(console, project.run(result.run_id))
+        record = project.run(result.run_id)
+    run_summary(console, record)
+    block_drift(console, record)
     sys.exit(_RUN_EXIT_CODES.get(result.status, EXIT_INVALID))
 
 

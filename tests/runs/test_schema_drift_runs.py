@@ -74,11 +74,19 @@ def test_a_changed_dtype_warns_and_is_recorded_with_the_block(
     assert third.blocks["load"].schema_drift == ()
 
 
-def test_show_prints_the_drift_and_its_json(pipeline, run, project: Path) -> None:
+def test_run_and_show_print_the_drift_and_its_json(
+    pipeline, run, project: Path, store: RunStore
+) -> None:
     folder = pipeline(trips_pipeline(), PARAMS)
     first = run(folder)
-    second = run(folder, params=FLOAT)
-    assert second.status is RunStatus.SUCCESS, statuses(second)
+    ran = blockbook(project, "run", str(folder), "-p", "km_type=float64")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    [second, _] = store.list_runs("pipe")
+    drift_lines = [
+        f"schema drift of load against run {first.run_id} (warning):",
+        "  retyped  `trips`: column `km` changed type int64 -> float64",
+    ]
+    assert ran.stdout.splitlines()[-2:] == drift_lines, ran.stdout
 
     shown = blockbook(project, "show", second.run_id)
     assert shown.returncode == 0, shown.stderr
@@ -96,7 +104,7 @@ def test_show_prints_the_drift_and_its_json(pipeline, run, project: Path) -> Non
     assert blocks["clean"]["schema_drift"] == []
 
     # The block's view in its executed notebook (the widget's text twin, and its HTML).
-    cell = block_cell(second.run_dir / "notebooks" / "etl.ipynb", "load")
+    cell = block_cell(Path(second.run_dir) / "notebooks" / "etl.ipynb", "load")
     shown_in_cell = cell_text(cell)
     assert "block load: warned" in shown_in_cell
     assert (
