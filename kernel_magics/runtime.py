@@ -11,7 +11,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kernel_magics.contexts import BlockContext, Preparation, Readiness, UpstreamNotStored
+from kernel_magics.contexts import (
+    BlockContext,
+    HeadlessContext,
+    Preparation,
+    Readiness,
+    UpstreamNotStored,
+)
 from kernel_magics.execute import (
     OutputNotBound,
     check_outputs_bound,
@@ -20,6 +26,7 @@ from kernel_magics.execute import (
     unbound_outputs,
     user_traceback,
 )
+from kernel_magics.fanout import fan_out, run_items
 from kernel_magics.retries import NotRetried
 from kernel_magics.testing import run_test
 from kernel_magics.verdicts import (
@@ -37,6 +44,7 @@ from pipelines.assembly.header import (
     TestPolicy,
     format_header,
 )
+from pipelines.assembly.mapping import block_inputs
 from pipelines.errors import BlockbookError
 from pipelines.rundir.artifacts import UnstorableOutput, summarize
 from pipelines.rundir.schema_drift import Drift, SchemaDrift, compare
@@ -140,7 +148,7 @@ def execute_block(
         return _finish(context, skipped, Preparation(Readiness.SKIPPED, "--skip"))
     try:
         preparation = context.prepare(
-            header.name, analysis.inputs, shell.user_ns, header.trigger_rule
+            header.name, block_inputs(header, analysis.inputs), shell.user_ns, header.trigger_rule
         )
     except Exception as exc:
         # Blockbook's own failure (a missing artifact, an unreachable store), not the user's
@@ -159,6 +167,10 @@ def execute_block(
     loaded = tuple(origin.to_json() for origin in preparation.loaded)
     state = replace(state, loaded=loaded, status=BlockStatus.RUNNING)
     execution = _Execution(shell, header, analysis, body, context, on_state)
+    if header.map is not None and isinstance(context, HeadlessContext):
+        # A run: each item is a child block in a notebook of its own (kernel_magics.fanout).
+        state, error = fan_out(context, header, shell.user_ns, state, execution.publish)
+        return _finish(context, state, preparation, error)
     state, last = _attempts(execution, state, RetryPolicy.from_header(header))
     if last.error is None:
         preparation.notes += verdict_notes(header, last.verdict, execution.clock)
@@ -286,6 +298,15 @@ def _run_once(execution: _Execution) -> bool | None:
     """A block's body, once, within --timeout; for a condition, its verdict."""
     shell, header, analysis = execution.shell, execution.header, execution.analysis
     line = format_header(header)
+    if header.map is not None:
+        # By hand: the items in turn, each within --timeout, the outputs collected into lists.
+        def run_one() -> None:
+            with time_limit(header.timeout):
+                run_body(shell, execution.body, line)
+
+        outputs = analysis.outputs if header.out is None else header.out
+        run_items(header, shell.user_ns, outputs, run_one)
+        return None
     if header.kind is not BlockKind.CONDITION:
         with time_limit(header.timeout):
             run_body(shell, execution.body, line)

@@ -32,6 +32,18 @@ export function blockStates(blocks: ReadonlyArray<IRunBlock>): Record<string, IB
   );
 }
 
+/**
+ * How many children (`per_day[0]`, `per_day[1]`, ...) a mapped block had in the states shown;
+ * undefined when they hold none of them (no run yet, or it did not get that far).
+ */
+export function childCount(block: string, states: Record<string, IBlockState>): number | undefined {
+  const prefix = `${block}[`;
+  const count = Object.keys(states).filter(
+    name => name.startsWith(prefix) && /^\d+\]$/.test(name.slice(prefix.length))
+  ).length;
+  return count > 0 || states[block]?.status === 'success' ? count : undefined;
+}
+
 export interface IGraphCanvasProps {
   blocks: ReadonlyArray<IGraphBlock>;
   states: Record<string, IBlockState>;
@@ -125,6 +137,7 @@ export function GraphCanvas(props: IGraphCanvasProps): JSX.Element {
             <rect width={node.width} height={NODE_HEIGHT} rx={5} />
             <text className="bb-Graph-name" x={10} y={19}>
               {node.block.name}
+              {node.block.map ? ` ×${childCount(node.block.name, props.states) ?? '?'}` : ''}
             </text>
             <text className="bb-Graph-status" x={10} y={37}>
               {status === 'none' ? node.block.kind : status.replace('_', ' ')}

@@ -101,7 +101,8 @@ export function elkGraph(blocks: ReadonlyArray<IGraphBlock>): ElkNode {
         .filter(block => block.notebook === notebook)
         .map(block => ({
           id: nodeId(block.name),
-          width: Math.max(MIN_NODE_WIDTH, block.name.length * CHAR_WIDTH + 40),
+          // A mapped block's name is followed by its count of items (` ×12`).
+          width: Math.max(MIN_NODE_WIDTH, (block.name.length + (block.map ? 5 : 0)) * CHAR_WIDTH + 40),
           height: NODE_HEIGHT
         }))
     })),

@@ -86,6 +86,8 @@ export interface IPipelineSummary {
 
 export interface IGraphBlock {
   name: string;
+  /** A mapped block (`--map NAME`): the upstream output it runs once per item of. */
+  map?: string | null;
   /** Relative to the pipeline folder. */
   notebook: string;
   /** 1-based position of the block's cell in its notebook, as problems count. */

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipelines.forms.palette import rich_style
+from pipelines.rundir.fanout import children_under_parents, count_children, parent_of
 from pipelines.rundir.layout import executed_notebook
 from pipelines.rundir.state import BlockState, seconds_text
 from pipelines.status import BlockStatus
@@ -110,15 +111,18 @@ def run_summary(console: Console, record: RunRecord) -> None:
         )
     else:
         plain(console, f"run {record.run_id} of {record.pipeline}: {status} in {seconds}s")
+    by_name = {block.block: block for block in record.blocks}
+    items = count_children(by_name)
     rows = [
         [
-            block.block,
+            # A fan-out's children are listed under their block, indented.
+            f"  {block.block}" if parent_of(block.block) else block.block,
             str(block.status),
             str(block.attempts) if block.attempts else "",
             seconds_text(block.started_at, block.ended_at),
-            _note(block),
+            _note(block, items.get(block.block)),
         ]
-        for block in record.blocks
+        for block in (by_name[name] for name in children_under_parents(by_name))
     ]
     show_table(console, _SUMMARY_COLUMNS, rows)
     failed = [b for b in record.blocks if b.status is BlockStatus.FAILED]
@@ -127,9 +131,11 @@ def run_summary(console: Console, record: RunRecord) -> None:
         plain(console, f"executed notebook of {block.block}: {path}")
 
 
-def _note(block: BlockRunRecord) -> str:
+def _note(block: BlockRunRecord, items: int | None = None) -> str:
     """The error of a block that did not succeed; for one that did, why it was cached or why it
-    ran (what changed since its last run)."""
+    ran (what changed since its last run); for a mapped block, how many items it ran for."""
+    if items is not None and not block.error:
+        return f"{items} item{'' if items == 1 else 's'}"
     if block.error:
         return block.error  # a cached block's says which run it reuses and why
     if block.status is BlockStatus.SUCCESS and block.reused_from:

@@ -22,6 +22,8 @@ def to_text(pipeline: Pipeline) -> str:
         lines.append(f"{position:>3}. {block.name}  [{block.header.kind}]  {block.location}")
         if upstream:
             lines.append(f"       after: {', '.join(upstream)}")
+        if block.header.map is not None:
+            lines.append(f"       maps over: {block.header.map} (one run per item)")
         if block.outputs:
             lines.append(f"       outputs: {', '.join(block.outputs)}")
         sources = pipeline.sources.get(block.name, {})

@@ -13,6 +13,7 @@ from pipelines.assembly.config import ScheduleConfig
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.assembly.templates import Template
 from pipelines.params import json_params, masked
+from pipelines.rundir.fanout import count_children
 from pipelines.rundir.layout import executed_notebook
 from pipelines.rundir.state import seconds_between
 
@@ -44,6 +45,8 @@ def _block_json(pipeline: Pipeline, block: Block) -> dict[str, Any]:
         "sources": dict(sorted(pipeline.sources.get(block.name, {}).items())),
         "stored_outputs": list(pipeline.stored_outputs(block.name)),
         "tests": list(block.analysis.tests),
+        # A mapped block: the upstream output whose items it runs once each for; else None.
+        "map": block.header.map,
     }
 
 
@@ -112,6 +115,10 @@ def pipeline_json(
         data.update(graph_json(pipeline))
         data["last_blocks"] = _blocks_by_name(last_run) if last_run is not None else {}
         data["stale"] = stale_blocks(pipeline, last_run) if last_run is not None else []
+        # Mapped block -> how many children that run gave it: the graph shows `per_day ×5`.
+        data["map_counts"] = (
+            count_children(block.block for block in last_run.blocks) if last_run else {}
+        )
     return data
 
 

@@ -67,6 +67,7 @@ def build_plan(
             sources=dict(pipeline.sources.get(name, {})),
             stored=stored,
             run=name not in skipped,
+            map=block.header.map,
         )
     check_kernels(pipeline, {b.source_notebook for b in blocks.values() if b.run})
     return RunPlan(
@@ -87,40 +88,52 @@ def build_run_notebooks(
     groups: dict[str, list[str]] = {}
     for name in plan.order:
         groups.setdefault(plan.blocks[name].run_notebook, []).append(name)
-    notebooks: dict[str, Any] = {}
-    for path, names in groups.items():
-        source = plan.blocks[names[0]].source_notebook
-        cells = [
-            _provenance_cell(plan, source),
-            _parameters_cell(plan, path, params),
-            new_code_cell(
-                SETUP_SOURCE.format(kernel=notebook_kernel(pipeline, source)),
-                metadata={"tags": ["blockbook-setup"]},
-            ),
-        ]
-        for name in names:
-            block = pipeline.blocks[BlockName(name)]
-            cell = new_code_cell(
-                block.source,
-                metadata={
-                    "tags": [f"block-{name}"],
-                    "blockbook": {"block": name, "source": source, "cell": block.cell},
-                },
-            )
-            cell["id"] = block.cell_id
-            cells.append(cell)
-        notebook = new_notebook(cells=cells)
-        notebook.metadata["kernelspec"] = kernelspec(notebook_kernel(pipeline, source))
-        notebook.metadata["blockbook"] = {
-            "run_id": plan.run_id,
-            "pipeline": plan.pipeline,
-            "source_notebook": source,
-            "blocks": names,
-            "params": json_params(plan.params),
-            "generated_at": datetime.now(UTC).isoformat(),
-        }
-        notebooks[path] = notebook
-    return notebooks
+    return {
+        path: build_notebook(pipeline, plan, path, names, params) for path, names in groups.items()
+    }
+
+
+def build_notebook(
+    pipeline: Pipeline,
+    plan: RunPlan,
+    path: str,
+    names: list[str],
+    params: Mapping[str, ParamValue],
+    context: Mapping[str, Any] | None = None,
+) -> Any:
+    """The run notebook `path` holding the cells of blocks `names` (of one source notebook);
+    `context` adds to the run context its parameters cell binds (a fan-out child's item)."""
+    source = plan.blocks[names[0]].source_notebook
+    cells = [
+        _provenance_cell(plan, source),
+        _parameters_cell(plan, path, params, context or {}),
+        new_code_cell(
+            SETUP_SOURCE.format(kernel=notebook_kernel(pipeline, source)),
+            metadata={"tags": ["blockbook-setup"]},
+        ),
+    ]
+    for name in names:
+        block = pipeline.blocks[BlockName(name)]
+        cell = new_code_cell(
+            block.source,
+            metadata={
+                "tags": [f"block-{name}"],
+                "blockbook": {"block": name, "source": source, "cell": block.cell},
+            },
+        )
+        cell["id"] = block.cell_id
+        cells.append(cell)
+    notebook = new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = kernelspec(notebook_kernel(pipeline, source))
+    notebook.metadata["blockbook"] = {
+        "run_id": plan.run_id,
+        "pipeline": plan.pipeline,
+        "source_notebook": source,
+        "blocks": names,
+        "params": json_params(plan.params),
+        "generated_at": datetime.now(UTC).isoformat(),
+    }
+    return notebook
 
 
 def notebook_kernel(pipeline: Pipeline, source: str) -> str:
@@ -184,7 +197,12 @@ def _provenance_cell(plan: RunPlan, source: str) -> Any:
     )
 
 
-def _parameters_cell(plan: RunPlan, run_notebook: str, params: Mapping[str, ParamValue]) -> Any:
+def _parameters_cell(
+    plan: RunPlan,
+    run_notebook: str,
+    params: Mapping[str, ParamValue],
+    extra: Mapping[str, Any],
+) -> Any:
     lines = ["import datetime", ""]
     shown = masked(params)
     for name, value in params.items():
@@ -192,6 +210,11 @@ def _parameters_cell(plan: RunPlan, run_notebook: str, params: Mapping[str, Para
             lines.append(f"{name} = {shown[name]!r}  # secret: the kernel receives the real value")
         else:
             lines.append(f"{name} = {python_literal(value)}")
-    context = {"run_id": plan.run_id, "run_dir": plan.run_dir, "notebook": run_notebook}
+    context = {
+        "run_id": plan.run_id,
+        "run_dir": plan.run_dir,
+        "notebook": run_notebook,
+        **extra,
+    }
     lines.append(f"{RUN_CONTEXT_NAME} = {context!r}")
     return new_code_cell("\n".join(lines), metadata={"tags": ["parameters"]})

@@ -16,6 +16,7 @@ from pipelines.alerts import dispatch as alerts
 from pipelines.assembly.header import BlockHeader, BlockKind, BlockName
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.params import Secrets
+from pipelines.rundir.fanout import block_of_child
 from pipelines.rundir.layout import executed_notebook, input_notebook, kernel_log
 from pipelines.rundir.location import run_folder_at
 from pipelines.rundir.plan import RunPlan
@@ -33,6 +34,7 @@ from pipelines.rundir.state import (
 from pipelines.runs.build import run_kernel
 from pipelines.runs.executors import EndKind, Executor, NotebookEnd, NotebookRun, RunningNotebook
 from pipelines.runs.executors.local import LocalExecutor
+from pipelines.runs.fanout import FanOut
 from pipelines.runs.finishing import masked_state
 from pipelines.runs.pool import KernelPool
 from pipelines.runs.reporting import RunReporter
@@ -81,6 +83,10 @@ class Execution:
         executor: Executor | None = None,
     ) -> None:
         self.store = store
+        # The plan's parameters with the secret ones' real values: what the runner built the
+        # run notebooks from (a notebook shows a secret masked; its kernel gets the value).
+        self.fanout = FanOut(pipeline, plan, {**plan.params, **secrets.params})
+        """Writes the run notebooks of mapped blocks' children."""
         self.executor: Executor = executor or LocalExecutor(kernels)
         """Where notebooks execute; warm `kernels` are the local executor's."""
         self.pipeline = pipeline
@@ -128,6 +134,8 @@ class Execution:
             elif self.cancel_requested.is_set():
                 self._cancel(started, waiting)
                 waiting = []
+            else:
+                waiting += self._children()
             while waiting and self._busy(started) < self.concurrency:
                 job = waiting.pop(0)
                 self._start(job)
@@ -180,7 +188,7 @@ class Execution:
     # ---- notebooks ---------------------------------------------------------------------
 
     def _start(self, job: _NotebookJob) -> None:
-        source = self.plan.blocks[job.blocks[0]].source_notebook
+        source = self.plan.blocks[block_of_child(job.blocks[0])].source_notebook
         run = NotebookRun(
             run_id=self.plan.run_id,
             run_dir=self.run_dir,
@@ -267,14 +275,28 @@ class Execution:
             if self.on_block is not None:
                 self.on_block(state)
 
+    def _children(self) -> list[_NotebookJob]:
+        """Jobs for the children of each mapped block that just said how many items it has.
+        Its state file is read here, not taken from `_poll_states`: a rewrite within the file
+        system's timestamp granularity can hide a change from it, and this one must be seen."""
+        return [
+            _NotebookJob(path, [child])
+            for name in self.fanout.waiting()
+            if (state := read_state(self.run_dir, name)) is not None
+            and state.map_items is not None
+            and not state.status.is_terminal
+            for child, path in self.fanout.children(state)
+        ]
+
     def _busy(self, started: list[_NotebookJob]) -> int:
         busy = 0
         for job in started:
             if job.done:
                 continue
             current = [self._states.get(n) for n in job.blocks]
+            # A mapped block waiting for its children waits too (running, `waiting_for` them).
             waiting = any(
-                s is not None and s.waiting_for and s.status is BlockStatus.PENDING for s in current
+                s is not None and s.waiting_for and not s.status.is_terminal for s in current
             )
             busy += 0 if waiting else 1
         return busy
@@ -287,7 +309,8 @@ class Execution:
                 continue
             for name in job.blocks:
                 state = self._states.get(name)
-                timeout = _time_allowed(self.pipeline.blocks[BlockName(name)].header)
+                header = self.pipeline.blocks[BlockName(block_of_child(name))].header
+                timeout = _time_allowed(header)
                 if state is None or timeout is None or state.status is not BlockStatus.RUNNING:
                     continue
                 started_at = state.attempts[-1].started_at.timestamp() if state.attempts else clock

@@ -20,7 +20,10 @@ def finish_executed_notebooks(
     plan: RunPlan, states: Mapping[str, BlockState], secrets: Secrets
 ) -> None:
     """Mask secrets in the executed notebooks and tag each block cell with its final status."""
-    for relative in {plan.blocks[n].run_notebook for n in plan.order}:
+    # Fan-out children ran in notebooks the plan does not name: their states do.
+    notebooks = {plan.blocks[n].run_notebook for n in plan.order}
+    notebooks |= {state.notebook for state in states.values()}
+    for relative in sorted(notebooks):
         path = run_folder_at(plan.run_dir) / relative
         if not path.is_file():
             continue

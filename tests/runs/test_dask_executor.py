@@ -40,6 +40,7 @@ from tests.helpers.runs import (  # noqa: E402
     BLOCKBOOK,
     assert_no_kernels,
     cli_env,
+    load_output,
     run_options,
     statuses,
     wait_for,
@@ -581,3 +582,30 @@ def test_a_worker_killed_mid_block_is_replaced_by_the_other_and_the_run_succeeds
     assert exports.read_text() == "exported\n", "the export ran again on the second worker"
     # The kernel of the dead worker notices its parent is gone and exits.
     assert_no_kernels(folder, within=30)
+
+
+def test_a_fan_out_runs_each_child_as_a_task_on_the_workers(
+    project: Path, store: RunStore, on_dask: ExecutorChoice, cluster: Any
+) -> None:
+    folder = make_pipeline(
+        project,
+        {
+            "a.ipynb": nb("%%block make_numbers\nnumbers = [1, 2, 3]"),
+            "b.ipynb": nb("%%block square --map numbers\nsquared = item * item"),
+            "c.ipynb": nb("%%block report --out total\ntotal = list(squared)"),
+        },
+    )
+    with (
+        distributed.Client(cluster.scheduler_address, set_as_default=False) as client,
+        distributed.get_task_stream(client) as tasks,
+    ):
+        result = execute(project, store, folder, on_dask)
+
+    assert result.status is RunStatus.SUCCESS, statuses(result)
+    assert load_output(result, "report", "total") == [1, 4, 9]
+    prefix = f"blockbook-{result.run_id}-"
+    ours = sorted(str(t["key"]) for t in tasks.data if str(t["key"]).startswith(prefix))
+    # Task keys spell `b.square[2].ipynb` as `b.square_2_.ipynb`.
+    children = [key for key in ours if ".square_" in key]
+    assert len(children) == 3, ours
+    assert len(ours) == 6, ours  # three notebooks and three children

@@ -349,3 +349,27 @@ def test_a_bad_storage_url_is_a_located_error(tmp_path: Path) -> None:
         project_storage(tmp_path)
     assert "blockbook.toml:line 2" in raised.value.message
     assert "is not a storage URL" in raised.value.message
+
+
+def test_a_local_run_keeps_its_run_folder_in_the_bucket_too(
+    s3_project: Path, pg_store: RunStore
+) -> None:
+    folder = make_pipeline(
+        s3_project,
+        {
+            "a.ipynb": nb("%%block load\nimport pandas as pd\nframe = pd.DataFrame({'n': [1, 2]})"),
+            "b.ipynb": nb("%%block total\nsize = int(frame['n'].sum())"),
+        },
+    )
+    result = Project(s3_project, store=pg_store).execute(
+        assemble(folder), run_options(), executor=parse_executor("local", "test")
+    )
+
+    assert result.status is RunStatus.SUCCESS, statuses(result)
+    assert isinstance(result.run_dir, RemoteFolder)
+    assert list(ArtifactStore(result.run_dir).load("load", "frame")["n"]) == [1, 2]
+    assert result.blocks["total"].status is BlockStatus.SUCCESS
+    assert {"notebooks/b.ipynb", "logs/b.kernel.log", "blocks/total.json"} <= remote_files(
+        result.run_dir
+    )
+    assert local_files(s3_project) == []
