@@ -68,12 +68,14 @@ class LiveProgress:
 
     def _table(self) -> Table:
         rows = []
-        for name in self.order:
+        # Fan-out children appear under their block once they report.
+        names = children_under_parents([*self.order, *(n for n in self.states if parent_of(n))])
+        for name in names:
             state = self.states.get(name)
             status = state.status if state is not None else BlockStatus.PENDING
             rows.append(
                 [
-                    name,
+                    f"  {name}" if parent_of(name) else name,
                     str(status),
                     str(len(state.attempts)) if state and state.attempts else "",
                     seconds_text(state.started_at, state.ended_at) if state else "",
