@@ -12,6 +12,7 @@ import pytest
 from pipelines.assembly.header import SchemaPolicy, format_header, parse_header
 from pipelines.assembly.pipeline import assemble
 from pipelines.errors import HeaderError
+from pipelines.rundir.plan import RunPlan
 from pipelines.rundir.schema_drift import (
     Baseline,
     Drift,
@@ -195,3 +196,29 @@ def test_a_bad_schema_value_is_an_assembly_error_at_its_cell(pipeline_dir: MakeP
     assert problem.location is not None
     assert problem.location.notebook == "etl.ipynb"
     assert "--schema warn|fail|off" in problem.hint
+
+
+def test_plans_written_before_drift_checks_still_load(tmp_path: Path) -> None:
+    block = {
+        "name": "clean",
+        "source_notebook": "etl.ipynb",
+        "run_notebook": "etl.ipynb",
+        "upstream": [],
+        "sources": {},
+        "stored": {"trips": ["report"]},
+        "run": True,
+    }
+    data = {
+        "run_id": "R",
+        "pipeline": "pipe",
+        "pipeline_folder": str(tmp_path),
+        "run_dir": str(tmp_path / "R"),
+        "blocks": {"clean": block},
+        "order": ["clean"],
+        "params": {},
+    }
+    assert RunPlan.from_json(data).blocks["clean"].schema is None
+    with_schema = {**data, "blocks": {"clean": {**block, "schema": baseline().to_json()}}}
+    loaded = RunPlan.from_json(json.loads(json.dumps(with_schema))).blocks["clean"].schema
+    assert loaded is not None
+    assert Baseline.from_json(loaded) == baseline()
