@@ -11,6 +11,7 @@ import {
   IPipeline,
   IPipelineSummary,
   IProblems,
+  IRunDiff,
   IRunPage,
   IRunRequest,
   IRunWithBlocks,
@@ -82,6 +83,11 @@ export class BlockbookApi {
 
   run(runId: string): Promise<IRunWithBlocks> {
     return this.get(`runs/${encodeURIComponent(runId)}`);
+  }
+
+  /** Run `runId` (A) against `other` (B): parameters, code, statuses, outputs. */
+  diff(runId: string, other: string): Promise<IRunDiff> {
+    return this.get(`runs/${encodeURIComponent(runId)}/diff/${encodeURIComponent(other)}`);
   }
 
   cancel(runId: string): Promise<IRunWithBlocks> {

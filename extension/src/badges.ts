@@ -42,14 +42,18 @@ export class CellBadges {
   async refresh(panel: NotebookPanel): Promise<void> {
     const runId = executedRunId(panel.context.path);
     let latest: Record<string, ILatestBlock> = {};
+    let stale: string[] = [];
     if (runId) {
       latest = runBlocks(await this.api.run(runId));
     } else {
       await this.listing.ready();
       const pipeline = this.listing.forNotebook(panel.context.path);
-      latest = pipeline ? (await this.api.latest(pipelineKey(pipeline))).blocks : {};
+      const answer = pipeline ? await this.api.latest(pipelineKey(pipeline)) : null;
+      latest = answer?.blocks ?? {};
+      stale = answer?.stale ?? [];
     }
     this._latest.set(panel, latest);
+    this._stale.set(panel, new Set(stale));
     this._draw(panel);
   }
 
@@ -71,17 +75,21 @@ export class CellBadges {
     panel.disposed.connect(() => {
       this._panels = this._panels.filter(p => p !== panel);
       this._latest.delete(panel);
+      this._stale.delete(panel);
       window.clearTimeout(this._soon.get(panel));
       this._soon.delete(panel);
     });
     void panel.context.ready.then(() => this.refresh(panel));
     // Cells are created lazily (windowed notebooks) and edited: draw again when they change.
     panel.content.modelContentChanged.connect(() => this._draw(panel));
+    // Staleness is judged on the saved notebook: ask again once it is saved.
+    panel.context.fileChanged.connect(() => this._refreshSoon(panel));
     panel.content.cellInViewportChanged.connect(() => this._draw(panel));
   }
 
   private _draw(panel: NotebookPanel): void {
     const latest = this._latest.get(panel) ?? {};
+    const stale = this._stale.get(panel) ?? new Set<string>();
     for (const cell of panel.content.widgets) {
       const name = cell.model.type === 'code' ? blockName(cell.model.sharedModel.getSource()) : null;
       let badge = cell.node.querySelector<HTMLElement>(`:scope > .${BADGE_CLASS}`);
@@ -94,12 +102,13 @@ export class CellBadges {
         badge.className = BADGE_CLASS;
         cell.node.prepend(badge);
       }
-      paint(badge, name, latest[name]);
+      paint(badge, name, latest[name], stale.has(name));
     }
   }
 
   private _panels: NotebookPanel[] = [];
   private readonly _latest = new Map<NotebookPanel, Record<string, ILatestBlock>>();
+  private readonly _stale = new Map<NotebookPanel, Set<string>>();
   private readonly _soon = new Map<NotebookPanel, number>();
 }
 
@@ -127,17 +136,23 @@ function runBlocks(run: IRunWithBlocks): Record<string, ILatestBlock> {
   );
 }
 
-function paint(badge: HTMLElement, name: string, state: ILatestBlock | undefined): void {
+function paint(badge: HTMLElement, name: string, state: ILatestBlock | undefined, stale: boolean): void {
   const status = state?.status ?? 'none';
   badge.dataset.block = name;
   badge.dataset.status = status;
-  badge.className = `${BADGE_CLASS} bb-Chip bb-status-${status}`;
+  if (stale) {
+    badge.dataset.stale = 'true';
+  } else {
+    delete badge.dataset.stale;
+  }
+  badge.className = `${BADGE_CLASS} bb-Chip bb-status-${status}${stale ? ' bb-cell-badge--stale' : ''}`;
   const where = state?.source === 'run' ? `run ${state.run_id}` : 'run in this notebook';
   const text = state
-    ? `${name} · ${status.replace('_', ' ')}${state.duration !== null ? ` · ${formatDuration(state.duration)}` : ''}`
+    ? `${name} · ${status.replace('_', ' ')}${state.duration !== null ? ` · ${formatDuration(state.duration)}` : ''}${stale ? ' · changed' : ''}`
     : `${name} · not run yet`;
   if (badge.textContent !== text) {
     badge.textContent = text;
   }
-  badge.title = state ? `${status} (${where})${state.error ? `\n${state.error}` : ''}` : 'never run';
+  const changed = stale ? '\ncode changed since that run: the next run runs it again' : '';
+  badge.title = state ? `${status} (${where})${changed}${state.error ? `\n${state.error}` : ''}` : 'never run';
 }

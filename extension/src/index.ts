@@ -32,7 +32,7 @@ import { notebookPath, openAtCell } from './open';
 import { PANEL_ID, PipelinesPanel } from './panel';
 import { RunsView, RunView } from './runs';
 import { RunStatusItem } from './statusbar';
-import { IGraphBlock, IPipeline, IPipelineSummary, IRun } from './types';
+import { IGraphBlock, IPipeline, IPipelineSummary, IRun, IRunRequest } from './types';
 
 const CATEGORY = 'Blockbook';
 
@@ -176,10 +176,16 @@ class Workbench {
     return this.start(pipeline, { resume: run.run_id });
   }
 
-  private async start(
-    pipeline: IPipelineSummary,
-    request: { params?: Record<string, any>; resume?: string }
-  ): Promise<string | undefined> {
+  async runAgain(run: IRun, block: string): Promise<string | undefined> {
+    const pipeline = await this.pipelineOf(run);
+    if (!pipeline) {
+      await showErrorMessage('Cannot run again', `No pipeline at ${run.pipeline_path} any more.`);
+      return undefined;
+    }
+    return this.start(pipeline, { force: [block] });
+  }
+
+  private async start(pipeline: IPipelineSummary, request: IRunRequest): Promise<string | undefined> {
     let runId: string;
     try {
       runId = (await this.api.startRun(pipelineKey(pipeline), request)).run_id;
@@ -258,7 +264,8 @@ class Workbench {
       openPath: path => void this.docManager.openOrReveal(path),
       openSourceBlock: (p, block) => void this.openSourceBlock(p, block),
       pipelineOf: run => this.pipelineOf(run),
-      resume: run => this.resume(run)
+      resume: run => this.resume(run),
+      runAgain: (run, block) => this.runAgain(run, block)
     });
     this.app.shell.add(view, 'main');
   }

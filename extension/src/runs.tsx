@@ -1,11 +1,13 @@
 // The runs view (newest first, filtered by pipeline and status, a page at a time) and a run's
-// page: its blocks, the graph coloured by the run, logs, cancel, resume and debug.
+// page: its blocks, the graph coloured by the run, logs, cancel, resume, debug, running one
+// block again, and a comparison with another run of the pipeline.
 import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import * as React from 'react';
 
 import { BlockbookApi, pipelineKey } from './api';
 import { formatDuration, formatTime } from './format';
 import { blockStates, GraphCanvas } from './graph';
+import { RunDiffTable } from './diffview';
 import { blockbookIcon } from './icons';
 import { Change, isTerminal, LiveUpdates } from './live';
 import { LiveView } from './liveview';
@@ -16,6 +18,7 @@ import {
   IPipelineSummary,
   IRun,
   IRunBlock,
+  IRunDiff,
   IRunWithBlocks
 } from './types';
 
@@ -186,7 +189,13 @@ export interface IRunViewOptions {
   pipelineOf: (run: IRun) => Promise<IPipelineSummary | undefined>;
   /** Starts a run that resumes this one; answers the new run's id. */
   resume: (run: IRun) => Promise<string | undefined>;
+  /** Starts a run of this run's pipeline that runs `block` again even if nothing changed
+  for it (`--force BLOCK`); answers the new run's id. */
+  runAgain: (run: IRun, block: string) => Promise<string | undefined>;
 }
+
+/** How many earlier runs of the pipeline the run page offers to compare with. */
+const COMPARABLE_RUNS = 20;
 
 export class RunView extends LiveView {
   constructor(private readonly options: IRunViewOptions) {
@@ -207,6 +216,10 @@ export class RunView extends LiveView {
     const { api, runId } = this.options;
     this._run = await api.run(runId);
     this.title.label = `${this._run.pipeline} run ${runId}`;
+    if (this._comparable === null) {
+      const page = await api.runs({ pipeline: this._run.pipeline, limit: COMPARABLE_RUNS });
+      this._comparable = page.runs.filter(other => other.run_id !== runId);
+    }
     if (!this._pipeline) {
       const summary = await this.options.pipelineOf(this._run);
       this._pipeline = summary ? await api.pipeline(pipelineKey(summary)) : null;
@@ -296,6 +309,8 @@ export class RunView extends LiveView {
                 showLog={() => void this._showLog(block.name)}
                 openNotebook={() => void this._openExecuted(block.name)}
                 debug={() => void this._debug(block.name)}
+                runAgain={() => void this.options.runAgain(run, block.name)}
+                canRunAgain={ended}
               />
             ))}
           </tbody>
@@ -309,6 +324,30 @@ export class RunView extends LiveView {
               </button>
             </h3>
             <pre>{this._log.text || '(nothing printed)'}</pre>
+          </section>
+        )}
+        {this._comparable !== null && this._comparable.length > 0 && (
+          <section className="bb-RunCompare">
+            <h3>
+              <label>
+                Compare with{' '}
+                <select
+                  className="jp-mod-styled"
+                  name="compare"
+                  value={this._diff?.other ?? ''}
+                  onChange={event => void this._compare(event.target.value)}
+                >
+                  <option value="">another run…</option>
+                  {this._comparable.map(other => (
+                    <option key={other.run_id} value={other.run_id}>
+                      {other.run_id} ({other.status})
+                    </option>
+                  ))}
+                </select>
+              </label>
+            </h3>
+            {this._diff?.error && <p className="bb-Error" role="alert">{this._diff.error}</p>}
+            {this._diff?.diff && <RunDiffTable diff={this._diff.diff} />}
           </section>
         )}
         {this._pipeline && (
@@ -365,6 +404,21 @@ export class RunView extends LiveView {
     }
   }
 
+  /** Show how `other` differs from this run: it is A, this run B (the earlier run is
+  usually the one picked, so the table reads forward in time). */
+  private async _compare(other: string): Promise<void> {
+    if (!other) {
+      this._diff = null;
+    } else {
+      try {
+        this._diff = { other, diff: await this.options.api.diff(other, this.options.runId) };
+      } catch (error) {
+        this._diff = { other, error: (error as Error).message };
+      }
+    }
+    this.update();
+  }
+
   private async _debug(block: string): Promise<void> {
     try {
       const notebook = await this.options.api.debug(this.options.runId, block);
@@ -377,6 +431,8 @@ export class RunView extends LiveView {
   private _run: IRunWithBlocks | null = null;
   private _pipeline: IPipeline | null = null;
   private _log: { block: string; text: string } | null = null;
+  private _comparable: IRun[] | null = null;
+  private _diff: { other: string; diff?: IRunDiff; error?: string } | null = null;
 }
 
 function BlockRow(props: {
@@ -384,9 +440,13 @@ function BlockRow(props: {
   showLog: () => void;
   openNotebook: () => void;
   debug: () => void;
+  runAgain: () => void;
+  canRunAgain: boolean;
 }): JSX.Element {
   const { block } = props;
-  const ran = !['pending', 'upstream_failed', 'skipped', 'cached'].includes(block.status);
+  // A cached block's log and cell are those of the run that executed it.
+  const executed = !['pending', 'upstream_failed', 'skipped'].includes(block.status);
+  const ran = executed && block.status !== 'cached';
   const passed = block.tests.filter(test => test.outcome === 'passed').length;
   return (
     <tr className="bb-BlockRow" data-block={block.name} data-status={block.status}>
@@ -406,16 +466,23 @@ function BlockRow(props: {
       <td title={block.tests.map(test => `${test.name}: ${test.outcome}`).join('\n')}>
         {block.tests.length ? `${passed}/${block.tests.length} passed` : ''}
       </td>
-      <td className="bb-BlockRow-error">{block.error ?? ''}</td>
+      {/* A cached block's "error" is the note that says which run it reuses. */}
+      <td className={block.status === 'cached' ? 'bb-BlockRow-note' : 'bb-BlockRow-error'}>
+        {block.error ?? ''}
+      </td>
       <td className="bb-BlockRow-actions">
-        <button className="jp-mod-styled bb-Button" data-action="log" disabled={!ran} onClick={props.showLog}>
+        <button className="jp-mod-styled bb-Button" data-action="log" disabled={!executed} onClick={props.showLog}>
           Log
         </button>
         <button
           className="jp-mod-styled bb-Button"
           data-action="open-notebook"
-          disabled={!ran}
-          title="Open the executed notebook at this block's cell"
+          disabled={!executed}
+          title={
+            block.reused_from
+              ? `Open the executed notebook of run ${block.reused_from}, which ran this block`
+              : "Open the executed notebook at this block's cell"
+          }
           onClick={props.openNotebook}
         >
           Open cell
@@ -428,6 +495,15 @@ function BlockRow(props: {
           onClick={props.debug}
         >
           Debug
+        </button>
+        <button
+          className="jp-mod-styled bb-Button"
+          data-action="force"
+          disabled={!props.canRunAgain}
+          title="Start a new run that runs this block again, and what reads it, even if nothing changed"
+          onClick={props.runAgain}
+        >
+          Run again
         </button>
       </td>
     </tr>

@@ -127,6 +127,63 @@ export interface IRunRequest {
   params?: Params;
   only?: string[];
   resume?: string | null;
+  /** true: run every block; block names: run those again (and what reads them). */
+  force?: boolean | string[];
+}
+
+/** A value in run A and in run B (`null` where that run has none). */
+export interface IDiffPair<T> {
+  a: T | null;
+  b: T | null;
+  changed: boolean;
+}
+
+export interface IDiffRun {
+  run_id: string;
+  pipeline: string;
+  status: RunStatus;
+  trigger: Trigger;
+  created_at: string;
+  duration: number | null;
+}
+
+export interface IColumn {
+  column: string;
+  dtype: string;
+}
+
+export interface IOutputDiff {
+  name: string;
+  type: IDiffPair<string>;
+  rows: IDiffPair<number>;
+  sha256: IDiffPair<string>;
+  schema: {
+    added: IColumn[];
+    removed: IColumn[];
+    retyped: Array<{ column: string; a: string; b: string }>;
+    changed: boolean;
+  };
+  changed: boolean;
+}
+
+export interface IBlockDiff {
+  block: string;
+  code: IDiffPair<string>;
+  status: IDiffPair<BlockStatus>;
+  duration: IDiffPair<number>;
+  reused_from: IDiffPair<string>;
+  outputs: IOutputDiff[];
+  changed: boolean;
+}
+
+/** GET runs/{a}/diff/{b}: two runs side by side (`blockbook diff`). */
+export interface IRunDiff {
+  a: IDiffRun;
+  b: IDiffRun;
+  params: Record<string, IDiffPair<unknown>>;
+  notebooks: Record<string, IDiffPair<string>>;
+  blocks: IBlockDiff[];
+  changed: { params: string[]; notebooks: string[]; blocks: string[] };
 }
 
 export interface INotebookLocation {
@@ -173,6 +230,8 @@ export interface ILatestBlock {
 export interface ILatest {
   pipeline: string;
   blocks: Record<string, ILatestBlock>;
+  /** Blocks whose saved code changed since the newest run: a run would run them again. */
+  stale: string[];
 }
 
 export interface IApiError {

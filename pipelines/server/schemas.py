@@ -189,6 +189,11 @@ SCHEMAS: dict[str, Schema] = {
             "description": "block name -> its latest status; blocks never executed are absent",
             "additionalProperties": ref("LatestBlock"),
         },
+        stale={
+            **array(TEXT),
+            "description": "blocks whose saved code changed since the newest run: a run would "
+            "run them again",
+        },
     ),
     "RunStarted": obj("the run just recorded and launched", run_id=TEXT),
     "Run": obj("a run (run_json)", **_RUN_FIELDS),

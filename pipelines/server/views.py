@@ -15,6 +15,7 @@ from pipelines.forms.json_forms import (
     pipeline_json,
     run_json,
     schedule_json,
+    stale_blocks,
     template_json,
 )
 from pipelines.server.inputs import RunRequest, RunsQuery
@@ -59,7 +60,15 @@ def problems(project: Project, name: str) -> dict[str, Any]:
 
 
 def latest(project: Project, name: str) -> dict[str, Any]:
-    return latest_json(project.latest(pipeline_folder(project, name)))
+    """Each block's latest status, and which blocks changed since the newest run (a cell's
+    badge says so: the next run runs it again)."""
+    folder = pipeline_folder(project, name)
+    detail = project.pipeline(folder)
+    last_run = detail.last_run
+    return {
+        **latest_json(project.latest(folder)),
+        "stale": stale_blocks(detail.pipeline, last_run) if last_run is not None else [],
+    }
 
 
 def templates(project: Project) -> dict[str, Any]:

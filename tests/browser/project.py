@@ -6,6 +6,7 @@ broken/      two notebooks; `divide_by_zero` (the second block of explode.ipynb)
 bad/         a header with a misspelt option: `%%block a --upsteam b`
 slow/        one block that sleeps, to see a run while it is active
 hello/       one block no test runs headlessly: its cell badge can only come from running it
+twice/       load -> double in one notebook, run again and again by the comparison journey
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ BAD_HEADER = "%%block a --upsteam b"
 BAD_NOTEBOOK = "headers.ipynb"
 BADGE_NOTEBOOK = "hello/hello.ipynb"
 BADGE_BLOCK = "greeting"
+TWICE_NOTEBOOK = "twice/steps.ipynb"
+DOUBLE_CODE = "doubled = [n * 2 for n in numbers]"
 SLOW_SECONDS = 300
 """How long the slow pipeline's block sleeps (the test cancels the run once it saw it)."""
 
@@ -98,6 +101,14 @@ def write_project(root: Path, examples: Path) -> Path:
             f"%%block {BADGE_BLOCK} --kind loader\nimport pandas as pd\n\n"
             'greetings = pd.DataFrame({"word": ["hello", "hi", "hey"], "length": [5, 2, 3]})\n\n\n'
             "@test\ndef not_empty(greetings):\n    assert len(greetings) == 3",
+        ],
+    )
+    write_notebook(
+        root / TWICE_NOTEBOOK,
+        [
+            LOAD_EXT,
+            "%%block load --kind loader\nnumbers = [1, 2, 3]",
+            f"%%block double --kind transformer\n{DOUBLE_CODE}\nprint(doubled)",
         ],
     )
     return root

@@ -21,13 +21,17 @@ from tests.browser.project import (
     BAD_NOTEBOOK,
     BADGE_BLOCK,
     BADGE_NOTEBOOK,
+    DOUBLE_CODE,
     FAILING_BLOCK,
     FAILING_HEADER,
     FAILING_NOTEBOOK,
     LOAD_EXT,
+    TWICE_NOTEBOOK,
+    write_notebook,
 )
 from tests.browser.ui import (
     RUN_DEADLINE_MS,
+    UI_DEADLINE_MS,
     Lab,
     active_cell,
     block_row,
@@ -48,7 +52,7 @@ from tests.browser.ui import (
 pytestmark = pytest.mark.xdist_group("lab")
 
 Shot = Callable[..., Path]
-BLOCK_ACTIONS = ("open-notebook", "log", "debug")
+BLOCK_ACTIONS = ("open-notebook", "log", "debug", "force")
 EXECUTED = re.compile(r"\[\d+\]")
 """A code cell's prompt once the kernel ran it: `[1]:`."""
 ACTIVE_DEADLINE_MS = 120_000
@@ -226,3 +230,66 @@ def test_status_bar_shows_an_active_run(lab: Lab, page: Page) -> None:
             lab.api("POST", f"runs/{run_id}/cancel")
     assert lab.wait_for_end(run_id)["status"] in {"cancelled", "failed"}
     expect(status).not_to_contain_text("running", timeout=RUN_DEADLINE_MS)
+
+
+def test_compare_runs_run_a_block_again_and_see_changed_code(
+    lab: Lab, page: Page, shot: Shot
+) -> None:
+    """Two identical runs (the second all cached) -> the second run's page: a cached block
+    opens the first run's cell; compare with the first run; "Run again" on one block runs only
+    it; then editing that block's code marks its cell badge `changed`."""
+    assert not lab.runs("twice"), "only this test runs the twice pipeline"
+    first = lab.api("POST", "pipelines/twice/runs", {})["run_id"]
+    assert lab.wait_for_end(first)["status"] == "success"
+    second = lab.api("POST", "pipelines/twice/runs", {})["run_id"]
+    cached = lab.wait_for_end(second)
+    assert {b["name"]: b["status"] for b in cached["blocks"]} == {
+        "load": "cached",
+        "double": "cached",
+    }
+
+    page.goto(lab.url("lab", reset=""))
+    click_action(page, "twice", "runs")
+    run_row(page, second).click()
+    view = run_page(page)
+    expect(view).to_have_attribute("data-run-status", "success")
+    double = block_row(view, "double")
+    expect(double).to_have_attribute("data-status", "cached")
+    expect(double.locator('[data-action="open-notebook"]')).to_be_enabled()
+    where = lab.api("GET", f"runs/{second}/blocks/double/notebook")
+    assert where["run_id"] == first, where
+
+    view.locator('select[name="compare"]').select_option(first)
+    compared = view.locator(f'.bb-Diff[data-diff-a="{first}"][data-diff-b="{second}"]')
+    expect(compared).to_be_visible(timeout=UI_DEADLINE_MS)
+    changed = compared.locator('[data-diff-block="double"]')
+    expect(changed).to_contain_text("success → cached")
+    expect(changed).to_have_attribute("data-code-changed", "false")
+    shot("run-compare.png", readme=True)
+    assert not page_errors(view), "the run page shows an error"
+
+    double.locator('[data-action="force"]').click()
+    forced = lab.wait_for_run("twice", not_in={first, second})
+    ended = lab.wait_for_end(forced["run_id"])
+    assert {b["name"]: b["status"] for b in ended["blocks"]} == {
+        "load": "cached",
+        "double": "success",
+    }
+
+    source = lab.root / TWICE_NOTEBOOK
+    write_notebook(
+        source,
+        [
+            LOAD_EXT,
+            "%%block load --kind loader\nnumbers = [1, 2, 3]",
+            f"%%block double --kind transformer\n{DOUBLE_CODE.replace('2', '3')}\nprint(doubled)",
+        ],
+    )
+    cells = open_notebook(page, lab, TWICE_NOTEBOOK)
+    stale = cells.filter(has_text="%%block double").first.locator(".bb-cell-badge")
+    fresh = cells.filter(has_text="%%block load").first.locator(".bb-cell-badge")
+    expect(stale).to_have_attribute("data-stale", "true", timeout=UI_DEADLINE_MS)
+    expect(stale).to_contain_text("changed")
+    expect(fresh).to_have_attribute("data-status", "cached")
+    expect(fresh).not_to_have_attribute("data-stale", "true")
+    shot("stale-badge.png")

@@ -7,8 +7,10 @@
 - Run opens a JupyterLab dialog: inputs `param:NAME`, an accept button "Run";
 - the runs view lists `[data-run=RUN_ID][data-status=...]`; a run's page has `data-run-status`
   on its root, block rows `tr[data-block][data-status]` with `[data-action=open-notebook|log|
-  debug]`, and run buttons `[data-action=cancel|resume]`;
-- cell badges are `.bb-cell-badge[data-block][data-status]`; the status bar item is
+  debug|force]`, run buttons `[data-action=cancel|resume]`, and `select[name=compare]`, whose
+  choice shows `.bb-Diff[data-diff-a][data-diff-b]` with rows `[data-diff-block]`;
+- cell badges are `.bb-cell-badge[data-block][data-status]` (`[data-stale=true]` once the
+  saved code changed since the newest run); the status bar item is
   `#blockbook-status`.
 
 Plus a small client of the REST API (docs/server.md) to arrange and check runs.
