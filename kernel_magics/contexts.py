@@ -20,7 +20,7 @@ from pipelines.assembly.header import BlockName, TriggerRule
 from pipelines.errors import BlockbookError, ErrorKind
 from pipelines.params import Secrets
 from pipelines.rundir.artifacts import ArtifactStore
-from pipelines.rundir.location import RunFolder, run_folder_at
+from pipelines.rundir.location import RemoteFolder, RunFolder, run_folder_at
 from pipelines.rundir.plan import SECRETS_ENV, RunPlan, load_plan
 from pipelines.rundir.schema_drift import Baseline
 from pipelines.rundir.state import (
@@ -42,6 +42,8 @@ _QUICK_SECONDS = 2.0
 """How long a wait polls at most every 10 ms before slowing to 50 ms: most hand-offs in a run
 come within a second or two, and each is late by half a poll on average; a long wait (an
 upstream running for minutes) needs no such haste."""
+_REMOTE_POLLS = (0.05, 0.1, 0.25)
+"""The same in object storage, where each look is a request (~20 ms, and billed)."""
 
 
 class UpstreamNotStored(BlockbookError):
@@ -261,7 +263,12 @@ class HeadlessContext:
         meanwhile. `meanwhile(name)` runs once, when the block first has to wait."""
         states: dict[str, BlockState] = {}
         pending = list(upstream)
-        delay = _POLL_START
+        first, quick_cap, slow_cap = (
+            _REMOTE_POLLS
+            if isinstance(self.state_root, RemoteFolder)
+            else (_POLL_START, _POLL_QUICK, _POLL_SLOW)
+        )
+        delay = first
         waiting_since = time.monotonic()
         announced = False
         while pending:
@@ -287,7 +294,7 @@ class HeadlessContext:
                     continue  # that took a while: look again before sleeping
             time.sleep(delay)
             quick = time.monotonic() - waiting_since < _QUICK_SECONDS
-            delay = min(delay * 2, _POLL_QUICK if quick else _POLL_SLOW)
+            delay = min(delay * 2, quick_cap if quick else slow_cap)
         return states
 
 

@@ -18,7 +18,7 @@ from pipelines.assembly.pipeline import Pipeline
 from pipelines.params import Secrets
 from pipelines.rundir.fanout import block_of_child
 from pipelines.rundir.layout import executed_notebook, input_notebook, kernel_log
-from pipelines.rundir.location import run_folder_at
+from pipelines.rundir.location import RemoteFolder, run_folder_at
 from pipelines.rundir.plan import RunPlan
 from pipelines.rundir.state import (
     CANCEL_FLAG,
@@ -45,6 +45,10 @@ from pipelines.store.run_store import RunStore
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
+POLL_SECONDS = 0.02
+REMOTE_POLL_SECONDS = 0.2
+"""A run folder in object storage: each look at the block states is a LIST request (billed,
+and ~20 ms each); a notebook that ends still wakes the loop at once."""
 
 BlockListener = Callable[[BlockState], None]
 
@@ -95,6 +99,9 @@ class Execution:
         self.cancel_requested = cancel
         self.on_block = on_block
         self.run_dir = run_folder_at(plan.run_dir)
+        self._poll_seconds = (
+            REMOTE_POLL_SECONDS if isinstance(self.run_dir, RemoteFolder) else POLL_SECONDS
+        )
         self.secrets = secrets
         self.concurrency = (
             limits.concurrency or pipeline.config.concurrency or max(4, os.cpu_count() or 1)
@@ -147,7 +154,7 @@ class Execution:
                     self._settle(job)
             if not waiting and all(job.settled for job in started):
                 break
-            self._wake.wait(0.02)
+            self._wake.wait(self._poll_seconds)
             self._wake.clear()
         self._poll_states()
         self.reporter.flush_all()  # what an outage held back, before the run is finished
