@@ -206,3 +206,17 @@ def test_a_missing_schema_file_stops_the_run_naming_block_and_file(
         f"--schema-file of block `load`: {path} is not a schema contract "
         "(`columns` must be a list of [name, dtype] pairs)"
     ) in refused.stderr
+
+
+def test_a_cached_last_success_compares_with_the_run_it_reused(pipeline, run) -> None:
+    folder = pipeline(trips_pipeline(), PARAMS)
+    first = run(folder)
+    cached = run(folder)
+    assert cached.blocks["load"].status is BlockStatus.CACHED, statuses(cached)
+    assert cached.blocks["load"].reused_from == first.run_id
+
+    drifted = run(folder, params=FLOAT)
+    assert drifted.status is RunStatus.SUCCESS, statuses(drifted)
+    [drift] = drifted.blocks["load"].schema_drift
+    assert drift["baseline"] == f"run {first.run_id}"
+    assert drift["message"] == RETYPED["message"]
