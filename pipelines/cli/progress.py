@@ -142,6 +142,9 @@ def _note(block: BlockRunRecord, items: int | None = None) -> str:
         return block.error  # a cached block's says which run it reuses and why
     if block.status is BlockStatus.SUCCESS and block.reused_from:
         return f"reused from {block.reused_from}"
+    if block.status is BlockStatus.SUCCESS and block.schema_drift:
+        count = len(block.schema_drift)
+        return f"schema drift: {count} change{'s' if count > 1 else ''} (below)"
     if block.status is BlockStatus.SUCCESS and block.cache_note:
         return f"ran: {block.cache_note}"
     return ""

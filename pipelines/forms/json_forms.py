@@ -91,6 +91,8 @@ def block_run_json(record: RunRecord, block: BlockRunRecord) -> dict[str, Any]:
         "cache_note": block.cache_note,
         "tests": block.attempt_records[-1].tests if block.attempt_records else [],
         "outputs": block.attempt_records[-1].outputs if block.attempt_records else [],
+        # How its stored frames differ from their baseline: warnings, or why it failed.
+        "schema_drift": list(block.schema_drift),
     }
 
 

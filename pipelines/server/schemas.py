@@ -214,6 +214,20 @@ SCHEMAS: dict[str, Schema] = {
         },
         tests=array(OBJECT),
         outputs=array(OBJECT),
+        schema_drift={
+            **array(ref("SchemaDrift")),
+            "description": "how its stored frames differ from their baseline (`--schema`)",
+        },
+    ),
+    "SchemaDrift": obj(
+        "one difference between a stored DataFrame and its baseline (last success or pinned)",
+        output=TEXT,
+        kind=enum(["added", "removed", "renamed", "retyped", "rows"]),
+        column={**NULLABLE_TEXT, "description": "the column (renamed: its new name); null: rows"},
+        before={**NULLABLE_TEXT, "description": "dtype, old name, or the expected row bounds"},
+        after={**NULLABLE_TEXT, "description": "dtype, new name, or the row count"},
+        baseline={**TEXT, "description": "what it was compared with: `run R`, `schema file P`"},
+        message={**TEXT, "description": "one readable line"},
     ),
     "RunWithBlocks": obj("a run with its blocks", **_RUN_FIELDS, blocks=array(ref("RunBlock"))),
     "RunPage": obj(
