@@ -92,19 +92,28 @@ class PipelineMagics(Magics):
 
         from pipelines.errors import BlockbookError
         from pipelines.forms.diagrams import to_mermaid, to_text
+        from pipelines.forms.json_forms import stale_blocks
 
         pipeline = _valid(project, folder)
         try:
-            last = project.pipeline(folder).last_blocks
+            detail = project.pipeline(folder)
         except BlockbookError:
-            last = {}  # no store to ask: the graph still shows
+            detail = None  # no store to ask: the graph still shows
+        last = detail.last_blocks if detail is not None else {}
+        last_run = detail.last_run if detail is not None else None
+        stale = stale_blocks(pipeline, last_run) if last_run is not None else []
         statuses = {name: str(block.status) for name, block in last.items()}
         mermaid = to_mermaid(
-            pipeline, statuses=statuses, highlight_notebook=self._this_notebook(folder)
+            pipeline,
+            statuses=statuses,
+            highlight_notebook=self._this_notebook(folder),
+            stale=stale,
         )
         text = to_text(pipeline)
         if statuses:
             text += "\nlast run: " + ", ".join(f"{k}={v}" for k, v in statuses.items())
+        if stale:
+            text += "\nchanged since that run (the next run runs them): " + ", ".join(stale)
         display({"text/vnd.mermaid": mermaid, "text/plain": text}, raw=True)
 
     def _run(self, project: Project, folder: Path, args: argparse.Namespace) -> None:

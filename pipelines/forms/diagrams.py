@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from pipelines.assembly.blocks import Block
 from pipelines.assembly.pipeline import Pipeline
@@ -51,11 +51,13 @@ def to_mermaid(
     *,
     statuses: Mapping[str, str] | None = None,
     highlight_notebook: str | None = None,
+    stale: Collection[str] = (),
 ) -> str:
     """The graph as a Mermaid flowchart, one subgraph per notebook.
 
     `statuses` colours blocks by their last status (and adds it to the label);
-    `highlight_notebook` draws that notebook's blocks with a thick border.
+    `highlight_notebook` draws that notebook's blocks with a thick border; `stale` blocks
+    (code changed since that run) say `changed` and get a dashed border.
     """
     statuses = statuses or {}
     lines = ["flowchart TD"]
@@ -63,6 +65,8 @@ def to_mermaid(
         lines.append(f'  subgraph notebook_{index}["{_mermaid_text(notebook)}"]')
         for block in blocks:
             status = statuses.get(block.name)
+            if block.name in stale:
+                status = f"{status or 'never run'} · changed"
             label = f"{block.name}<br/><i>{status}</i>" if status else block.name
             lines.append(f'    b_{block.name}["{label}"]')
         lines.append("  end")
@@ -80,6 +84,8 @@ def to_mermaid(
         mine = [b.name for b in pipeline.blocks.values() if b.notebook == highlight_notebook]
         for name in mine:
             lines.append(f"  style b_{name} stroke-width:3px")
+    for name in sorted(set(stale) & set(pipeline.blocks)):
+        lines.append(f"  style b_{name} stroke-dasharray:5 3")
     return "\n".join(lines)
 
 

@@ -73,6 +73,12 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
         "%pipeline wait",  # 10
         "%pipeline load nothing_like_this",  # 11
         "%pipeline frobnicate",  # 12
+        # 13: `double` edited and saved (as JupyterLab saves it), then 14: the graph marks it.
+        "import nbformat\n"
+        "_edited = nbformat.read('b.ipynb', as_version=4)\n"
+        "_edited.cells[1].source = _edited.cells[1].source.replace('* 2', '* 3')\n"
+        "nbformat.write(_edited, 'b.ipynb')",
+        "%pipeline graph",  # 14
     ]
     mp = pytest.MonkeyPatch()
     mp.delenv(DATABASE_URL_ENV, raising=False)
@@ -102,6 +108,18 @@ def test_graph_after_a_run_shows_statuses_and_this_notebook(session: tuple[Path,
     assert "style b_double stroke-width:3px" in mermaid
     assert "style b_load stroke-width:3px" not in mermaid
     assert "last run: load=success" in output.data["text/plain"]
+
+
+def test_graph_marks_a_block_whose_code_changed_since_the_last_run(
+    session: tuple[Path, Any],
+) -> None:
+    _, notebook = session
+    [output] = outputs(notebook, 14)
+    mermaid = output.data[MERMAID]
+    assert "style b_double stroke-dasharray:5 3" in mermaid
+    assert "b_double[\"double<br/><i>" in mermaid and " · changed</i>" in mermaid
+    assert "stroke-dasharray" not in mermaid.replace("style b_double stroke-dasharray", "")
+    assert "changed since that run (the next run runs them): double" in output.data["text/plain"]
 
 
 def test_live_run_reaches_a_terminal_state(session: tuple[Path, Any]) -> None:
