@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,14 @@ from pipelines.assembly.header import TestPolicy, parse_header, split_block_cell
 from pipelines.errors import ConflictError, ErrorKind, NotFoundError
 from pipelines.params import is_secret_param
 from pipelines.rundir.artifacts import ArtifactStore
+from pipelines.rundir.fanout import parent_of
 from pipelines.rundir.layout import (
     DEBUG_DIR,
     KERNELSPEC,
     debug_notebook,
     executed_notebook,
     input_notebook,
+    run_notebook_path,
 )
 from pipelines.rundir.plan import RUN_CONTEXT_NAME, BlockPlan, RunPlan, load_plan
 from pipelines.runs.build import block_of, write_notebook
@@ -154,6 +156,12 @@ def find_block(run_dir: Path, block: str) -> tuple[RunPlan, BlockPlan]:
         plan = load_plan(run_dir)
     except FileNotFoundError:
         raise DebugError(f"{run_dir} has no plan.json", "run the pipeline again") from None
+    child = parent_of(block)
+    if child is not None and child[0] in plan.blocks:
+        # One item of a mapped block: the block's plan, under the child's name and notebook.
+        parent = plan.blocks[child[0]]
+        own_notebook = run_notebook_path(parent.source_notebook, block)
+        return plan, replace(parent, name=block, run_notebook=own_notebook)
     if block not in plan.blocks:
         raise DebugUsageError(
             f"run `{plan.run_id}` has no block `{block}`",
@@ -293,6 +301,11 @@ def setup_cell(plan: RunPlan, block: BlockPlan, params: list[str], analysis: Blo
         lines += ["", f"# The block's inputs, as run {plan.run_id} stored them"]
         lines += [f"_blockbook_run = ArtifactStore(Path({plan.run_dir!r}))"]
         lines += [f"{n} = _blockbook_run.load({p!r}, {n!r})" for n, p in block.sources.items()]
+    child = parent_of(block.name)
+    if block.map is not None and child is not None:
+        lines += ["", f"# The item child `{block.name}` ran for"]
+        lines += ["from kernel_magics.fanout import item_at"]
+        lines += [f"item_index = {child[1]}", f"item = item_at({block.map}, item_index)"]
     return _code("\n".join(lines), "blockbook-debug-setup")
 
 

@@ -14,7 +14,9 @@ import threading
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
 
 from pipelines.api import Project
 from pipelines.assembly.pipeline import assemble
@@ -144,6 +146,17 @@ def test_an_item_that_always_fails_fails_the_block_and_its_downstream(
     assert "1 of 5 items did not succeed: per_day[3] failed" in (parent.error or "")
     assert result.blocks["report"].status is BlockStatus.UPSTREAM_FAILED
     assert result.blocks["same_notebook"].status is BlockStatus.UPSTREAM_FAILED
+
+    # `blockbook debug RUN per_day[3]` re-creates that child, its item bound, failing alike.
+    answer = blockbook(project, "debug", result.run_id, "per_day[3]")
+    assert answer.returncode == 0, answer.stderr
+    debug = nbformat.read(answer.stdout.strip(), as_version=4)
+    NotebookClient(debug, timeout=60, kernel_name="python3", allow_errors=True).execute()
+    setup, code = debug.cells[1], debug.cells[2]
+    assert "item_index = 3" in setup.source
+    assert [o for o in setup.outputs if o.output_type == "error"] == []
+    [raised] = [o for o in code.outputs if o.output_type == "error"]
+    assert f"{raised['ename']}: {raised['evalue']}" == "ValueError: no data for thu"
 
 
 def test_an_empty_list_makes_no_children_and_an_empty_list_below(pipeline, run) -> None:
