@@ -7,7 +7,7 @@ import { formatDuration } from './format';
 import { blockbookIcon } from './icons';
 import type { ELK as ElkEngine } from 'elkjs/lib/elk-api';
 
-import { IPlacedGraph, layoutGraph, NODE_HEIGHT } from './layout';
+import { blockLabel, IPlacedGraph, layoutGraph, NODE_HEIGHT } from './layout';
 import { Change, LiveUpdates } from './live';
 import { LiveView } from './liveview';
 import { IGraphBlock, IPipeline, IRunBlock } from './types';
@@ -30,18 +30,6 @@ export function blockStates(blocks: ReadonlyArray<IRunBlock>): Record<string, IB
   return Object.fromEntries(
     blocks.map(block => [block.name, { status: block.status, duration: block.duration }])
   );
-}
-
-/**
- * How many children (`per_day[0]`, `per_day[1]`, ...) a mapped block had in the states shown;
- * undefined when they hold none of them (no run yet, or it did not get that far).
- */
-export function childCount(block: string, states: Record<string, IBlockState>): number | undefined {
-  const prefix = `${block}[`;
-  const count = Object.keys(states).filter(
-    name => name.startsWith(prefix) && /^\d+\]$/.test(name.slice(prefix.length))
-  ).length;
-  return count > 0 || states[block]?.status === 'success' ? count : undefined;
 }
 
 export interface IGraphCanvasProps {
@@ -136,8 +124,7 @@ export function GraphCanvas(props: IGraphCanvasProps): JSX.Element {
             </title>
             <rect width={node.width} height={NODE_HEIGHT} rx={5} />
             <text className="bb-Graph-name" x={10} y={19}>
-              {node.block.name}
-              {node.block.map ? ` ×${childCount(node.block.name, props.states) ?? '?'}` : ''}
+              {blockLabel(node.block, props.states)}
             </text>
             <text className="bb-Graph-status" x={10} y={37}>
               {status === 'none' ? node.block.kind : status.replace('_', ' ')}

@@ -9,6 +9,25 @@ const CHAR_WIDTH = 7.5;
 const MIN_NODE_WIDTH = 150;
 const LABEL_HEIGHT = 14;
 
+/**
+ * A block's name in the graph; a mapped block (`--map`) adds ` ×N`, N its children
+ * (`per_day[0]`, ...) among the run's block states shown, `?` while the run has not reached it.
+ */
+export function blockLabel(
+  block: IGraphBlock,
+  states: Readonly<Record<string, { status: string }>>
+): string {
+  if (!block.map) {
+    return block.name;
+  }
+  const prefix = `${block.name}[`;
+  const children = Object.keys(states).filter(
+    name => name.startsWith(prefix) && /^\d+\]$/.test(name.slice(prefix.length))
+  ).length;
+  const known = children > 0 || states[block.name]?.status === 'success';
+  return `${block.name} ×${known ? children : '?'}`;
+}
+
 export interface IGraphEdge {
   id: string;
   source: string;

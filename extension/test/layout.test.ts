@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 
 import ELK from 'elkjs/lib/elk.bundled.js';
 
-import { edgeLabel, elkGraph, graphEdges, layoutGraph } from '../src/layout';
+import { blockLabel, edgeLabel, elkGraph, graphEdges, layoutGraph } from '../src/layout';
 import { IGraphBlock } from '../src/types';
 
 function block(
@@ -91,5 +91,31 @@ describe('layoutGraph', () => {
   it('lays out an empty pipeline as nothing', async () => {
     const placed = await layoutGraph(new ELK(), []);
     assert.deepEqual([placed.nodes, placed.edges, placed.groups], [[], [], []]);
+  });
+});
+
+describe('blockLabel', () => {
+  const mapped = { ...block('per_day', 'map.ipynb', ['make_days']), map: 'days' };
+
+  it('counts the children of a mapped block in the run shown', () => {
+    const states = {
+      per_day: { status: 'failed' },
+      'per_day[0]': { status: 'success' },
+      'per_day[1]': { status: 'failed' },
+      'per_day[2]': { status: 'success' },
+      'per_dayz[0]': { status: 'success' },
+      report: { status: 'upstream_failed' }
+    };
+    assert.equal(blockLabel(mapped, states), 'per_day ×3');
+  });
+
+  it('says 0 for an empty list, ? before the run reaches the block', () => {
+    assert.equal(blockLabel(mapped, { per_day: { status: 'success' } }), 'per_day ×0');
+    assert.equal(blockLabel(mapped, {}), 'per_day ×?');
+    assert.equal(blockLabel(mapped, { per_day: { status: 'running' } }), 'per_day ×?');
+  });
+
+  it('leaves other blocks their name', () => {
+    assert.equal(blockLabel(block('report', 'r.ipynb'), { 'report[0]': { status: 'success' } }), 'report');
   });
 });
