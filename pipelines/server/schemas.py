@@ -134,6 +134,11 @@ SCHEMAS: dict[str, Schema] = {
         sources={"type": "object", "additionalProperties": TEXT},
         stored_outputs=array(TEXT),
         tests=array(TEXT),
+        map={
+            **NULLABLE_TEXT,
+            "description": "a mapped block (`--map NAME`): the upstream output whose items "
+            "it runs once each for; null for other blocks",
+        },
     ),
     "Pipeline": obj(
         "a pipeline's graph with how each block went in its newest run (last_blocks)",
@@ -146,6 +151,12 @@ SCHEMAS: dict[str, Schema] = {
             **array(TEXT),
             "description": "blocks whose code changed since the newest run (it recorded "
             "their code's hash): a run would run them again",
+        },
+        map_counts={
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+            "description": "mapped block -> how many children (`per_day[0]`, ...) the newest "
+            "run gave it",
         },
     ),
     "RunRequest": {
