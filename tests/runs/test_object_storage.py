@@ -373,3 +373,25 @@ def test_a_local_run_keeps_its_run_folder_in_the_bucket_too(
         result.run_dir
     )
     assert local_files(s3_project) == []
+
+
+def test_the_pre_flight_names_a_worker_that_cannot_reach_the_bucket(
+    s3_endpoint: str, bucket: str
+) -> None:
+    from pipelines.runs.executors.dask_executor import worker_problems
+
+    here = Storage(f"s3://{bucket}/p", s3_options(s3_endpoint))
+    assert worker_problems(["python3"], "/nowhere", pipelines_version(), here) == []
+    missing = Storage("s3://no-such-bucket-here/p", s3_options(s3_endpoint))
+    assert worker_problems(["python3"], "/nowhere", pipelines_version(), missing) == [
+        "cannot find the bucket of s3://no-such-bucket-here/p (does it exist?)"
+    ]
+    closed = Storage(f"s3://{bucket}/p", s3_options(f"http://127.0.0.1:{free_port()}"))
+    [problem] = worker_problems(["python3"], "/nowhere", pipelines_version(), closed)
+    assert problem.startswith(f"cannot reach s3://{bucket}/p (")
+
+
+def pipelines_version() -> str:
+    import pipelines
+
+    return pipelines.__version__

@@ -417,8 +417,9 @@ def _storage_problems(storage: Storage) -> list[str]:
     root = RemoteFolder(storage.url, storage)
     bucket = RemoteFolder(storage.url.split("://", 1)[0] + "://" + root.path.split("/")[0], storage)
     try:
-        if not bucket.exists():
-            return [f"cannot find the bucket of {storage.url} (does it exist?)"]
+        bucket.fs.info(bucket.path)  # `exists` would say False for an endpoint it cannot reach
+    except FileNotFoundError:
+        return [f"cannot find the bucket of {storage.url} (does it exist?)"]
     except ImportError as exc:
         return [f"cannot open {storage.url}: {exc} (pip install 'blockbook[s3]')"]
     except Exception as exc:
