@@ -395,3 +395,28 @@ def pipelines_version() -> str:
     import pipelines
 
     return pipelines.__version__
+
+
+def test_a_cached_block_s_outputs_are_copied_inside_the_bucket(
+    s3_project: Path, pg_store: RunStore
+) -> None:
+    folder = make_pipeline(
+        s3_project,
+        {
+            "a.ipynb": nb("%%block load\nimport pandas as pd\nframe = pd.DataFrame({'n': [1, 2]})"),
+            "b.ipynb": nb("%%block total\nsize = int(frame['n'].sum())"),
+        },
+    )
+    project = Project(s3_project, store=pg_store)
+    local = parse_executor("local", "test")
+    first = project.execute(assemble(folder), run_options(), executor=local)
+    second = project.execute(assemble(folder), run_options(), executor=local)
+
+    assert first.status is second.status is RunStatus.SUCCESS, statuses(second)
+    assert second.blocks["load"].status is BlockStatus.CACHED, statuses(second)
+    assert isinstance(second.run_dir, RemoteFolder)
+    assert second.run_dir != first.run_dir
+    copied = ArtifactStore(second.run_dir)
+    original = ArtifactStore(first.run_dir)
+    assert copied.manifest("load", "frame") == original.manifest("load", "frame")
+    assert list(copied.load("load", "frame")["n"]) == [1, 2]
