@@ -195,7 +195,14 @@ def fan_out(
     name, mapped = header.name, header.map
     assert mapped is not None
     try:
-        count = item_count(namespace.get(mapped), name, mapped)
+        if mapped not in namespace:
+            # all_done / one_success: its producer ended without succeeding.
+            raise NotMappable(
+                f"block `{name}` maps over `{mapped}` (--map), which no upstream block provided",
+                hint=f"the block producing `{mapped}` must succeed; with --trigger-rule all_done "
+                "or one_success it may not have",
+            )
+        count = item_count(namespace[mapped], name, mapped)
     except NotMappable as exc:
         return _failed(state, exc), exc
     children = [child_name(name, index) for index in range(count)]

@@ -171,14 +171,14 @@ def test_an_empty_list_makes_no_children_and_an_empty_list_below(pipeline, run) 
     assert not list((result.run_dir / "notebooks").glob("*per_day*"))
 
 
-def test_a_frame_maps_over_its_rows(pipeline, run) -> None:
+def test_a_frame_from_the_same_notebook_maps_over_its_rows(pipeline, run) -> None:
     folder = pipeline(
         {
-            "load.ipynb": nb(
+            "map.ipynb": nb(
                 "%%block make_days\nimport pandas as pd\n"
-                "days = pd.DataFrame({'day': ['mon', 'tue', 'wed'], 'trips': [3, 1, 2]})"
+                "days = pd.DataFrame({'day': ['mon', 'tue', 'wed'], 'trips': [3, 1, 2]})",
+                "%%block per_day --map days\ntrips = int(item['trips']) * 10",
             ),
-            "map.ipynb": nb("%%block per_day --map days\ntrips = int(item['trips']) * 10"),
             "report.ipynb": nb("%%block report --out total\ntotal = list(trips)"),
         }
     )
@@ -353,3 +353,19 @@ def test_bad_map_headers(header: str, message: str) -> None:
 
     with pytest.raises(HeaderError, match=message):
         parse_header(header)
+
+
+def test_all_done_over_a_failed_producer_says_the_list_was_not_provided(pipeline, run) -> None:
+    folder = pipeline(
+        {
+            "load.ipynb": nb("%%block make_days\nraise OSError('source down')\ndays = []"),
+            "map.ipynb": nb("%%block per_day --map days --trigger-rule all_done\nlabel = item"),
+        }
+    )
+
+    result = run(folder)
+
+    assert result.status is RunStatus.FAILED
+    error = result.blocks["per_day"].error or ""
+    assert "maps over `days` (--map), which no upstream block provided" in error, error
+    assert child_states(result) == {}
