@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pipelines.assembly.config import AlertEvent, AlertsConfig
+from pipelines.rundir.location import run_folder_at
 from pipelines.rundir.state import seconds_between
 from pipelines.status import BlockStatus, RunStatus
 from pipelines.store.records import RunRecord
@@ -97,7 +97,7 @@ def build_alert(
     event: AlertEvent, record: RunRecord, *, sla: float | None = None, at: datetime | None = None
 ) -> Alert:
     """The alert for `record`; `at` is "now" for a run that has not ended (default: now)."""
-    run_dir = Path(record.run_dir)
+    run_dir = run_folder_at(record.run_dir)  # a URL stays one: `s3://b/...`, not `s3:/b/...`
     failed = tuple(
         FailedBlock(
             block.block,

@@ -420,3 +420,15 @@ def test_a_cached_block_s_outputs_are_copied_inside_the_bucket(
     original = ArtifactStore(first.run_dir)
     assert copied.manifest("load", "frame") == original.manifest("load", "frame")
     assert list(copied.load("load", "frame")["n"]) == [1, 2]
+
+
+def test_an_alert_names_a_failed_block_s_notebook_by_its_url() -> None:
+    from dataclasses import replace
+
+    from pipelines.alerts.messages import build_alert, render_text
+    from tests.pipelines.test_alerts_unit import record
+
+    url = "s3://team-bucket/blockbook/runs/20261125T060000Z-abc123"
+    text = render_text(build_alert("failure", replace(record(), run_dir=url)))
+
+    assert f"notebook: {url}/notebooks/clean.ipynb" in text
