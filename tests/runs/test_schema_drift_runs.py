@@ -220,3 +220,15 @@ def test_a_cached_last_success_compares_with_the_run_it_reused(pipeline, run) ->
     [drift] = drifted.blocks["load"].schema_drift
     assert drift["baseline"] == f"run {first.run_id}"
     assert drift["message"] == RETYPED["message"]
+
+
+def test_schema_off_compares_nothing(pipeline, run) -> None:
+    folder = pipeline(trips_pipeline(" --schema off"), PARAMS)  # warn: the first test
+    first = run(folder)
+    assert first.status is RunStatus.SUCCESS, statuses(first)
+    second = run(folder, params=FLOAT)
+    assert second.status is RunStatus.SUCCESS, statuses(second)
+    assert second.blocks["load"].schema_drift == ()
+    # Not even a baseline was written for the kernel: `off` costs nothing.
+    plan = json.loads((Path(second.run_dir) / "plan.json").read_text())
+    assert plan["blocks"]["load"]["schema"] is None
