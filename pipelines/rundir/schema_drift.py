@@ -33,6 +33,8 @@ class DriftKind(enum.StrEnum):
     RETYPED = "retyped"
     ROWS = "rows"
     """The row count is outside the bounds."""
+    MISSING = "missing"
+    """A frame the pinned contract has was not stored as a DataFrame."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,8 @@ class Drift:
                 return f"{where}: column `{self.column}` changed type {self.before} -> {self.after}"
             case DriftKind.ROWS:
                 return f"{where}: {self.after} rows, expected {self.before}"
+            case DriftKind.MISSING:
+                return f"{where}: not stored as a DataFrame, which the schema file expects"
         raise AssertionError(self.kind)  # pragma: no cover (every kind is matched)
 
     def to_json(self) -> dict[str, Any]:
@@ -139,11 +143,14 @@ class Baseline:
     outputs: Mapping[str, OutputSchema]
     fail: bool = False
     """`--schema fail`: drift fails the block instead of warning."""
+    pinned: bool = False
+    """A contract (`--schema-file`): each of its outputs must be stored, as a frame."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "fail": self.fail,
+            "pinned": self.pinned,
             "outputs": {name: schema.to_json() for name, schema in self.outputs.items()},
         }
 
@@ -152,6 +159,7 @@ class Baseline:
         return cls(
             source=data["source"],
             fail=bool(data.get("fail", False)),
+            pinned=bool(data.get("pinned", False)),
             outputs={n: OutputSchema.from_json(s) for n, s in data["outputs"].items()},
         )
 
@@ -182,9 +190,16 @@ class SchemaFileError(InvalidInputError):
 
 def compare(baseline: Baseline, manifests: Iterable[Mapping[str, Any]]) -> tuple[Drift, ...]:
     """Every difference between the frames just stored (their manifests) and the baseline.
-    Outputs on one side only, or not frames on either, are not compared: which outputs are
-    stored depends on who reads them, not on the data."""
+    Against a last run, outputs on one side only, or not frames on either, are not compared:
+    which outputs are stored depends on who reads them, not on the data. A pinned contract's
+    outputs must all be there."""
     drifts: list[Drift] = []
+    manifests = list(manifests)
+    if baseline.pinned:
+        frames = {str(m["name"]) for m in manifests if m.get("columns") is not None}
+        drifts += [
+            Drift(name, DriftKind.MISSING) for name in baseline.outputs if name not in frames
+        ]
     for manifest in manifests:
         name = str(manifest["name"])
         expected = baseline.outputs.get(name)

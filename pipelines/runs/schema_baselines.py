@@ -53,7 +53,8 @@ def baselines(pipeline: Pipeline, store: RunStore, blocks: Iterable[str]) -> dic
             from_runs.append(name)
             continue
         shown = header.schema_file or str(path)
-        found[name] = Baseline(f"schema file {shown}", read_contract(path, name), fail)
+        pinned_outputs = read_contract(path, name)
+        found[name] = Baseline(f"schema file {shown}", pinned_outputs, fail, pinned=True)
     if not from_runs:
         return found
     stored = retrying(

@@ -233,7 +233,7 @@ SCHEMAS: dict[str, Schema] = {
     "SchemaDrift": obj(
         "one difference between a stored DataFrame and its baseline (last success or pinned)",
         output=TEXT,
-        kind=enum(["added", "removed", "renamed", "retyped", "rows"]),
+        kind=enum(["added", "removed", "renamed", "retyped", "rows", "missing"]),
         column={**NULLABLE_TEXT, "description": "the column (renamed: its new name); null: rows"},
         before={**NULLABLE_TEXT, "description": "dtype, old name, or the expected row bounds"},
         after={**NULLABLE_TEXT, "description": "dtype, new name, or the row count"},

@@ -222,3 +222,16 @@ def test_plans_written_before_drift_checks_still_load(tmp_path: Path) -> None:
     loaded = RunPlan.from_json(json.loads(json.dumps(with_schema))).blocks["clean"].schema
     assert loaded is not None
     assert Baseline.from_json(loaded) == baseline()
+
+
+def test_a_pinned_contract_needs_each_of_its_frames() -> None:
+    pinned = Baseline("schema file s.json", dict(baseline().outputs), pinned=True)
+    missing = compare(pinned, [manifest("other", COLUMNS, 100)])
+    assert [(d.output, d.kind) for d in missing] == [("trips", DriftKind.MISSING)]
+    assert missing[0].message == (
+        "`trips`: not stored as a DataFrame, which the schema file expects"
+    )
+    assert [d.kind for d in compare(pinned, [manifest("trips", None, None)])] == [DriftKind.MISSING]
+    assert compare(pinned, [manifest("trips", COLUMNS, 100)]) == ()
+    # Against a last run, an output stored no more is not drift (nobody reads it now).
+    assert compare(baseline(), [manifest("other", COLUMNS, 100)]) == ()

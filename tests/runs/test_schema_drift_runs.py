@@ -168,11 +168,15 @@ def test_a_pinned_schema_file_is_the_contract(pipeline, run, project: Path) -> N
         drifted.blocks["load"].error
     )
     contract["outputs"]["trips"]["max_rows"] = 2
+    contract["outputs"]["ghost"] = contract["outputs"]["trips"]  # a frame the block lost
     path.write_text(json.dumps(contract))
     again = run(folder)
     assert again.status is RunStatus.FAILED
     assert again.blocks["load"].error is not None
-    assert "`trips`: 3 rows, expected 2" in again.blocks["load"].error
+    assert (
+        "`ghost`: not stored as a DataFrame, which the schema file expects; "
+        "`trips`: 3 rows, expected 2"
+    ) in again.blocks["load"].error
 
 
 def test_pin_refuses_what_it_cannot_pin(pipeline, run, project: Path) -> None:
