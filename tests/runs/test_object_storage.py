@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -432,3 +433,25 @@ def test_an_alert_names_a_failed_block_s_notebook_by_its_url() -> None:
     text = render_text(build_alert("failure", replace(record(), run_dir=url)))
 
     assert f"notebook: {url}/notebooks/clean.ipynb" in text
+
+
+def test_a_stop_request_that_cannot_be_read_for_a_while_still_reaches_the_kernel(
+    tmp_path: Path,
+) -> None:
+    from pipelines.runs.executors.dask_executor import StopRequests, _StopWatch
+    from pipelines.runs.executors.notebook import KernelProcess
+
+    sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        kernel = KernelProcess(sleeper.pid, os.getpgid(sleeper.pid))
+        control = tmp_path / "control.json"
+        control.mkdir()  # reading it fails, as a store that does not answer would
+        with _StopWatch(control, kernel):
+            time.sleep(0.5)  # several failed looks
+            control.rmdir()
+            StopRequests(kill=True).write(control)
+            wait_for(lambda: sleeper.poll() is not None, 60, "the kill to reach the process")
+        assert sleeper.returncode == -signal.SIGKILL
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -105,7 +105,7 @@ class _StopWatch:
             REMOTE_CONTROL_POLL_SECONDS if isinstance(path, RemoteFolder) else CONTROL_POLL_SECONDS
         )
         self.kernel = kernel
-        self.seen = StopRequests.read(path)
+        self.seen = self._read() or StopRequests()
         self._applied = self.seen.interrupts
         self._killed = False
         self._stopped = threading.Event()
@@ -119,9 +119,20 @@ class _StopWatch:
         self._stopped.set()
         self._thread.join()
 
+    def _read(self) -> StopRequests | None:
+        try:
+            return StopRequests.read(self.path)
+        except Exception as exc:
+            # A store that does not answer for a moment (object storage, NFS): the next look
+            # may; a watch that died would leave the kernel deaf to cancel for good.
+            log.warning("cannot read the stop requests %s: %s", self.path, exc)
+            return None
+
     def _watch(self) -> None:
         while not self._stopped.wait(self.every):
-            requests = StopRequests.read(self.path)
+            requests = self._read()
+            if requests is None:
+                continue
             if self.kernel.pid is None:
                 continue  # applied once the kernel is up: a request is never lost
             if requests.kill and not self._killed:
