@@ -117,7 +117,8 @@ def test_validate_errors(project: Path) -> None:
     assert result.stderr.splitlines() == [
         "load.ipynb:cell 3: unknown option `--upsteam`; did you mean `--upstream`?",
         "    hint: known options: --upstream, --kind, --retries, --retry-delay, --timeout, --out, "
-        "--tests, --skip, --trigger-rule, --poke-interval, --sensor-timeout, --cache",
+        "--tests, --skip, --trigger-rule, --poke-interval, --sensor-timeout, --cache, --schema, "
+        "--schema-file, --map",
         "load.ipynb:cell 4: block `clean` lists unknown upstream block `laod`",
         "    hint: check the name, or remove it",
         "broken: 2 error(s)",
