@@ -455,3 +455,17 @@ def test_a_stop_request_that_cannot_be_read_for_a_while_still_reaches_the_kernel
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_without_options_the_standard_aws_variables_reach_the_store(
+    s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    folder = run_folder_at(f"s3://{bucket}/from-env/runs/r1")
+    assert isinstance(folder, RemoteFolder)
+    assert folder.storage.options == {}
+    ArtifactStore(folder).save("b", "value", [1, 2, 3])
+
+    assert ArtifactStore(folder).load("b", "value") == [1, 2, 3]
