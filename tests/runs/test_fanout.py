@@ -31,6 +31,7 @@ from tests.helpers.runs import (
     assert_no_kernels,
     blockbook,
     blockbook_json,
+    files_containing,
     load_output,
     run_options,
     statuses,
@@ -369,3 +370,31 @@ def test_all_done_over_a_failed_producer_says_the_list_was_not_provided(pipeline
     error = result.blocks["per_day"].error or ""
     assert "maps over `days` (--map), which no upstream block provided" in error, error
     assert child_states(result) == {}
+
+
+def test_children_get_the_real_secret_and_keep_it_out_of_their_files(pipeline, run) -> None:
+    token = "tok-3f9a1c77e2b84d05"
+    folder = pipeline(
+        {
+            "load.ipynb": nb("%%block make_days\ndays = ['mon', 'tue']"),
+            "map.ipynb": nb(
+                # The cell never spells the token: its source is in the run notebooks.
+                "%%block per_day --map days\nassert api_token.startswith('tok-3f9a')\n"
+                "print('token', api_token)\nif item == 'tue':\n"
+                "    raise PermissionError(f'login with {api_token} refused')"
+            ),
+            "report.ipynb": nb("%%block report --trigger-rule all_done\nseen = 1"),
+        },
+        pipeline_toml=f'[params]\napi_token = "{token}"\nlimit = 3\n',
+    )
+
+    result = run(folder)
+
+    children = child_states(result)
+    assert children["per_day[0]"].status is BlockStatus.SUCCESS, statuses(result)
+    assert children["per_day[1]"].status is BlockStatus.FAILED
+    assert "login with ******** refused" in (children["per_day[1]"].error or "")
+    # The non-secret parameter reaches the child's notebook as the run's other notebooks get it.
+    child = (result.run_dir / children["per_day[0]"].notebook).read_text()
+    assert "limit = 3" in child
+    assert files_containing(result.run_dir, [token]) == []
