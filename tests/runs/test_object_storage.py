@@ -469,3 +469,53 @@ def test_without_options_the_standard_aws_variables_reach_the_store(
     ArtifactStore(folder).save("b", "value", [1, 2, 3])
 
     assert ArtifactStore(folder).load("b", "value") == [1, 2, 3]
+
+
+def test_cancel_reaches_a_kernel_on_a_worker_through_the_bucket(
+    s3_project: Path, pg_store: RunStore, cluster: tuple[str, list[Path]], tmp_path: Path
+) -> None:
+    """The kernel ignores interrupts: only the kill, asked in its control object in the bucket
+    and carried out by its task on the worker, stops it."""
+    import psutil
+
+    address, _ = cluster
+    marker = tmp_path / "kernel.pid"
+    folder = make_pipeline(
+        s3_project,
+        {
+            "a.ipynb": nb(
+                "%%block sleeper\nimport os, pathlib, signal, time\n"
+                "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                f"pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))\n"
+                "for _ in range(900):\n    time.sleep(0.1)\nrested = True"
+            ),
+            "b.ipynb": nb("%%block waiter\nwoken = rested"),
+        },
+    )
+    runners: list[Any] = []
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        outcome["result"] = Project(s3_project, store=pg_store).execute(
+            assemble(folder),
+            run_options(grace_seconds=1.0),
+            on_runner=runners.append,
+            executor=parse_executor(address, "test"),
+        )
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    wait_for(lambda: marker.exists() and marker.read_text(), 120, "the block to start")
+    kernel = int(marker.read_text())
+    runners[0].cancel()
+    thread.join(timeout=120)
+
+    assert not thread.is_alive(), "the run did not end after cancel()"
+    result: RunResult = outcome["result"]
+    assert result.status is RunStatus.CANCELLED, statuses(result)
+    assert result.blocks["sleeper"].status is BlockStatus.CANCELLED, statuses(result)
+    assert result.blocks["waiter"].status is BlockStatus.CANCELLED, statuses(result)
+    wait_for(lambda: not psutil.pid_exists(kernel), 30, "the kernel on the worker to be killed")
+    assert "control/a.ipynb.json" in {
+        name.replace("notebooks__", "") for name in remote_files(result.run_dir)
+    }
