@@ -255,13 +255,26 @@ def row_drift(output: str, expected: OutputSchema, rows: int) -> list[Drift]:
 
 
 def contract(block: str, run_id: str, outputs: Mapping[str, OutputSchema]) -> dict[str, Any]:
-    """The JSON a pinned schema file holds: people may edit the bounds or the columns."""
+    """The JSON a pinned schema file holds: people may edit the bounds or the columns, so
+    columns are an object (`{"km": "int64"}`: one line each in the file), in the frame's order."""
     return {
         "blockbook_schema": CONTRACT_VERSION,
         "block": block,
         "pinned_from": run_id,
-        "outputs": {name: schema.to_json() for name, schema in sorted(outputs.items())},
+        "outputs": {
+            name: {
+                "columns": dict(schema.columns),
+                "min_rows": schema.min_rows,
+                "max_rows": schema.max_rows,
+            }
+            for name, schema in sorted(outputs.items())
+        },
     }
+
+
+def contract_text(data: Mapping[str, Any]) -> bytes:
+    """A contract as its file holds it: indented, keys in their order (columns as in the frame)."""
+    return (json.dumps(data, indent=2) + "\n").encode()
 
 
 def read_contract(path: Path, block: str) -> dict[str, OutputSchema]:
@@ -288,8 +301,8 @@ def read_contract(path: Path, block: str) -> dict[str, OutputSchema]:
         detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
         raise SchemaFileError(
             f"{where}: {path} is not a schema contract ({detail})",
-            hint=f'{pin}, or fix it: {{"outputs": {{NAME: {{"columns": [[COLUMN, DTYPE], '
-            '...], "min_rows": N, "max_rows": N}}}}',
+            hint=f'{pin}, or fix it: {{"outputs": {{NAME: {{"columns": {{COLUMN: DTYPE, '
+            '...}, "min_rows": N, "max_rows": N}}}',
         ) from None
     return parsed
 
@@ -298,10 +311,13 @@ def _output_schema(data: Any) -> OutputSchema:
     if not isinstance(data, dict):
         raise TypeError("each output's schema must be an object")
     columns = data["columns"]
+    if isinstance(columns, dict):
+        columns = list(columns.items())
     if not isinstance(columns, list) or not all(
-        isinstance(c, list) and len(c) == 2 and all(isinstance(p, str) for p in c) for c in columns
+        isinstance(c, list | tuple) and len(c) == 2 and all(isinstance(p, str) for p in c)
+        for c in columns
     ):
-        raise TypeError("`columns` must be a list of [name, dtype] pairs")
+        raise TypeError('`columns` must map column names to dtypes ({"km": "int64", ...})')
     bounds = [data.get("min_rows"), data.get("max_rows")]
     if not all(b is None or (isinstance(b, int) and b >= 0) for b in bounds):
         raise TypeError("`min_rows` and `max_rows` must be whole numbers >= 0, or null")

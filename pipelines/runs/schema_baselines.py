@@ -17,8 +17,14 @@ from pipelines.assembly.header import BlockName, SchemaPolicy
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.errors import InvalidInputError, NotFoundError
 from pipelines.rundir.plan import RunPlan
-from pipelines.rundir.schema_drift import Baseline, OutputSchema, contract, read_contract
-from pipelines.rundir.state import write_json_atomic
+from pipelines.rundir.schema_drift import (
+    Baseline,
+    OutputSchema,
+    contract,
+    contract_text,
+    read_contract,
+)
+from pipelines.rundir.state import write_bytes_atomic
 from pipelines.status import BlockStatus
 from pipelines.store.baselines import last_outputs
 from pipelines.store.records import RunRecord
@@ -142,6 +148,6 @@ def pin_schema(
         )
     notebook_folder = (pipeline.folder / pipeline.blocks[BlockName(block)].notebook).parent
     target = path if path is not None else notebook_folder / "schemas" / f"{block}.json"
-    write_json_atomic(target, contract(block, origin.run_id, chosen))
+    write_bytes_atomic(target, contract_text(contract(block, origin.run_id, chosen)))
     relative = os.path.relpath(target.resolve(), notebook_folder.resolve())
     return PinnedSchema(target, relative, tuple(chosen))

@@ -22,6 +22,7 @@ from pipelines.rundir.schema_drift import (
     SchemaFileError,
     compare,
     contract,
+    contract_text,
     read_contract,
 )
 from tests.helpers.notebooks import MakePipeline, nb
@@ -133,9 +134,15 @@ def test_a_contract_round_trips_and_its_bounds_can_be_edited(tmp_path: Path) -> 
     path = tmp_path / "clean.json"
     data = contract("clean", "R1", dict(baseline().outputs))
     data["outputs"]["trips"]["min_rows"] = None
-    path.write_text(json.dumps(data))
+    path.write_bytes(contract_text(data))
+    text = path.read_text()
+    assert '      "columns": {\n        "id": "int64",\n        "fare": "float64",' in text
     read = read_contract(path, "clean")
     assert read == {"trips": OutputSchema(COLUMNS, None, 200)}
+    # Columns as [name, dtype] pairs (the manifests' form) are read too.
+    data["outputs"]["trips"]["columns"] = [list(column) for column in COLUMNS]
+    path.write_text(json.dumps(data))
+    assert read_contract(path, "clean") == read
     assert [d.kind for d in compare(Baseline("f", read), [manifest("trips", COLUMNS, 1)])] == []
     assert [d.message for d in compare(Baseline("f", read), [manifest("trips", COLUMNS, 201)])] == [
         "`trips`: 201 rows, expected <= 200"
@@ -149,7 +156,7 @@ def test_a_contract_round_trips_and_its_bounds_can_be_edited(tmp_path: Path) -> 
         ("{oops", "--schema-file of block `clean`: {path} is not JSON (line 1: "),
         ("[]", "--schema-file of block `clean`: {path} is not a schema contract"),
         ('{"outputs": {}}', "is not a schema contract (`outputs` must map"),
-        ('{"outputs": {"t": {"columns": [["a"]]}}}', "[name, dtype] pairs"),
+        ('{"outputs": {"t": {"columns": {"a": 1}}}}', "`columns` must map column names to dtypes"),
         ('{"outputs": {"t": {"columns": [], "min_rows": -1}}}', "`min_rows` and `max_rows`"),
     ],
 )

@@ -154,7 +154,7 @@ def test_a_pinned_schema_file_is_the_contract(pipeline, run, project: Path) -> N
     contract = json.loads(path.read_text())
     assert contract["pinned_from"] == first.run_id
     assert contract["outputs"] == {
-        "trips": {"columns": [["km", "int64"], ["zone", "str"]], "min_rows": 2, "max_rows": 6}
+        "trips": {"columns": {"km": "int64", "zone": "str"}, "min_rows": 2, "max_rows": 6}
     }
 
     # Against the contract, not the last run: a run with float km fails, then one with int km
@@ -208,7 +208,7 @@ def test_a_missing_schema_file_stops_the_run_naming_block_and_file(
     assert refused.returncode != 0
     assert (
         f"--schema-file of block `load`: {path} is not a schema contract "
-        "(`columns` must be a list of [name, dtype] pairs)"
+        '(`columns` must map column names to dtypes ({"km": "int64", ...}))'
     ) in refused.stderr
 
 
