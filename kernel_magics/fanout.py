@@ -220,13 +220,22 @@ def fan_out(
     stored = context.stored_outputs(name, ())
     try:
         values = _collect(context, name, children, stored)
-    except BlockbookError as exc:
-        return _failed(state, exc), exc
+        manifests = tuple(
+            context.artifacts.save(name, output, values[output], readers).to_json()
+            for output, readers in stored.items()
+        )
+    except (BlockbookError, OSError) as exc:
+        # A child's output gone, or the lists not writable (a full disk): the block fails.
+        failure = (
+            exc
+            if isinstance(exc, BlockbookError)
+            else FanOutFailed(
+                f"the outputs of block `{name}`'s children could not be collected: {exc}",
+                hint="fix what the error names, then `blockbook run PIPELINE --resume RUN_ID`",
+            )
+        )
+        return _failed(state, failure), failure
     namespace.update(values)
-    manifests = tuple(
-        context.artifacts.save(name, output, values[output], readers).to_json()
-        for output, readers in stored.items()
-    )
     moment = now()
     attempt = Attempt(1, BlockStatus.SUCCESS, state.started_at or moment, moment, outputs=manifests)
     return replace(
