@@ -84,8 +84,8 @@ def to_mermaid(
         mine = [b.name for b in pipeline.blocks.values() if b.notebook == highlight_notebook]
         for name in mine:
             lines.append(f"  style b_{name} stroke-width:3px")
-    for name in sorted(set(stale) & set(pipeline.blocks)):
-        lines.append(f"  style b_{name} stroke-dasharray:5 3")
+    for changed in sorted(set(stale) & set(pipeline.blocks)):
+        lines.append(f"  style b_{changed} stroke-dasharray:5 3")
     return "\n".join(lines)
 
 

@@ -117,7 +117,8 @@ def test_graph_marks_a_block_whose_code_changed_since_the_last_run(
     [output] = outputs(notebook, 14)
     mermaid = output.data[MERMAID]
     assert "style b_double stroke-dasharray:5 3" in mermaid
-    assert "b_double[\"double<br/><i>" in mermaid and " · changed</i>" in mermaid
+    assert 'b_double["double<br/><i>' in mermaid
+    assert " · changed</i>" in mermaid
     assert "stroke-dasharray" not in mermaid.replace("style b_double stroke-dasharray", "")
     assert "changed since that run (the next run runs them): double" in output.data["text/plain"]
 
