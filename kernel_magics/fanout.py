@@ -215,7 +215,8 @@ def fan_out(
         ), None
     unsuccessful = [child for child in children if not ended[child].status.succeeded]
     if unsuccessful:
-        error = FanOutFailed(_unsuccessful(unsuccessful, ended, count), hint=_hint(unsuccessful))
+        hint = _hint(unsuccessful, context.plan.run_id)
+        error = FanOutFailed(_unsuccessful(unsuccessful, ended, count), hint=hint)
         return _failed(state, error), error
     stored = context.stored_outputs(name, ())
     try:
@@ -289,11 +290,8 @@ def _unsuccessful(children: list[str], ended: Mapping[str, BlockState], count: i
     return f"{len(children)} of {count} items did not succeed: {'; '.join(shown)}{more}"
 
 
-def _hint(children: list[str]) -> str:
-    return (
-        f"`blockbook show RUN` lists every child with its error; `{children[0]}` ran in the "
-        "run notebook named after it, under the run folder's notebooks/"
-    )
+def _hint(children: list[str], run_id: str) -> str:
+    return f"`blockbook debug {run_id} '{children[0]}'` re-creates the first with its item"
 
 
 def _failed(state: BlockState, error: BlockbookError) -> BlockState:

@@ -145,6 +145,7 @@ def test_an_item_that_always_fails_fails_the_block_and_its_downstream(
     parent = result.blocks["per_day"]
     assert parent.status is BlockStatus.FAILED
     assert "1 of 5 items did not succeed: per_day[3] failed" in (parent.error or "")
+    assert f"fix: `blockbook debug {result.run_id} 'per_day[3]'`" in (parent.error or "")
     assert result.blocks["report"].status is BlockStatus.UPSTREAM_FAILED
     assert result.blocks["same_notebook"].status is BlockStatus.UPSTREAM_FAILED
 
