@@ -186,6 +186,7 @@ def test_graph_json(project: Path) -> None:
         "sources": {},
         "stored_outputs": ["raw"],
         "tests": [],
+        "map": None,
     }
     assert clean == {
         "name": "clean",
@@ -199,6 +200,7 @@ def test_graph_json(project: Path) -> None:
         "sources": {"raw": "load"},
         "stored_outputs": [],
         "tests": [],
+        "map": None,
     }
 
 
