@@ -65,7 +65,9 @@ def last_outputs(store: RunStore, pipeline: str, blocks: Iterable[str]) -> dict[
             return {}
         rows = session.scalars(
             select(BlockRunRow)
-            .where(BlockRunRow.run_id.in_(set(origins.values())), BlockRunRow.block.in_(origins))
+            .where(
+                BlockRunRow.run_id.in_(set(origins.values())), BlockRunRow.block.in_(list(origins))
+            )
             .options(selectinload(BlockRunRow.attempt_rows))
         )
         found: dict[str, StoredOutputs] = {}
