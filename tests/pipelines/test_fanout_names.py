@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from pipelines.assembly.header import parse_header
+from pipelines.assembly.header import format_header, parse_header
 from pipelines.assembly.mapping import block_inputs
 from pipelines.cli.progress import LiveProgress
 from pipelines.rundir.fanout import (
@@ -45,6 +45,14 @@ def test_children_follow_their_block_by_index_whatever_order_they_reported_in() 
     assert count_children(names) == {"per_day": 3}
     # A child whose block is not listed stays where it is.
     assert children_under_parents(["other[1]", "load"]) == ["other[1]", "load"]
+
+
+def test_map_survives_formatting_the_header() -> None:
+    header = parse_header("%%block per_day --map days --retries 2")
+
+    assert header.map == "days"
+    assert format_header(header) == "%%block per_day --retries 2 --map days"
+    assert parse_header(format_header(header)) == header
 
 
 def test_a_mapped_block_reads_its_list_and_not_item() -> None:
