@@ -160,7 +160,7 @@ async def test_latest_is_each_blocks_newest_status_from_a_run_or_by_hand(
 async def test_latest_leaves_out_blocks_never_executed(api: Api) -> None:
     reply = await api.get("pipelines/{name}/latest", name="invalid")
 
-    assert reply.body == {"pipeline": "invalid", "blocks": {}}
+    assert reply.body == {"pipeline": "invalid", "blocks": {}, "stale": []}
 
 
 async def test_latest_of_an_unknown_pipeline_is_404(api: Api) -> None:
