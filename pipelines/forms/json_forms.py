@@ -13,7 +13,7 @@ from pipelines.assembly.config import ScheduleConfig
 from pipelines.assembly.pipeline import Pipeline
 from pipelines.assembly.templates import Template
 from pipelines.params import json_params, masked
-from pipelines.rundir.fanout import count_children
+from pipelines.rundir.fanout import count_children, parent_of
 from pipelines.rundir.layout import executed_notebook
 from pipelines.rundir.state import seconds_between
 
@@ -93,7 +93,15 @@ def block_run_json(record: RunRecord, block: BlockRunRecord) -> dict[str, Any]:
         "outputs": block.attempt_records[-1].outputs if block.attempt_records else [],
         # How its stored frames differ from their baseline: warnings, or why it failed.
         "schema_drift": list(block.schema_drift),
+        # A fan-out child (`per_day[3]`): its mapped block and its item's position; else null.
+        **_child_json(block.block),
     }
+
+
+def _child_json(name: str) -> dict[str, Any]:
+    found = parent_of(name)
+    parent, index = found if found is not None else (None, None)
+    return {"child_of": parent, "item_index": index}
 
 
 def pipeline_json(

@@ -229,6 +229,15 @@ SCHEMAS: dict[str, Schema] = {
             **array(ref("SchemaDrift")),
             "description": "how its stored frames differ from their baseline (`--schema`)",
         },
+        child_of={
+            **NULLABLE_TEXT,
+            "description": "a fan-out child (`per_day[3]`): the mapped block it ran an item "
+            "of; null for other blocks",
+        },
+        item_index={
+            "type": ["integer", "null"],
+            "description": "a fan-out child: its item's position, from 0; null for others",
+        },
     ),
     "SchemaDrift": obj(
         "one difference between a stored DataFrame and its baseline (last success or pinned)",

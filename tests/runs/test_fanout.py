@@ -108,6 +108,13 @@ def test_five_items_one_retried_downstream_gets_the_values_in_order(
     assert [c["metadata"]["blockbook"]["block"] for c in cells] == ["per_day[2]"]
     assert cells[0]["metadata"]["blockbook"]["status"] == "success"
 
+    as_json = {b["name"]: b for b in blockbook_json(project, "show", result.run_id)["blocks"]}
+    assert (as_json["per_day[2]"]["child_of"], as_json["per_day[2]"]["item_index"]) == (
+        "per_day",
+        2,
+    )
+    assert (as_json["per_day"]["child_of"], as_json["per_day"]["item_index"]) == (None, None)
+
     shown = blockbook(project, "show", result.run_id)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
