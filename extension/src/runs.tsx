@@ -448,8 +448,14 @@ function BlockRow(props: {
   const executed = !['pending', 'upstream_failed', 'skipped'].includes(block.status);
   const ran = executed && block.status !== 'cached';
   const passed = block.tests.filter(test => test.outcome === 'passed').length;
+  const drift = block.schema_drift ?? [];
   return (
-    <tr className="bb-BlockRow" data-block={block.name} data-status={block.status}>
+    <tr
+      className={`bb-BlockRow${block.child_of ? ' bb-BlockRow--child' : ''}`}
+      data-block={block.name}
+      data-status={block.status}
+      data-child-of={block.child_of ?? undefined}
+    >
       <td>
         <code>{block.name}</code>
       </td>
@@ -459,6 +465,15 @@ function BlockRow(props: {
         </span>
         {block.reused_from && block.status !== 'cached' && (
           <span title={`reused from ${block.reused_from}`}> (reused)</span>
+        )}
+        {drift.length > 0 && (
+          <span
+            className="bb-Chip bb-Drift"
+            data-drift={drift.length}
+            title={`schema drift against ${drift[0].baseline}:\n${drift.map(d => d.message).join('\n')}`}
+          >
+            drift {drift.length}
+          </span>
         )}
       </td>
       <td>{block.attempts}</td>

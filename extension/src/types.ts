@@ -63,6 +63,23 @@ export interface IRunBlock {
   cache_note: string;
   tests: ITestRecord[];
   outputs: Array<Record<string, unknown>>;
+  /** How its stored frames differ from their baseline (`--schema warn|fail`). */
+  schema_drift?: ISchemaDrift[];
+  /** A fan-out child (`per_day[3]`): the mapped block it ran an item of. */
+  child_of?: string | null;
+  /** A fan-out child: its item's position, from 0. */
+  item_index?: number | null;
+}
+
+export interface ISchemaDrift {
+  output: string;
+  kind: 'added' | 'removed' | 'renamed' | 'retyped' | 'rows' | 'missing';
+  column: string | null;
+  before: string | null;
+  after: string | null;
+  /** What it was compared with: `run R`, `schema file P`. */
+  baseline: string;
+  message: string;
 }
 
 export interface IRunWithBlocks extends IRun {

@@ -7,6 +7,7 @@ bad/         a header with a misspelt option: `%%block a --upsteam b`
 slow/        one block that sleeps, to see a run while it is active
 hello/       one block no test runs headlessly: its cell badge can only come from running it
 twice/       load -> double in one notebook, run again and again by the comparison journey
+shapes/      one frame whose dtype is a parameter: a run with another dtype drifts
 """
 
 from __future__ import annotations
@@ -111,4 +112,13 @@ def write_project(root: Path, examples: Path) -> Path:
             f"%%block double --kind transformer\n{DOUBLE_CODE}\nprint(doubled)",
         ],
     )
+    write_notebook(
+        root / "shapes" / "frame.ipynb",
+        [
+            LOAD_EXT,
+            "%%block frame --kind loader --out frame\nimport pandas as pd\n\n"
+            'frame = pd.DataFrame({"x": [1, 2, 3]}).astype(kind)',
+        ],
+    )
+    (root / "shapes" / "pipeline.toml").write_text('[params]\nkind = "int64"\n')
     return root

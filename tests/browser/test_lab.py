@@ -293,3 +293,26 @@ def test_compare_runs_run_a_block_again_and_see_changed_code(
     expect(fresh).to_have_attribute("data-status", "cached")
     expect(fresh).not_to_have_attribute("data-stale", "true")
     shot("stale-badge.png")
+
+
+def test_a_drifted_block_says_so_on_its_run_page(lab: Lab, page: Page, shot: Shot) -> None:
+    """A frame stored as int64, then as float64 (a parameter): the second run's page marks the
+    block with its schema drift, the change in its title."""
+    assert not lab.runs("shapes"), "only this test runs the shapes pipeline"
+    first = lab.api("POST", "pipelines/shapes/runs", {})["run_id"]
+    assert lab.wait_for_end(first)["status"] == "success"
+    second = lab.api("POST", "pipelines/shapes/runs", {"params": {"kind": "float64"}})["run_id"]
+    ended = lab.wait_for_end(second)
+    assert ended["status"] == "success", ended
+    [drift] = next(b for b in ended["blocks"] if b["name"] == "frame")["schema_drift"]
+    assert (drift["kind"], drift["before"], drift["after"]) == ("retyped", "int64", "float64")
+
+    page.goto(lab.url("lab", reset=""))
+    click_action(page, "shapes", "runs")
+    run_row(page, second).click()
+    view = run_page(page)
+    chip = block_row(view, "frame").locator("[data-drift]")
+    expect(chip).to_have_attribute("data-drift", "1", timeout=UI_DEADLINE_MS)
+    expect(chip).to_have_attribute("title", re.compile(f"run {first}"))
+    expect(chip).to_have_attribute("title", re.compile(re.escape(drift["message"])))
+    shot("drift.png")
