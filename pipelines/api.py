@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from pipelines.runs.executors.choice import ExecutorChoice
     from pipelines.runs.pool import KernelPool
     from pipelines.runs.runner import Runner, RunOptions, RunResult
+    from pipelines.runs.schema_baselines import PinnedSchema
     from pipelines.runs.warm import WarmRuns
     from pipelines.scheduling.scheduler import Scheduler, SchedulerOptions
     from pipelines.scheduling.upcoming import ScheduleInfo
@@ -358,6 +359,17 @@ class Project:
         record = self.run(run_id)
         artifacts = ArtifactStore(Path(record.run_dir))
         return {name: artifacts.load(block, name) for name in artifacts.names(block)}
+
+    def pin_schema(
+        self, run_id: str, block: str, outputs: Sequence[str] = (), path: Path | None = None
+    ) -> PinnedSchema:
+        """Write the schema of `block`'s stored frames in run `run_id` as a contract for its
+        `--schema-file` (default: `schemas/BLOCK.json` beside its notebook)."""
+        from pipelines.runs.schema_baselines import pin_schema  # for cost: the store, at first use
+
+        record = self.run(run_id)
+        pipeline = self.assemble(Path(record.pipeline_path))
+        return pin_schema(self.store, pipeline, record, block, tuple(outputs), path)
 
     def debug_notebook(self, run_id: str, block: str, output: Path | None = None) -> Path:
         """Write a notebook that re-creates `block` of run `run_id` with its inputs."""
