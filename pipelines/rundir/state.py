@@ -259,9 +259,17 @@ def state_stamps(run_dir: RunFolder) -> dict[str, Any]:
     if isinstance(folder, RemoteFolder):
         return folder.stamps()
     try:
-        return {entry.name: entry.stat().st_mtime_ns for entry in os.scandir(folder)}
+        return {entry.name: _stamp(entry.stat()) for entry in os.scandir(folder)}
     except FileNotFoundError:
         return {}
+
+
+def _stamp(stat: os.stat_result) -> tuple[int, int, int]:
+    # The modification time alone can repeat: two writes within the file system's timestamp
+    # granularity (a few ms) get the same one, and the runner would miss the second (a block's
+    # last state). Every atomic write is a new file, so its inode differs from the file it
+    # replaced; the size tells most states apart besides.
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def write_json_atomic(path: RunFolder, data: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -84,3 +85,18 @@ def test_older_state_files_still_load(tmp_path: Path) -> None:
 
 def test_an_outcome_given_as_text_is_the_enum() -> None:
     assert runstate.TestRecord("t", "warned").outcome is TestOutcome.WARNED  # type: ignore[arg-type]
+
+
+def test_a_rewrite_within_one_timestamp_tick_still_changes_the_stamp(tmp_path: Path) -> None:
+    """The runner finds changed states by their stamps: a block's last state, written within
+    the same modification time as the one before, must not look unchanged."""
+    write_state(tmp_path, BlockState("load", BlockStatus.RUNNING, "a.ipynb"))
+    path = runstate.state_path(tmp_path, "load")
+    tick = path.stat().st_mtime_ns
+    before = runstate.state_stamps(tmp_path)["load.json"]
+
+    write_state(tmp_path, BlockState("load", BlockStatus.SUCCESS, "a.ipynb"))
+    os.utime(path, ns=(tick, tick))  # as a coarse clock would leave it
+
+    assert path.stat().st_mtime_ns == tick
+    assert runstate.state_stamps(tmp_path)["load.json"] != before
