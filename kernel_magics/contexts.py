@@ -10,7 +10,7 @@ import enum
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,13 +37,62 @@ from pipelines.status import BlockStatus
 if TYPE_CHECKING:
     from pipelines.assembly.pipeline import Pipeline
 
-_POLL_START, _POLL_QUICK, _POLL_SLOW = 0.002, 0.01, 0.05
-_QUICK_SECONDS = 2.0
-"""How long a wait polls at most every 10 ms before slowing to 50 ms: most hand-offs in a run
-come within a second or two, and each is late by half a poll on average; a long wait (an
-upstream running for minutes) needs no such haste."""
-_REMOTE_POLLS = (0.05, 0.1, 0.25)
+
+@dataclass(frozen=True, slots=True)
+class PollDelays:
+    """How often a wait looks at state files: from `first`, doubling up to `quick_cap` for the
+    first `quick_seconds`, then up to `slow_cap`."""
+
+    first: float
+    quick_cap: float
+    slow_cap: float
+    quick_seconds: float = 2.0
+
+
+LOCAL_POLLS = PollDelays(0.002, 0.01, 0.05)
+"""Most hand-offs in a run come within a second or two, and each is late by half a poll on
+average; a long wait (an upstream running for minutes) needs no such haste."""
+REMOTE_POLLS = PollDelays(0.05, 0.1, 0.25)
 """The same in object storage, where each look is a request (~20 ms, and billed)."""
+
+
+def polls_for(root: RunFolder) -> PollDelays:
+    return REMOTE_POLLS if isinstance(root, RemoteFolder) else LOCAL_POLLS
+
+
+def wait_until_ended(
+    root: RunFolder,
+    blocks: Sequence[str],
+    cancelled: Callable[[], bool],
+    delays: PollDelays,
+    first_wait: Callable[[list[str]], bool] | None = None,
+) -> dict[str, BlockState] | None:
+    """The terminal states of `blocks` (read from their state files under `root`), once all
+    have one; None when `cancelled()` says so first. `first_wait(pending)` runs once, when the
+    wait first has to sleep; True from it means look again at once (it took a while)."""
+    ended: dict[str, BlockState] = {}
+    pending = list(blocks)
+    delay = delays.first
+    since = time.monotonic()
+    waited = False
+    while pending:
+        for block in list(pending):
+            state = read_state(root, block)
+            if state is not None and state.status.is_terminal:
+                ended[block] = state
+                pending.remove(block)
+        if not pending:
+            break
+        if cancelled():
+            return None
+        if not waited:
+            waited = True
+            if first_wait is not None and first_wait(pending):
+                continue
+        time.sleep(delay)
+        quick = time.monotonic() - since < delays.quick_seconds
+        delay = min(delay * 2, delays.quick_cap if quick else delays.slow_cap)
+    return ended
 
 
 class UpstreamNotStored(BlockbookError):
@@ -261,41 +310,19 @@ class HeadlessContext:
     ) -> dict[str, BlockState] | None:
         """The terminal states of `upstream`, once all have one; None when the run is cancelled
         meanwhile. `meanwhile(name)` runs once, when the block first has to wait."""
-        states: dict[str, BlockState] = {}
-        pending = list(upstream)
-        first, quick_cap, slow_cap = (
-            _REMOTE_POLLS
-            if isinstance(self.state_root, RemoteFolder)
-            else (_POLL_START, _POLL_QUICK, _POLL_SLOW)
-        )
-        delay = first
-        waiting_since = time.monotonic()
-        announced = False
-        while pending:
-            for parent in list(pending):
-                state = read_state(self.state_root, parent)
-                if state is not None and state.status.is_terminal:
-                    states[parent] = state
-                    pending.remove(parent)
-            if not pending:
-                break
-            if self.cancelled():
-                return None
-            if not announced:
-                write_state(
-                    self.state_root,
-                    BlockState(
-                        name, BlockStatus.PENDING, self.notebook, waiting_for=tuple(pending)
-                    ),
-                )
-                announced = True
-                if meanwhile is not None:
-                    meanwhile(name)
-                    continue  # that took a while: look again before sleeping
-            time.sleep(delay)
-            quick = time.monotonic() - waiting_since < _QUICK_SECONDS
-            delay = min(delay * 2, quick_cap if quick else slow_cap)
-        return states
+
+        def announce(pending: list[str]) -> bool:
+            waiting = BlockState(
+                name, BlockStatus.PENDING, self.notebook, waiting_for=tuple(pending)
+            )
+            write_state(self.state_root, waiting)
+            if meanwhile is None:
+                return False
+            meanwhile(name)
+            return True  # that took a while: look again before sleeping
+
+        delays = polls_for(self.state_root)
+        return wait_until_ended(self.state_root, upstream, self.cancelled, delays, announce)
 
 
 class InteractiveContext:

@@ -20,12 +20,17 @@ Series), at most `MAX_ITEMS` of them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from kernel_magics.contexts import HeadlessContext, Preparation, Readiness
+from kernel_magics.contexts import (
+    HeadlessContext,
+    Preparation,
+    Readiness,
+    polls_for,
+    wait_until_ended,
+)
 from pipelines.assembly.header import BlockHeader, BlockName, TriggerRule
 from pipelines.errors import BlockbookError, ErrorKind
 from pipelines.rundir.fanout import (
@@ -38,8 +43,6 @@ from pipelines.rundir.fanout import (
 from pipelines.rundir.schema_drift import Baseline
 from pipelines.rundir.state import Attempt, BlockState, InputSource, LoadedInput, now, read_state
 from pipelines.status import BlockStatus
-
-_POLL_START, _POLL_MOST = 0.005, 0.1
 
 
 class NotMappable(BlockbookError):
@@ -246,22 +249,8 @@ def fan_out(
 
 def _await(context: HeadlessContext, children: list[str]) -> dict[str, BlockState] | None:
     """Each child's terminal state, once all have one; None when the run is cancelled first."""
-    ended: dict[str, BlockState] = {}
-    pending = list(children)
-    delay = _POLL_START
-    while pending:
-        for child in list(pending):
-            state = read_state(context.state_root, child)
-            if state is not None and state.status.is_terminal:
-                ended[child] = state
-                pending.remove(child)
-        if not pending:
-            break
-        if context.cancelled():
-            return None
-        time.sleep(delay)
-        delay = min(delay * 2, _POLL_MOST)
-    return ended
+    delays = polls_for(context.state_root)
+    return wait_until_ended(context.state_root, children, context.cancelled, delays)
 
 
 def _collect(
