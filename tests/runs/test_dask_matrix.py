@@ -1,9 +1,14 @@
 """The rest of the behaviour matrix on Dask: trigger rules, conditions, sensors and resume, with
 each notebook a task on a real LocalCluster's worker processes, decided exactly as on the local
-executor (tests/runs/test_sensors_conditions.py, test_resume_only.py say how that is)."""
+executor (tests/runs/test_sensors_conditions.py, test_resume_only.py say how that is); and the
+pre-flight against real `dask worker` processes, one of them without pandas."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,7 @@ distributed = pytest.importorskip("distributed")
 
 from pipelines.api import Project  # noqa: E402
 from pipelines.assembly.pipeline import assemble  # noqa: E402
+from pipelines.runs.executors import ExecutorUnavailable  # noqa: E402
 from pipelines.runs.executors.choice import (  # noqa: E402
     EXECUTOR_ENV,
     ExecutorChoice,
@@ -23,7 +29,7 @@ from pipelines.runs.runner import RunResult  # noqa: E402
 from pipelines.status import BlockStatus, RunStatus  # noqa: E402
 from pipelines.store.run_store import RunStore  # noqa: E402
 from tests.helpers.notebooks import make_pipeline, nb  # noqa: E402
-from tests.helpers.runs import load_output, run_options, statuses  # noqa: E402
+from tests.helpers.runs import load_output, run_options, statuses, wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +155,56 @@ def test_resume_on_dask_runs_only_what_did_not_succeed(
     assert executed(log) == ["total"], "resume re-ran a block that had succeeded"
     assert second.blocks["load"].reused_from == first.run_id
     assert load_output(second, "total", "total") == 6
+
+
+def test_a_worker_without_pandas_is_named_by_the_pre_flight_and_nothing_runs(
+    project: Path, store: RunStore, tmp_path: Path
+) -> None:
+    """Real `dask scheduler` and `dask worker` processes; one worker's environment lacks pandas
+    (a package on its path that fails to import, as a missing one does)."""
+    shadow = tmp_path / "no-pandas" / "pandas"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named pandas')\n")
+    dask = Path(sys.executable).parent / "dask"
+    scheduler_file = tmp_path / "scheduler.json"
+    logs = (tmp_path / "dask.log").open("w")
+    quiet = {"stdout": logs, "stderr": subprocess.STDOUT}
+    processes = [
+        subprocess.Popen(
+            [
+                *(str(dask), "scheduler", "--host", "127.0.0.1", "--port", "0"),
+                *("--no-dashboard", "--scheduler-file", str(scheduler_file)),
+            ],
+            **quiet,
+        )
+    ]
+    try:
+        wait_for(scheduler_file.exists, 60, "the scheduler to write its address")
+        address = json.loads(scheduler_file.read_text())["address"]
+        worker = [str(dask), "worker", address, "--no-nanny", "--no-dashboard"]
+        worker += ["--resources", "kernels=1"]
+        healthy = subprocess.Popen(worker, **quiet)
+        without = {**os.environ, "PYTHONPATH": str(shadow.parent)}
+        broken = subprocess.Popen(worker, env=without, **quiet)
+        processes += [healthy, broken]
+        with distributed.Client(address, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+            by_pid = {pid: where for where, pid in client.run(os.getpid).items()}
+        folder = make_pipeline(project, {"a.ipynb": nb("%%block one\nx = 1")})
+
+        with pytest.raises(ExecutorUnavailable) as raised:
+            execute(project, store, folder, parse_executor(f"dask://{address[6:]}", "test"))
+
+        message = raised.value.message
+        assert f"worker {by_pid[broken.pid]}: cannot import `pandas`" in message, message
+        assert f"worker {by_pid[healthy.pid]}" not in message, message
+        assert store.list_runs("pipe") == []
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        logs.close()
