@@ -35,6 +35,7 @@ from pipelines.runs.executors.dask_executor import worker_problems  # noqa: E402
 from pipelines.runs.runner import Runner, RunResult  # noqa: E402
 from pipelines.status import BlockStatus, RunStatus  # noqa: E402
 from pipelines.store.run_store import RunStore  # noqa: E402
+from tests.helpers.dask_processes import WorkerSpec, dask_processes  # noqa: E402
 from tests.helpers.notebooks import make_pipeline, nb  # noqa: E402
 from tests.helpers.runs import (  # noqa: E402
     BLOCKBOOK,
@@ -486,58 +487,8 @@ def test_a_bad_executor_in_the_environment_names_the_variable(
 @pytest.fixture
 def real_cluster(tmp_path: Path) -> Iterator[str]:
     """`dask scheduler` and two `dask worker`s without nannies: a killed worker stays dead."""
-    port_file = tmp_path / "scheduler.json"
-    logs = (tmp_path / "dask.log").open("w")
-    processes = [
-        subprocess.Popen(
-            [
-                str(DASK),
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(port_file),
-            ],
-            stdout=logs,
-            stderr=subprocess.STDOUT,
-        )
-    ]
-    try:
-        wait_for(port_file.exists, 60, "the scheduler to write its address")
-        address = json.loads(port_file.read_text())["address"]
-        for _ in range(2):
-            processes.append(
-                subprocess.Popen(
-                    [
-                        str(DASK),
-                        "worker",
-                        address,
-                        "--no-nanny",
-                        "--nthreads",
-                        "2",
-                        "--resources",
-                        "kernels=2",
-                        "--no-dashboard",
-                    ],
-                    stdout=logs,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        with distributed.Client(address, set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=60)
+    with dask_processes(tmp_path, [WorkerSpec(), WorkerSpec()]) as (address, _):
         yield address
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        logs.close()
 
 
 def test_a_worker_killed_mid_block_is_replaced_by_the_other_and_the_run_succeeds(

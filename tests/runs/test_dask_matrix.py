@@ -5,10 +5,7 @@ pre-flight against real `dask worker` processes, one of them without pandas."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +25,9 @@ from pipelines.runs.executors.choice import (  # noqa: E402
 from pipelines.runs.runner import RunResult  # noqa: E402
 from pipelines.status import BlockStatus, RunStatus  # noqa: E402
 from pipelines.store.run_store import RunStore  # noqa: E402
+from tests.helpers.dask_processes import WorkerSpec, dask_processes  # noqa: E402
 from tests.helpers.notebooks import make_pipeline, nb  # noqa: E402
-from tests.helpers.runs import load_output, run_options, statuses, wait_for  # noqa: E402
+from tests.helpers.runs import load_output, run_options, statuses  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -165,30 +163,10 @@ def test_a_worker_without_pandas_is_named_by_the_pre_flight_and_nothing_runs(
     shadow = tmp_path / "no-pandas" / "pandas"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('No module named pandas')\n")
-    dask = Path(sys.executable).parent / "dask"
-    scheduler_file = tmp_path / "scheduler.json"
-    logs = (tmp_path / "dask.log").open("w")
-    quiet = {"stdout": logs, "stderr": subprocess.STDOUT}
-    processes = [
-        subprocess.Popen(
-            [
-                *(str(dask), "scheduler", "--host", "127.0.0.1", "--port", "0"),
-                *("--no-dashboard", "--scheduler-file", str(scheduler_file)),
-            ],
-            **quiet,
-        )
-    ]
-    try:
-        wait_for(scheduler_file.exists, 60, "the scheduler to write its address")
-        address = json.loads(scheduler_file.read_text())["address"]
-        worker = [str(dask), "worker", address, "--no-nanny", "--no-dashboard"]
-        worker += ["--resources", "kernels=1"]
-        healthy = subprocess.Popen(worker, **quiet)
-        without = {**os.environ, "PYTHONPATH": str(shadow.parent)}
-        broken = subprocess.Popen(worker, env=without, **quiet)
-        processes += [healthy, broken]
+    without = {**os.environ, "PYTHONPATH": str(shadow.parent)}
+    workers = [WorkerSpec(), WorkerSpec(env=without)]
+    with dask_processes(tmp_path, workers) as (address, (healthy, broken)):
         with distributed.Client(address, set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=60)
             by_pid = {pid: where for where, pid in client.run(os.getpid).items()}
         folder = make_pipeline(project, {"a.ipynb": nb("%%block one\nx = 1")})
 
@@ -199,12 +177,3 @@ def test_a_worker_without_pandas_is_named_by_the_pre_flight_and_nothing_runs(
         assert f"worker {by_pid[broken.pid]}: cannot import `pandas`" in message, message
         assert f"worker {by_pid[healthy.pid]}" not in message, message
         assert store.list_runs("pipe") == []
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        logs.close()

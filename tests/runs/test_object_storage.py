@@ -37,6 +37,7 @@ from pipelines.runs.runner import RunResult  # noqa: E402
 from pipelines.runs.storage import project_storage  # noqa: E402
 from pipelines.status import BlockStatus, RunStatus  # noqa: E402
 from pipelines.store.run_store import RunStore  # noqa: E402
+from tests.helpers.dask_processes import WorkerSpec, dask_processes  # noqa: E402
 from tests.helpers.notebooks import make_pipeline, nb  # noqa: E402
 from tests.helpers.runs import run_options, statuses, wait_for  # noqa: E402
 
@@ -135,44 +136,12 @@ def worker_env() -> dict[str, str]:
 def cluster(tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
     """`dask scheduler` and two `dask worker --resources kernels=2` (no nannies: a killed
     worker stays dead), each worker in an empty folder of its own."""
-    port_file = tmp_path / "scheduler.json"
-    logs = (tmp_path / "dask.log").open("w")
     folders = [tmp_path / f"worker-{n}" for n in (1, 2)]
-    scheduler = [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0"]
-    worker = [str(BIN / "dask"), "worker", "--no-nanny", "--nthreads", "2"]
-    processes = [
-        subprocess.Popen(
-            [*scheduler, "--no-dashboard", "--scheduler-file", str(port_file)],
-            stdout=logs,
-            stderr=subprocess.STDOUT,
-        )
-    ]
-    try:
-        wait_for(port_file.exists, 60, "the scheduler to write its address")
-        address = json.loads(port_file.read_text())["address"]
-        for folder in folders:
-            folder.mkdir()
-            processes.append(
-                subprocess.Popen(
-                    [*worker, address, "--resources", "kernels=2", "--no-dashboard"],
-                    cwd=folder,
-                    env=worker_env(),
-                    stdout=logs,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        with distributed.Client(address, set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=60)
+    for folder in folders:
+        folder.mkdir()
+    workers = [WorkerSpec(cwd=folder, env=worker_env()) for folder in folders]
+    with dask_processes(tmp_path, workers) as (address, _):
         yield address, folders
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        logs.close()
 
 
 def run_on(project: Path, store: RunStore, folder: Path, address: str, **options: Any) -> RunResult:
