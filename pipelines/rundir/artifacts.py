@@ -230,7 +230,26 @@ def summarize(value: Any) -> dict[str, Any]:
     return summary
 
 
-class _HashingWriter:
+class _WriteOnlyStream:
+    """What pyarrow and pickle ask of a file they write to, for the hashing writers below:
+    forward-only, write-only, its position the bytes written so far."""
+
+    size: int
+
+    def tell(self) -> int:
+        return self.size
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+
+class _HashingWriter(_WriteOnlyStream):
     """A binary file over a file descriptor that counts what is written and hashes it (sha256).
 
     Writes go to the descriptor in chunks of `_CHUNK`; a thread reads each chunk back (from the
@@ -258,20 +277,8 @@ class _HashingWriter:
             self._drain()
         return view.nbytes
 
-    def tell(self) -> int:
-        return self.size
-
     def flush(self) -> None:
         pass  # written on in chunks; `finish` writes the rest
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def readable(self) -> bool:
-        return False
 
     def close(self) -> None:
         # pyarrow closes the file it wrote to; the descriptor is closed by `_write_atomic`.
@@ -354,7 +361,7 @@ def _write(path: RunFolder, write: _Writer) -> tuple[int, str]:
     return _write_atomic(path, write)
 
 
-class _HashingUpload:
+class _HashingUpload(_WriteOnlyStream):
     """A binary stream that hashes (sha256) and counts what goes through it to an fsspec file:
     the network is slower than hashing, so it is done in line, unlike `_HashingWriter`."""
 
@@ -371,20 +378,8 @@ class _HashingUpload:
         self.size += view.nbytes
         return view.nbytes
 
-    def tell(self) -> int:
-        return self.size
-
     def flush(self) -> None:
         pass  # the fsspec file uploads its blocks as they fill; `close` commits the rest
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def readable(self) -> bool:
-        return False
 
     def close(self) -> None:
         self.closed = True  # pyarrow closes what it wrote to; the upload is committed apart
